@@ -1,0 +1,118 @@
+"""Content-addressed artifacts and the cached intermediate products that feed them.
+
+An artifact's key hashes everything that decides its bytes: the model's identity, the
+recipe chain with its parameters, the runtime, the target CPU and the versions of the
+libraries involved. Keys are computed from configuration alone, so a run whose
+artifacts exist never has to build (or train) a model. Files are written to a
+temporary name and renamed, so an interrupted build never leaves a file that looks
+complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import harness
+
+# Libraries whose upgrade must invalidate every cached artifact.
+_VERSIONED_PACKAGES = (
+    "torch", "onnxruntime", "onnx", "onnxscript", "executorch", "torchao", "torch-pruning",
+    "numpy", "scikit-learn",
+)
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    versions = {"harness": harness.__version__}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a canonical JSON rendering."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+
+@dataclass(frozen=True)
+class Artifact:
+    key: str
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+class ArtifactStore:
+    """``root/<key[:2]>/<key>/model.<suffix>`` plus ``meta.json`` written last: an artifact
+    exists only once its sidecar does."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def get(self, key: str) -> Artifact | None:
+        meta_path = self._dir(key) / "meta.json"
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        path = self._dir(key) / meta["file"]
+        if not path.is_file() or path.stat().st_size != meta.get("size_bytes"):
+            return None
+        return Artifact(key=key, path=path, meta=meta)
+
+    def staging_path(self, key: str, suffix: str) -> Path:
+        """Where an exporter writes; :meth:`commit` moves it into place."""
+        directory = self._dir(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory / f".model{suffix}.partial-{os.getpid()}"
+
+    def commit(self, key: str, staged: Path, suffix: str, meta: dict[str, Any]) -> Artifact:
+        directory = self._dir(key)
+        final = directory / f"model{suffix}"
+        os.replace(staged, final)
+        meta = {
+            **meta,
+            "file": final.name,
+            "size_bytes": final.stat().st_size,
+            "sha256": file_sha256(final),
+        }
+        atomic_write_json(directory / "meta.json", meta)
+        return Artifact(key=key, path=final, meta=meta)
+
+    def remove(self, key: str) -> None:
+        shutil.rmtree(self._dir(key), ignore_errors=True)

@@ -1,0 +1,290 @@
+"""The ``harness`` command line: parses, calls the stages, prints.
+
+Exit codes (also in the README):
+  0  every cell succeeded (run) / the command did what was asked
+  1  the run finished but some cells failed (each is recorded with its reason)
+  2  bad input: a suite, preset or profile that does not validate, an unknown run
+  130 interrupted with Ctrl-C (finished cells are kept; the next run resumes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.errors import HarnessError
+
+EXIT_OK = 0
+EXIT_CELLS_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+DEFAULT_RESULTS = Path("results")
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+# --- run --------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.reports.table import build_rows, render_rich
+    from harness.suite.config import load_suite
+    from harness.suite.walk import SuiteWalker, WalkEvent
+
+    console = _console()
+    suite = load_suite(args.suite)
+    walker = SuiteWalker(suite, args.results, fresh=args.fresh, new_run=args.new_run)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=args.quiet or not console.is_terminal,
+    )
+    task = progress.add_task("starting", total=None)
+
+    def on_event(event: WalkEvent) -> None:
+        if event.kind == "begin":
+            progress.update(task, total=event.total)
+            console.print(
+                f"suite [bold]{suite.name}[/]: {event.total} cells, run {event.run_id}, "
+                f"results in {Path(args.results) / 'harness.db'}"
+            )
+        elif event.kind == "cell_skipped":
+            progress.advance(task)
+        elif event.kind == "cell_start" and event.cell is not None:
+            left = event.total - event.index
+            progress.update(task, description=event.cell.label)
+            if not args.quiet:
+                console.print(f"[{event.index}/{event.total}] {event.cell.label} ({left} left after this)")
+        elif event.kind == "cell_done" and event.record is not None:
+            progress.advance(task)
+            rec = event.record
+            if rec.status == "ok":
+                p50 = rec.result["latency_ms"]["p50"]
+                acc = rec.result.get("accuracy")
+                extra = f", accuracy {acc * 100:.1f}%" if acc is not None else ""
+                if not args.quiet:
+                    console.print(f"    ok: p50 {p50:.3f} ms{extra}")
+            else:
+                console.print(f"    [red]failed[/]: {rec.reason}")
+        elif event.kind == "log" and not args.quiet:
+            console.print(f"    {event.message}", style="dim")
+
+    walker.on_event = on_event
+    walker.pipeline.log = lambda msg: on_event(WalkEvent("log", message=msg))
+    try:
+        with progress:
+            summary = walker.walk()
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted[/]: finished cells are stored; run the same command to resume"
+        )
+        walker.close()
+        return EXIT_INTERRUPTED
+    cells = walker.store.cells(summary.run_id)
+    walker.close()
+    baselines = {n for n, v in suite.variants.items() if v.is_baseline}
+    render_rich(build_rows(cells, baselines), f"{suite.name} (run {summary.run_id})", console)
+    console.print(
+        f"{summary.ran} cells measured, {summary.skipped} already done, {summary.failed} failed"
+    )
+    return EXIT_CELLS_FAILED if any(c.status != "ok" for c in cells) else EXIT_OK
+
+
+# --- report -----------------------------------------------------------------------
+
+
+def _open_store(results: Path):  # noqa: ANN202 - ResultsStore import is deferred
+    from harness.results.store import ResultsStore
+
+    db = Path(results) / "harness.db"
+    if not db.is_file():
+        raise HarnessError(f"{db}: no results store here (run 'harness run SUITE' first)")
+    return ResultsStore(db)
+
+
+def _resolve_run(store, spec: str | None) -> int:  # noqa: ANN001
+    if spec in (None, "latest"):
+        latest = store.latest_run()
+        if latest is None:
+            raise HarnessError(f"{store.path}: the store has no runs yet")
+        return latest.id
+    try:
+        run_id = int(spec)
+    except ValueError:
+        raise HarnessError(f"run {spec!r}: expected a run id (an integer) or 'latest'") from None
+    store.get_run(run_id)
+    return run_id
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.reports.cells import cell_to_dict
+    from harness.reports.table import build_rows, render_csv, render_markdown, render_rich
+
+    with _open_store(args.results) as store:
+        run_id = _resolve_run(store, args.run)
+        run = store.get_run(run_id)
+        cells = store.cells(run_id)
+    if args.format == "json":
+        text = json.dumps([cell_to_dict(c) for c in cells], indent=2)
+    elif args.format == "markdown":
+        text = render_markdown(build_rows(cells))
+    elif args.format == "csv":
+        text = render_csv(build_rows(cells))
+    else:
+        console = _console() if args.output is None else Console(file=open(args.output, "w"), width=200)
+        render_rich(build_rows(cells), f"{run.suite_name} (run {run.id}, {run.status})", console)
+        return EXIT_OK
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+# --- listings ---------------------------------------------------------------------
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from harness.models.zoo import list_models
+
+    table = Table(title="model zoo")
+    for col in ("name", "labels", "description", "params (defaults)"):
+        table.add_column(col, overflow="fold")
+    for m in list_models():
+        params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items())
+        table.add_row(m["name"], "yes" if m.get("has_labels") else "no", m.get("description", ""), params)
+    _console().print(table)
+    _console().print(
+        "User models: 'factory = \"package.module:function\"' (returns (module, example_input)) "
+        "or 'file = \"model.onnx\"' / '.pte' (benchmark only) in a suite's [[models]]."
+    )
+    return EXIT_OK
+
+
+def _search_dirs(kind: str, extra: list[str] | None) -> list[Path]:
+    dirs = [Path(d) for d in (extra or [])]
+    return [*dirs, Path.cwd() / kind]
+
+
+def cmd_recipes_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from harness.recipes import RECIPES
+    from harness.recipes.config import list_presets
+
+    console = _console()
+    table = Table(title="recipe presets")
+    for col in ("preset", "steps", "description", "file"):
+        table.add_column(col, overflow="fold")
+    for preset in list_presets(_search_dirs("recipes", args.dir)):
+        steps = " -> ".join(s.recipe for s in preset.steps)
+        table.add_row(preset.name, steps, preset.description, str(preset.path))
+    console.print(table)
+    console.print("recipes usable inline in a suite: " + ", ".join(sorted(RECIPES)))
+    return EXIT_OK
+
+
+def cmd_devices_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from harness.devices.config import list_profiles
+
+    table = Table(title="device profiles")
+    for col in ("name", "kind", "arch", "cores", "description"):
+        table.add_column(col, overflow="fold")
+    for p in list_profiles(_search_dirs("devices", args.dir)):
+        target = p.target()
+        table.add_row(p.name, p.kind, target.arch, str(target.cores), p.description)
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.suite.config import load_suite
+    from harness.suite.walk import expand
+
+    suite = load_suite(args.suite)
+    print(f"{suite.path}: valid, {len(expand(suite))} cells")
+    return EXIT_OK
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Compress, export, deploy and benchmark PyTorch models on edge devices.",
+        epilog="Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130 interrupted.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def results_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--results", type=Path, default=DEFAULT_RESULTS,
+            help="results directory holding harness.db, artifacts/ and cache/ (default: results)",
+        )
+
+    run = sub.add_parser("run", help="walk a suite's matrix and store the results")
+    run.add_argument("suite", type=Path, help="suite TOML file, e.g. suites/quickstart.toml")
+    results_option(run)
+    run.add_argument("--new-run", action="store_true",
+                     help="start a new run (re-measure every cell, reuse built artifacts)")
+    run.add_argument("--fresh", action="store_true",
+                     help="start a new run and rebuild every model, variant and artifact")
+    run.add_argument("-q", "--quiet", action="store_true", help="only the final table")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="print a run's results")
+    report.add_argument("run", nargs="?", default=None, help="run id or 'latest' (default)")
+    results_option(report)
+    report.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    report.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    report.set_defaults(func=cmd_report)
+
+    validate = sub.add_parser("validate", help="check a suite file without running it")
+    validate.add_argument("suite", type=Path)
+    validate.set_defaults(func=cmd_validate)
+
+    for name, func, helptext in (
+        ("models", cmd_models_list, "the model zoo"),
+        ("recipes", cmd_recipes_list, "recipe presets (recipes/*.toml)"),
+        ("devices", cmd_devices_list, "device profiles (devices/*.toml)"),
+    ):
+        group = sub.add_parser(name, help=helptext)
+        group_sub = group.add_subparsers(dest="action", required=True)
+        lister = group_sub.add_parser("list", help=f"list {helptext}")
+        if name != "models":
+            lister.add_argument("--dir", action="append", help="extra directory to search")
+        lister.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

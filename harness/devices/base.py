@@ -1,0 +1,40 @@
+"""The device contract: run the runner on a job and hand back its result."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.devices.config import DeviceProfile
+
+
+@dataclass(frozen=True)
+class DeviceRun:
+    """A checked runner result and the variant's outputs on the eval inputs (if asked)."""
+
+    result: dict[str, Any]
+    outputs: np.ndarray | None
+
+
+class Device(ABC):
+    def __init__(self, profile: DeviceProfile):
+        self.profile = profile
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @abstractmethod
+    def run(
+        self,
+        job: dict[str, Any],
+        artifact: Path,
+        eval_inputs: Path | None,
+        timeout_s: float,
+    ) -> DeviceRun:
+        """Run one job; raise :class:`harness.errors.RunnerError` (with ``kind`` such as
+        ``timeout``, ``out_of_memory`` or ``runtime_error``) when it does not succeed."""

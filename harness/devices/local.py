@@ -1,0 +1,87 @@
+"""This machine as it is: the runner in a child process of the host's Python."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.devices.base import Device, DeviceRun
+from harness.errors import RunnerError
+from harness.runner import RUNNER_PATH
+from harness.runner.job import check_result
+
+_STDERR_TAIL = 4000
+
+
+def run_runner_process(
+    command_prefix: list[str], job: dict[str, Any], timeout_s: float, origin: str
+) -> DeviceRun:
+    """Run ``command_prefix + [runner, job, result]`` and read the result back.
+
+    Used by the local device and, with a wrapper prefix, by emulation. A child killed
+    by SIGKILL without a result is reported as out of memory, the usual cause.
+    """
+    with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
+        job = dict(job)
+        outputs_path = Path(tmp) / "outputs.npy"
+        if job.get("eval_inputs"):
+            job["outputs_out"] = str(outputs_path)
+        job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_path.write_text(json.dumps(job))
+        command = [*command_prefix, str(RUNNER_PATH), str(job_path), str(result_path)]
+        try:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            stderr = (exc.stderr or b"")
+            stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+            raise RunnerError(
+                f"runner exceeded its {timeout_s:.0f} s time-out and was killed",
+                kind="timeout",
+                stderr=stderr[-_STDERR_TAIL:],
+            ) from None
+        stderr = proc.stderr[-_STDERR_TAIL:]
+        if not result_path.is_file():
+            if proc.returncode == -signal.SIGKILL:
+                raise RunnerError(
+                    "runner was killed by SIGKILL (out of memory?)",
+                    kind="out_of_memory",
+                    stderr=stderr,
+                )
+            raise RunnerError(
+                f"runner exited with code {proc.returncode} and wrote no result: "
+                + (stderr.strip().splitlines() or ["(no stderr)"])[-1],
+                kind="runner_crashed",
+                stderr=stderr,
+            )
+        try:
+            raw = json.loads(result_path.read_text())
+        except ValueError as exc:
+            raise RunnerError(f"{origin}: runner result is not JSON: {exc}", stderr=stderr) from None
+        try:
+            result = check_result(raw, origin)
+        except RunnerError as exc:
+            exc.stderr = stderr
+            raise
+        outputs = np.load(outputs_path) if outputs_path.is_file() else None
+        return DeviceRun(result=result, outputs=outputs)
+
+
+class LocalDevice(Device):
+    def run(
+        self,
+        job: dict[str, Any],
+        artifact: Path,
+        eval_inputs: Path | None,
+        timeout_s: float,
+    ) -> DeviceRun:
+        job = {**job, "artifact": str(artifact), "eval_inputs": str(eval_inputs) if eval_inputs else None}
+        return run_runner_process([sys.executable], job, timeout_s, origin=f"device {self.name}")

@@ -1,0 +1,48 @@
+"""Exceptions shared by every stage.
+
+Each carries enough context for a user to fix the cause without reading a traceback:
+configuration errors name the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """Base class for errors the CLI reports without a traceback."""
+
+
+class ConfigError(HarnessError):
+    """A suite, preset or device profile that does not validate."""
+
+    def __init__(self, file: str | Path | None, key: str, expected: str, got: object = None):
+        self.file = str(file) if file is not None else "<inline>"
+        self.key = key
+        self.expected = expected
+        self.got = got
+        detail = f": expected {expected}"
+        if got is not None:
+            detail += f", got {got!r}"
+        super().__init__(f"{self.file}: key '{key}'{detail}")
+
+
+class ExportError(HarnessError):
+    """An exporter could not produce an artifact; the message is the exporter's own."""
+
+
+class UnsupportedError(HarnessError):
+    """A runtime or recipe cannot do what was asked on this target (e.g. no fp16 kernels)."""
+
+
+class RecipeError(HarnessError):
+    """A recipe failed while transforming a model."""
+
+
+class RunnerError(HarnessError):
+    """The on-device runner failed or returned something unusable."""
+
+    def __init__(self, message: str, kind: str = "runner_error", stderr: str = ""):
+        self.kind = kind
+        self.stderr = stderr
+        super().__init__(message)

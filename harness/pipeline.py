@@ -1,0 +1,331 @@
+"""From a suite's model entry and variant to an artifact on disk.
+
+model source -> transform recipes (shared by every runtime, cached) -> exporter
+(applies the quantize step, if any) -> artifact store. Each expensive product is cached
+on disk under a content key and memoised for the run, so a variant trained once
+(distillation, pruning fine-tune) is exported to every runtime without retraining.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.artifacts import (
+    Artifact,
+    ArtifactStore,
+    atomic_write_json,
+    digest,
+    file_sha256,
+    library_versions,
+)
+from harness.errors import HarnessError, RecipeError
+from harness.models.base import ModelBundle
+from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
+from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
+from harness.target import TargetInfo
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """What scoring needs, cached so measuring a built artifact never rebuilds the model."""
+
+    eval_inputs: Path
+    labels: np.ndarray | None
+    reference: np.ndarray | None  # fp32 PyTorch outputs on eval_inputs
+    input_shape: list[int]
+    info: dict[str, Any]
+
+
+def _np_save(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        suite: Suite,
+        cache_dir: Path,
+        artifacts: ArtifactStore,
+        fresh: bool = False,
+        log: Callable[[str], None] = print,
+    ):
+        self.suite = suite
+        self.cache_dir = Path(cache_dir)
+        self.artifacts = artifacts
+        self.fresh = fresh
+        self.log = log
+        self._bundles: dict[str, ModelBundle] = {}
+        self._transformed: dict[str, tuple[ModelBundle, list[dict[str, Any]]]] = {}
+        self._failed_transforms: dict[str, HarnessError] = {}
+        self._refreshed: set[str] = set()
+
+    # --- identities -------------------------------------------------------------
+
+    def model_identity(self, entry: ModelEntry) -> dict[str, Any]:
+        if entry.zoo is not None:
+            return {"zoo": entry.zoo, "params": entry.params}
+        if entry.factory is not None:
+            module_name = entry.factory.partition(":")[0]
+            with self._suite_on_path():
+                spec = importlib.util.find_spec(module_name)
+            origin = spec.origin if spec is not None else None
+            source = file_sha256(Path(origin)) if origin and Path(origin).is_file() else None
+            return {"factory": entry.factory, "source_sha256": source}
+        return {"file_sha256": file_sha256(self.suite.model_path(entry))}
+
+    def model_key(self, entry: ModelEntry) -> str:
+        return digest({"model": self.model_identity(entry), "versions": library_versions()})
+
+    def artifact_key(
+        self, entry: ModelEntry, variant: Variant, runtime: str, target: TargetInfo
+    ) -> str:
+        if entry.file is not None:
+            return self.model_key(entry)
+        return digest(
+            {
+                "model": self.model_identity(entry),
+                "chain": variant.lineage_for_hash(),
+                "runtime": runtime,
+                "target": target.to_dict(),
+                "versions": library_versions(),
+            }
+        )
+
+    # --- model sources ----------------------------------------------------------
+
+    def _suite_on_path(self) -> _SysPath:
+        return _SysPath(self.suite.directory)
+
+    def bundle(self, entry: ModelEntry) -> ModelBundle:
+        if entry.name not in self._bundles:
+            started = time.perf_counter()
+            if entry.zoo is not None:
+                from harness.models.zoo import build_model
+
+                bundle = build_model(entry.zoo, entry.params, self.cache_dir)
+            else:
+                from harness.models.loaders import load_factory_model
+
+                assert entry.factory is not None
+                with self._suite_on_path():
+                    bundle = load_factory_model(entry.factory, self.cache_dir)
+            bundle = replace(bundle, name=entry.name)
+            self.log(f"model {entry.name}: ready in {time.perf_counter() - started:.1f} s")
+            self._bundles[entry.name] = bundle
+        return self._bundles[entry.name]
+
+    def model_data(self, entry: ModelEntry) -> ModelData:
+        """Eval inputs, labels and fp32 reference outputs, cached per model key."""
+        directory = self.cache_dir / "models" / self.model_key(entry)
+        info_path = directory / "info.json"
+        if info_path.is_file() and not self._fresh_once(f"data:{directory}"):
+            info = json.loads(info_path.read_text())
+            labels_path, ref_path = directory / "labels.npy", directory / "reference.npy"
+            return ModelData(
+                eval_inputs=directory / "eval_inputs.npy",
+                labels=np.load(labels_path) if labels_path.is_file() else None,
+                reference=np.load(ref_path) if ref_path.is_file() else None,
+                input_shape=info["input_shape"],
+                info=info["info"],
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        if entry.file is not None:
+            data = self._file_model_data(entry, directory)
+        else:
+            data = self._torch_model_data(entry, directory)
+        atomic_write_json(info_path, {"input_shape": data.input_shape, "info": data.info})
+        return data
+
+    def _torch_model_data(self, entry: ModelEntry, directory: Path) -> ModelData:
+        import torch
+
+        bundle = self.bundle(entry)
+        inputs = np.ascontiguousarray(bundle.data.eval_inputs, dtype=np.float32)
+        with torch.no_grad():
+            reference = bundle.module.eval()(torch.from_numpy(inputs)).numpy()
+        _np_save(directory / "eval_inputs.npy", inputs)
+        _np_save(directory / "reference.npy", reference)
+        labels = bundle.data.eval_labels
+        if labels is not None:
+            _np_save(directory / "labels.npy", np.asarray(labels))
+        return ModelData(
+            eval_inputs=directory / "eval_inputs.npy",
+            labels=labels,
+            reference=reference,
+            input_shape=list(bundle.example_input.shape),
+            info=dict(bundle.info),
+        )
+
+    def _file_model_data(self, entry: ModelEntry, directory: Path) -> ModelData:
+        from harness.models.loaders import load_file_model
+
+        model = load_file_model(self.suite.model_path(entry), input_shape=entry.input_shape)
+        rng = np.random.default_rng(self.suite.measure.seed)
+        inputs = rng.standard_normal((16, *model.input_shape[1:]), dtype=np.float32)
+        _np_save(directory / "eval_inputs.npy", inputs)
+        return ModelData(
+            eval_inputs=directory / "eval_inputs.npy",
+            labels=None,
+            reference=None,
+            input_shape=list(model.input_shape),
+            info={},
+        )
+
+    def _fresh_once(self, token: str) -> bool:
+        """With --fresh, each cached product is rebuilt once per run, then reused."""
+        if not self.fresh or token in self._refreshed:
+            return False
+        self._refreshed.add(token)
+        return True
+
+    # --- transforms -------------------------------------------------------------
+
+    def transformed(
+        self, entry: ModelEntry, variant: Variant
+    ) -> tuple[ModelBundle, list[dict[str, Any]]]:
+        """The model after the chain's transform steps, and each step's notes."""
+        steps = [s for s in variant.steps if s.kind == "transform"]
+        if not steps:
+            return self.bundle(entry), []
+        key = digest(
+            {"model": self.model_key(entry), "steps": [s.to_hashable() for s in steps]}
+        )
+        if key in self._failed_transforms:
+            raise self._failed_transforms[key]
+        if key in self._transformed:
+            return self._transformed[key]
+        path = self.cache_dir / "transforms" / f"{key}.pt"
+        notes_path = path.with_suffix(".json")
+        if path.is_file() and notes_path.is_file() and not self._fresh_once(f"tf:{key}"):
+            import torch
+
+            module = torch.load(path, weights_only=False)
+            saved = json.loads(notes_path.read_text())
+            bundle = replace(self.bundle(entry), module=module, info=saved["info"])
+            result = (bundle, saved["notes"])
+        else:
+            try:
+                result = self._apply_transforms(entry, steps)
+            except HarnessError as exc:
+                self._failed_transforms[key] = exc
+                raise
+            except Exception as exc:  # a recipe's own failure: keep its message
+                err = RecipeError(f"{type(exc).__name__}: {exc}")
+                self._failed_transforms[key] = err
+                raise err from exc
+            self._save_transform(path, notes_path, *result)
+        self._transformed[key] = result
+        return result
+
+    def _apply_transforms(
+        self, entry: ModelEntry, steps: list[Any]
+    ) -> tuple[ModelBundle, list[dict[str, Any]]]:
+        bundle = self.bundle(entry)
+        ctx = RecipeContext(seed=self.suite.measure.seed, cache_dir=self.cache_dir, log=self.log)
+        notes: list[dict[str, Any]] = []
+        for step in steps:
+            recipe = step.instantiate()
+            assert isinstance(recipe, TransformRecipe)
+            started = time.perf_counter()
+            outcome = recipe.apply(bundle, ctx)
+            elapsed = time.perf_counter() - started
+            self.log(f"{entry.name}: {step.recipe} done in {elapsed:.1f} s")
+            bundle = outcome.bundle
+            notes.append({"recipe": step.recipe, "seconds": round(elapsed, 2), **outcome.notes})
+        return bundle, notes
+
+    @staticmethod
+    def _save_transform(
+        path: Path, notes_path: Path, bundle: ModelBundle, notes: list[dict[str, Any]]
+    ) -> None:
+        import torch
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(bundle.module, tmp)
+        tmp.replace(path)
+        atomic_write_json(notes_path, {"info": bundle.info, "notes": notes})
+
+    # --- artifacts --------------------------------------------------------------
+
+    def artifact(
+        self, entry: ModelEntry, variant: Variant, runtime: str, target: TargetInfo
+    ) -> Artifact:
+        key = self.artifact_key(entry, variant, runtime, target)
+        if entry.file is not None:
+            path = self.suite.model_path(entry)
+            return Artifact(
+                key=key, path=path, meta={"file": str(path), "size_bytes": path.stat().st_size}
+            )
+        existing = self.artifacts.get(key)
+        if existing is not None and not self._fresh_once(f"art:{key}"):
+            return existing
+        from harness.export import get_exporter
+
+        bundle, transform_notes = self.transformed(entry, variant)
+        quant = _quant_request(variant)
+        exporter = get_exporter(runtime)
+        staged = self.artifacts.staging_path(key, exporter.suffix)
+        started = time.perf_counter()
+        try:
+            result = exporter.export(bundle, staged, quant, target)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        if result.path != staged:
+            Path(result.path).replace(staged)
+        elapsed = time.perf_counter() - started
+        self.log(f"{entry.name}/{variant.name}: exported to {runtime} in {elapsed:.1f} s")
+        return self.artifacts.commit(
+            key,
+            staged,
+            exporter.suffix,
+            {
+                "model": entry.name,
+                "variant": variant.name,
+                "runtime": runtime,
+                "target": target.to_dict(),
+                "lineage": variant.lineage(),
+                "transform_notes": transform_notes,
+                "export_notes": result.notes,
+                "model_info": bundle.info,
+                "versions": library_versions(),
+                "export_seconds": round(elapsed, 2),
+            },
+        )
+
+    def runtime_for_file(self, entry: ModelEntry) -> str:
+        return FILE_RUNTIMES[self.suite.model_path(entry).suffix]
+
+
+def _quant_request(variant: Variant) -> QuantRequest | None:
+    for step in variant.steps:
+        if step.kind == "quantize":
+            recipe = step.instantiate()
+            return recipe.request()  # type: ignore[attr-defined]
+    return None
+
+
+class _SysPath:
+    """Temporarily put the suite's directory on sys.path for user factories."""
+
+    def __init__(self, directory: Path):
+        self.directory = str(directory)
+
+    def __enter__(self) -> None:
+        sys.path.insert(0, self.directory)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.directory in sys.path:
+            sys.path.remove(self.directory)

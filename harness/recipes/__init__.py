@@ -1,0 +1,19 @@
+"""Recipes by name, resolved lazily (importing torch_pruning only when a suite prunes)."""
+
+from __future__ import annotations
+
+from harness.plugins import resolve
+from harness.recipes.base import Recipe
+
+RECIPES: dict[str, str] = {
+    "int8-static": "harness.recipes.quantize:Int8Static",
+    "int8-dynamic": "harness.recipes.quantize:Int8Dynamic",
+    "fp16": "harness.recipes.quantize:Fp16",
+    "prune-channels": "harness.recipes.prune_channels:ChannelPruning",
+    "prune-unstructured": "harness.recipes.prune_unstructured:UnstructuredPruning",
+    "distill": "harness.recipes.distill:Distillation",
+}
+
+
+def get_recipe_class(name: str) -> type[Recipe]:
+    return resolve(RECIPES[name])

@@ -1,0 +1,1 @@
+"""Reports built from the results store: JSON cells, tables (rich, markdown, CSV)."""

@@ -1,0 +1,47 @@
+"""The JSON shape of one cell, as ``harness report --format json`` prints it.
+
+Fields named by the foundation issue are always present (null where not measured);
+later features add fields, never remove these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.results.store import CellRecord
+
+_MEMORY_KEYS = ("baseline", "after_load", "peak")
+_LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min", "cv", "ci95")
+
+
+def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
+    r = cell.result
+    latency = r.get("latency_ms") or {}
+    memory = r.get("memory_mb") or {}
+    return {
+        "model": cell.model,
+        "variant": cell.variant,
+        "runtime": cell.runtime,
+        "device": cell.device,
+        "status": cell.status,
+        "reason": cell.reason,
+        "latency_ms": {k: latency.get(k) for k in _LATENCY_KEYS} if latency else None,
+        "samples": r.get("samples", 0),
+        "memory_mb": {k: memory.get(k) for k in _MEMORY_KEYS} if memory else None,
+        "size_bytes": cell.size_bytes,
+        "accuracy": r.get("accuracy"),
+        "agreement": r.get("agreement"),
+        "emulated": cell.emulated,
+        "load_ms": r.get("load_ms"),
+        "first_inference_ms": r.get("first_inference_ms"),
+        "throughput_ips": r.get("throughput_ips"),
+        "quality": {
+            k: r.get(k) for k in ("max_abs_error", "mean_abs_error", "cosine")
+        },
+        "lineage": r.get("lineage", []),
+        "transform_notes": r.get("transform_notes", []),
+        "export_notes": r.get("export_notes", {}),
+        "model_info": r.get("model_info", {}),
+        "artifact_hash": cell.artifact_hash,
+        "failure_kind": r.get("failure_kind"),
+    }

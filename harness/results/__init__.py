@@ -1,0 +1,1 @@
+"""Results: the SQLite store, latency statistics and quality scoring."""

@@ -1,0 +1,301 @@
+"""The results store: one SQLite file, a row per run, per cell and per latency sample.
+
+Every finished cell is written in one transaction, so an interrupted run leaves only
+whole cells behind and the next run resumes after the last one. The schema version is
+SQLite's ``user_version``; :data:`MIGRATIONS` lists, for each version, the statements
+that take a database from the previous version to it, and opening a store applies the
+missing ones in order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            suite_name TEXT NOT NULL,
+            suite_path TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'complete')),
+            harness_version TEXT NOT NULL,
+            git_commit TEXT,
+            machine_fingerprint TEXT NOT NULL,
+            machine_json TEXT NOT NULL,
+            runtime_versions_json TEXT NOT NULL
+        )""",
+        """CREATE TABLE cells (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            runtime TEXT NOT NULL,
+            device TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            reason TEXT,
+            emulated INTEGER NOT NULL DEFAULT 0,
+            artifact_hash TEXT,
+            size_bytes INTEGER,
+            result_json TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            UNIQUE (run_id, model, variant, runtime, device)
+        )""",
+        """CREATE TABLE samples (
+            cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            PRIMARY KEY (cell_id, seq)
+        )""",
+        "CREATE INDEX cells_by_run ON cells (run_id)",
+        "CREATE INDEX runs_by_suite ON runs (suite_name, id)",
+    ],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    suite_name: str
+    suite_path: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    harness_version: str
+    git_commit: str | None
+    machine_fingerprint: str
+    machine: dict[str, Any]
+    runtime_versions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """One cell's outcome. ``result`` holds the measurements and everything else that
+    reports show (latency stats, memory, quality, lineage, export notes)."""
+
+    model: str
+    variant: str
+    runtime: str
+    device: str
+    config_hash: str
+    status: str  # "ok" | "failed"
+    reason: str | None = None
+    emulated: bool = False
+    artifact_hash: str | None = None
+    size_bytes: int | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+    run_id: int | None = None
+    finished_at: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.model, self.variant, self.runtime, self.device)
+
+
+class StoreError(HarnessError):
+    pass
+
+
+class ResultsStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path))
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+
+    # --- schema -------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {current} was written by a newer harness "
+                f"(this one reads up to {SCHEMA_VERSION}); upgrade the harness"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            with self._db:
+                for statement in MIGRATIONS[version]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {version}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- runs ---------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        suite_name: str,
+        suite_path: str,
+        harness_version: str,
+        git_commit: str | None,
+        machine: dict[str, Any],
+        machine_fingerprint: str,
+        runtime_versions: dict[str, str],
+    ) -> int:
+        with self._db:
+            cur = self._db.execute(
+                """INSERT INTO runs (suite_name, suite_path, started_at, status,
+                    harness_version, git_commit, machine_fingerprint, machine_json,
+                    runtime_versions_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)""",
+                (
+                    suite_name, suite_path, _now(), harness_version, git_commit,
+                    machine_fingerprint, json.dumps(machine), json.dumps(runtime_versions),
+                ),
+            )
+        return int(cur.lastrowid)
+
+    def set_run_status(self, run_id: int, status: str) -> None:
+        finished = _now() if status == "complete" else None
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                (status, finished, run_id),
+            )
+
+    def update_run_context(
+        self, run_id: int, git_commit: str | None, runtime_versions: dict[str, str]
+    ) -> None:
+        """A resumed run records the context of the session that finished it."""
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET git_commit = ?, runtime_versions_json = ?, status = 'running' "
+                "WHERE id = ?",
+                (git_commit, json.dumps(runtime_versions), run_id),
+            )
+
+    def _run_from_row(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            id=row["id"],
+            suite_name=row["suite_name"],
+            suite_path=row["suite_path"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            status=row["status"],
+            harness_version=row["harness_version"],
+            git_commit=row["git_commit"],
+            machine_fingerprint=row["machine_fingerprint"],
+            machine=json.loads(row["machine_json"]),
+            runtime_versions=json.loads(row["runtime_versions_json"]),
+        )
+
+    def runs(self) -> list[RunRecord]:
+        rows = self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        return [self._run_from_row(r) for r in rows]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        row = self._db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no run with id {run_id}")
+        return self._run_from_row(row)
+
+    def latest_run(self, suite_name: str | None = None) -> RunRecord | None:
+        if suite_name is None:
+            row = self._db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT * FROM runs WHERE suite_name = ? ORDER BY id DESC LIMIT 1",
+                (suite_name,),
+            ).fetchone()
+        return self._run_from_row(row) if row is not None else None
+
+    # --- cells --------------------------------------------------------------------
+
+    def record_cell(self, run_id: int, cell: CellRecord, samples_ms: list[float]) -> int:
+        """Write one finished cell and its raw samples in a single transaction,
+        replacing an earlier outcome of the same cell in this run."""
+        with self._db:
+            self._db.execute(
+                """DELETE FROM cells WHERE run_id = ? AND model = ? AND variant = ?
+                   AND runtime = ? AND device = ?""",
+                (run_id, *cell.key),
+            )
+            cur = self._db.execute(
+                """INSERT INTO cells (run_id, model, variant, runtime, device, config_hash,
+                    status, reason, emulated, artifact_hash, size_bytes, result_json,
+                    finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    run_id, *cell.key, cell.config_hash, cell.status, cell.reason,
+                    int(cell.emulated), cell.artifact_hash, cell.size_bytes,
+                    json.dumps(cell.result), _now(),
+                ),
+            )
+            cell_id = int(cur.lastrowid)
+            self._db.executemany(
+                "INSERT INTO samples (cell_id, seq, latency_ms) VALUES (?, ?, ?)",
+                [(cell_id, i, float(v)) for i, v in enumerate(samples_ms)],
+            )
+        return cell_id
+
+    def cells(self, run_id: int) -> list[CellRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM cells WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+        return [
+            CellRecord(
+                model=r["model"],
+                variant=r["variant"],
+                runtime=r["runtime"],
+                device=r["device"],
+                config_hash=r["config_hash"],
+                status=r["status"],
+                reason=r["reason"],
+                emulated=bool(r["emulated"]),
+                artifact_hash=r["artifact_hash"],
+                size_bytes=r["size_bytes"],
+                result=json.loads(r["result_json"]),
+                id=r["id"],
+                run_id=r["run_id"],
+                finished_at=r["finished_at"],
+            )
+            for r in rows
+        ]
+
+    def done_cells(self, run_id: int) -> dict[tuple[str, str, str, str], str]:
+        """Cells already recorded in a run, with the config hash they were measured at."""
+        rows = self._db.execute(
+            "SELECT model, variant, runtime, device, config_hash FROM cells WHERE run_id = ?",
+            (run_id,),
+        ).fetchall()
+        return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+
+    def samples(self, cell_id: int) -> list[float]:
+        rows = self._db.execute(
+            "SELECT latency_ms FROM samples WHERE cell_id = ? ORDER BY seq", (cell_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._db:
+            yield self._db

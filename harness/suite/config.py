@@ -1,0 +1,259 @@
+"""The benchmark suite file: a matrix of models x variants x runtimes x devices.
+
+Everything is validated when the suite is loaded, before any work starts: unknown
+keys, wrong types, unknown zoo models, recipe presets or devices, missing files, and
+recipe parameters out of range all raise :class:`ConfigError` naming the file and key.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from harness.configfile import StrictModel, load_toml, validate
+from harness.devices.config import DeviceProfile, find_profile, load_profile
+from harness.errors import ConfigError
+from harness.export import EXPORTERS
+from harness.plugins import suggest
+from harness.recipes.config import ChainStep, check_chain, find_preset, load_preset, validate_step
+from harness.runner.job import MeasureSettings
+
+Runtime = Literal["onnxruntime", "executorch"]
+FILE_RUNTIMES = {".onnx": "onnxruntime", ".pte": "executorch"}
+
+
+class MeasureConfig(StrictModel):
+    threads: int = Field(1, ge=1)
+    warmup_count: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.2, ge=0)
+    min_count: int = Field(50, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(600.0, gt=0)
+    seed: int = 0
+
+    def settings(self) -> MeasureSettings:
+        return MeasureSettings(
+            threads=self.threads,
+            warmup_count=self.warmup_count,
+            warmup_seconds=self.warmup_seconds,
+            min_count=self.min_count,
+            min_seconds=self.min_seconds,
+            max_seconds=self.max_seconds,
+            seed=self.seed,
+        )
+
+
+class ModelEntry(StrictModel):
+    name: str = Field(min_length=1)
+    zoo: str | None = None
+    factory: str | None = None
+    file: str | None = None
+    params: dict[str, Any] = {}
+    variants: list[str] | None = None
+    input_shape: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelEntry:
+        given = [k for k in ("zoo", "factory", "file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of 'zoo', 'factory' or 'file' (got "
+                + (", ".join(given) or "none") + ")"
+            )
+        return self
+
+
+class Budget(StrictModel):
+    p90_ms: float | None = Field(None, gt=0)
+    peak_memory_mb: float | None = Field(None, gt=0)
+    energy_mj: float | None = Field(None, gt=0)
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+    max_size_bytes: int | None = Field(None, gt=0)
+
+
+class SuiteFile(StrictModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    models: list[ModelEntry] = Field(min_length=1)
+    variants: dict[str, list[str | dict[str, Any]]] = Field(min_length=1)
+    runtimes: list[Runtime] = Field(min_length=1)
+    devices: list[str] = Field(min_length=1)
+    measure: MeasureConfig = MeasureConfig()
+    budgets: dict[str, Budget] = {}
+    recipe_dirs: list[str] = []
+    device_dirs: list[str] = []
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    steps: tuple[ChainStep, ...]
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.steps
+
+    def lineage(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.steps]
+
+    def lineage_for_hash(self) -> list[dict[str, Any]]:
+        return [s.to_hashable() for s in self.steps]
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    models: list[ModelEntry]
+    variants: dict[str, Variant]
+    runtimes: list[str]
+    devices: list[DeviceProfile]
+    measure: MeasureConfig
+    budgets: dict[str, Budget] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def model_path(self, entry: ModelEntry) -> Path:
+        assert entry.file is not None
+        return (self.directory / entry.file).resolve()
+
+
+def default_dirs(suite_dir: Path | None, kind: str, extra: list[str]) -> list[Path]:
+    """Where presets/profiles are looked up: the suite's own list, then ``<kind>/`` beside
+    the suite and its parent (the project layout), then the working directory."""
+    dirs: list[Path] = []
+    if suite_dir is not None:
+        dirs += [(suite_dir / e).resolve() for e in extra]
+        dirs += [suite_dir / kind, suite_dir.parent / kind]
+    dirs.append(Path.cwd() / kind)
+    unique: list[Path] = []
+    for d in dirs:
+        if d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def _resolve_variant(
+    name: str, items: list[str | dict[str, Any]], path: Path, recipe_dirs: list[Path]
+) -> Variant:
+    steps: list[ChainStep] = []
+    for i, item in enumerate(items):
+        key = f"variants.{name}[{i}]"
+        if isinstance(item, str):
+            preset_path = find_preset(item, recipe_dirs)
+            if preset_path is None:
+                known = sorted({p.stem for d in recipe_dirs if d.is_dir() for p in d.glob("*.toml")})
+                raise ConfigError(
+                    path, key,
+                    "a recipe preset in " + ", ".join(str(d) for d in recipe_dirs if d.is_dir())
+                    + " (" + suggest(item, known) + ")",
+                    item,
+                )
+            try:
+                steps.extend(load_preset(preset_path).steps)
+            except ConfigError as exc:
+                exc.args = (f"{exc} (preset used by {path}: key '{key}')",)
+                raise
+        else:
+            steps.append(validate_step(item, path, key))
+    check_chain(steps, path, f"variants.{name}")
+    return Variant(name=name, steps=tuple(steps))
+
+
+def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, Variant]) -> None:
+    key = f"models[{index}]"
+    if entry.zoo is not None:
+        from harness.models.zoo import ZOO, get_zoo_model
+
+        if entry.zoo not in ZOO:
+            raise ConfigError(path, f"{key}.zoo", "a zoo model: " + suggest(entry.zoo, ZOO), entry.zoo)
+        validate(get_zoo_model(entry.zoo).Params, entry.params, path, key_prefix=f"{key}.params")
+    elif entry.factory is not None:
+        module_name, _, attr = entry.factory.partition(":")
+        if not module_name or not attr:
+            raise ConfigError(path, f"{key}.factory", "'package.module:function'", entry.factory)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            spec = None
+        finally:
+            sys.path.remove(str(path.parent))
+        if spec is None:
+            raise ConfigError(
+                path, f"{key}.factory",
+                f"an importable module (looked on sys.path and in {path.parent})", module_name,
+            )
+    else:
+        assert entry.file is not None
+        file_path = (path.parent / entry.file).resolve()
+        if file_path.suffix not in FILE_RUNTIMES:
+            raise ConfigError(path, f"{key}.file", "a .onnx or .pte file", entry.file)
+        if not file_path.is_file():
+            raise ConfigError(path, f"{key}.file", f"an existing file ({file_path} not found)", entry.file)
+        if entry.params:
+            raise ConfigError(path, f"{key}.params", "no params for a ready .onnx/.pte file")
+    if entry.variants is not None:
+        for j, v in enumerate(entry.variants):
+            if v not in variants:
+                raise ConfigError(path, f"{key}.variants[{j}]", suggest(v, variants), v)
+            if entry.file is not None and not variants[v].is_baseline:
+                raise ConfigError(
+                    path, f"{key}.variants[{j}]",
+                    "only variants with no recipes for a ready .onnx/.pte file "
+                    "(recipes need the PyTorch model)", v,
+                )
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path).resolve()
+    data = validate(SuiteFile, load_toml(path), path)
+    recipe_dirs = default_dirs(path.parent, "recipes", data.recipe_dirs)
+    device_dirs = default_dirs(path.parent, "devices", data.device_dirs)
+
+    variants = {
+        name: _resolve_variant(name, items, path, recipe_dirs)
+        for name, items in data.variants.items()
+    }
+    names = [m.name for m in data.models]
+    for i, entry in enumerate(data.models):
+        if names.count(entry.name) > 1:
+            raise ConfigError(path, f"models[{i}].name", "a name unique within the suite", entry.name)
+        _check_model(entry, i, path, variants)
+
+    for i, runtime in enumerate(data.runtimes):
+        if runtime not in EXPORTERS:
+            raise ConfigError(path, f"runtimes[{i}]", suggest(runtime, EXPORTERS), runtime)
+
+    devices: list[DeviceProfile] = []
+    for i, name in enumerate(data.devices):
+        profile_path = find_profile(name, device_dirs)
+        if profile_path is None:
+            known = sorted({p.stem for d in device_dirs if d.is_dir() for p in d.glob("*.toml")})
+            raise ConfigError(path, f"devices[{i}]", "a device profile: " + suggest(name, known), name)
+        devices.append(load_profile(profile_path))
+
+    for name in data.budgets:
+        if name not in data.devices:
+            raise ConfigError(path, f"budgets.{name}", "a device listed in 'devices'", name)
+
+    return Suite(
+        name=data.name,
+        path=path,
+        description=data.description,
+        models=list(data.models),
+        variants=variants,
+        runtimes=list(data.runtimes),
+        devices=devices,
+        measure=data.measure,
+        budgets=dict(data.budgets),
+    )

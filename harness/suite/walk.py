@@ -1,0 +1,262 @@
+"""Walk a suite's matrix cell by cell, recording every outcome in the results store.
+
+A cell is (model, variant, runtime, device). Each one ends as a success with
+measurements or a failure with its reason; a failure never stops the rest. Cells
+already recorded in the run (at the same configuration) are skipped, so an interrupted
+run resumes where it stopped. Ctrl-C marks the run interrupted; the cells recorded so
+far are whole, because each is written in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.artifacts import ArtifactStore, digest, library_versions
+from harness.devices import open_device
+from harness.devices.base import Device
+from harness.devices.config import DeviceProfile
+from harness.errors import ExportError, RecipeError, RunnerError, UnsupportedError
+from harness.machine import git_commit, machine_fingerprint, machine_info
+from harness.pipeline import Pipeline
+from harness.results.scoring import score_outputs
+from harness.results.stats import summarize
+from harness.results.store import CellRecord, ResultsStore
+from harness.runner.job import make_job, settings_dict
+from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
+
+
+@dataclass(frozen=True)
+class Cell:
+    entry: ModelEntry
+    variant: Variant
+    runtime: str
+    device: DeviceProfile
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.entry.name, self.variant.name, self.runtime, self.device.name)
+
+    @property
+    def label(self) -> str:
+        return " / ".join(self.key)
+
+
+def expand(suite: Suite) -> list[Cell]:
+    """The suite's matrix in walk order: model, variant, runtime, device."""
+    cells = []
+    for entry in suite.models:
+        names = entry.variants if entry.variants is not None else list(suite.variants)
+        variants = [suite.variants[n] for n in names]
+        runtimes = suite.runtimes
+        if entry.file is not None:
+            # A ready file runs on its own runtime only, and no recipe applies to it.
+            file_runtime = FILE_RUNTIMES[Path(entry.file).suffix]
+            runtimes = [r for r in suite.runtimes if r == file_runtime]
+            variants = [v for v in variants if v.is_baseline]
+        for variant in variants:
+            for runtime in runtimes:
+                for device in suite.devices:
+                    cells.append(Cell(entry, variant, runtime, device))
+    return cells
+
+
+@dataclass(frozen=True)
+class WalkEvent:
+    kind: str  # "begin" | "cell_start" | "cell_done" | "cell_skipped" | "log" | "end"
+    index: int = 0
+    total: int = 0
+    cell: Cell | None = None
+    record: CellRecord | None = None
+    message: str = ""
+    run_id: int | None = None
+
+
+@dataclass
+class WalkSummary:
+    run_id: int
+    total: int
+    ran: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[CellRecord] = field(default_factory=list)
+
+
+def _reason(kind: str, message: str) -> str:
+    first = message.strip().splitlines()[0] if message.strip() else "(no message)"
+    return f"{kind}: {first}"[:500]
+
+
+class SuiteWalker:
+    def __init__(
+        self,
+        suite: Suite,
+        results_dir: Path,
+        *,
+        fresh: bool = False,
+        new_run: bool = False,
+        on_event: Callable[[WalkEvent], None] | None = None,
+    ):
+        self.suite = suite
+        self.results_dir = Path(results_dir)
+        self.fresh = fresh
+        self.new_run = new_run or fresh
+        self.on_event = on_event or (lambda event: None)
+        self.store = ResultsStore(self.results_dir / "harness.db")
+        self.pipeline = Pipeline(
+            suite,
+            cache_dir=self.results_dir / "cache",
+            artifacts=ArtifactStore(self.results_dir / "artifacts"),
+            fresh=fresh,
+            log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
+        )
+        self._devices: dict[str, Device] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _open_run(self) -> int:
+        commit = git_commit(Path(harness.__file__).parent)
+        versions = library_versions()
+        latest = self.store.latest_run(self.suite.name)
+        if latest is not None and not self.new_run:
+            self.store.update_run_context(latest.id, commit, versions)
+            return latest.id
+        info = machine_info()
+        return self.store.begin_run(
+            suite_name=self.suite.name,
+            suite_path=str(self.suite.path),
+            harness_version=harness.__version__,
+            git_commit=commit,
+            machine=info,
+            machine_fingerprint=machine_fingerprint(info),
+            runtime_versions=versions,
+        )
+
+    def config_hash(self, cell: Cell) -> str:
+        target = cell.device.target()
+        return digest(
+            {
+                "artifact": self.pipeline.artifact_key(cell.entry, cell.variant, cell.runtime, target),
+                "device": cell.device.model_dump(mode="json"),
+                "measure": self.suite.measure.model_dump(mode="json"),
+            }
+        )
+
+    def walk(self) -> WalkSummary:
+        cells = expand(self.suite)
+        run_id = self._open_run()
+        summary = WalkSummary(run_id=run_id, total=len(cells))
+        self.on_event(WalkEvent("begin", total=len(cells), run_id=run_id))
+        done = self.store.done_cells(run_id)
+        try:
+            for index, cell in enumerate(cells, start=1):
+                config_hash = self.config_hash(cell)
+                if done.get(cell.key) == config_hash:
+                    summary.skipped += 1
+                    self.on_event(WalkEvent("cell_skipped", index, len(cells), cell))
+                    continue
+                self.on_event(WalkEvent("cell_start", index, len(cells), cell))
+                record, samples = self.run_cell(cell, config_hash)
+                self.store.record_cell(run_id, record, samples)
+                summary.ran += 1
+                if record.status != "ok":
+                    summary.failed += 1
+                    summary.failures.append(record)
+                self.on_event(WalkEvent("cell_done", index, len(cells), cell, record))
+        except KeyboardInterrupt:
+            self.store.set_run_status(run_id, "interrupted")
+            raise
+        self.store.set_run_status(run_id, "complete")
+        self.on_event(WalkEvent("end", total=len(cells), run_id=run_id))
+        return summary
+
+    def _device(self, profile: DeviceProfile) -> Device:
+        if profile.name not in self._devices:
+            self._devices[profile.name] = open_device(profile)
+        return self._devices[profile.name]
+
+    def run_cell(self, cell: Cell, config_hash: str) -> tuple[CellRecord, list[float]]:
+        base: dict[str, Any] = {
+            "model": cell.entry.name,
+            "variant": cell.variant.name,
+            "runtime": cell.runtime,
+            "device": cell.device.name,
+            "config_hash": config_hash,
+            "emulated": cell.device.emulated,
+        }
+        result: dict[str, Any] = {"lineage": cell.variant.lineage()}
+        started = time.perf_counter()
+        try:
+            record, samples = self._measure(cell, base, result)
+        except UnsupportedError as exc:
+            record, samples = self._failed(base, result, "unsupported", str(exc)), []
+        except ExportError as exc:
+            record, samples = self._failed(base, result, "export_error", str(exc)), []
+        except RecipeError as exc:
+            record, samples = self._failed(base, result, "recipe_error", str(exc)), []
+        except RunnerError as exc:
+            result["stderr"] = exc.stderr
+            record, samples = self._failed(base, result, exc.kind, str(exc)), []
+        except Exception as exc:  # a bug must not stop the matrix; keep the traceback
+            result["traceback"] = traceback.format_exc()
+            record = self._failed(base, result, "internal_error", f"{type(exc).__name__}: {exc}")
+            samples = []
+        record.result["wall_seconds"] = round(time.perf_counter() - started, 2)
+        return record, samples
+
+    @staticmethod
+    def _failed(base: dict[str, Any], result: dict[str, Any], kind: str, message: str) -> CellRecord:
+        result = {**result, "failure_kind": kind, "error": message}
+        return CellRecord(status="failed", reason=_reason(kind, message), result=result, **base)
+
+    def _measure(
+        self, cell: Cell, base: dict[str, Any], result: dict[str, Any]
+    ) -> tuple[CellRecord, list[float]]:
+        target = cell.device.target()
+        data = self.pipeline.model_data(cell.entry)
+        artifact = self.pipeline.artifact(cell.entry, cell.variant, cell.runtime, target)
+        for key in ("transform_notes", "export_notes", "model_info"):
+            if key in artifact.meta:
+                result[key] = artifact.meta[key]
+        settings = self.suite.measure.settings()
+        job = make_job(cell.runtime, str(artifact.path), data.input_shape, settings)
+        run = self._device(cell.device).run(
+            job, artifact.path, data.eval_inputs, self.suite.measure.timeout_seconds
+        )
+        samples = [float(s) for s in run.result["samples_ms"]]
+        stats = summarize(samples)
+        batch = data.input_shape[0] if data.input_shape else 1
+        result.update(
+            {
+                "latency_ms": stats.to_dict(),
+                "samples": len(samples),
+                "load_ms": run.result.get("load_ms"),
+                "first_inference_ms": run.result.get("first_inference_ms"),
+                "throughput_ips": batch * 1e3 / stats.p50 if stats.p50 > 0 else None,
+                "memory_mb": run.result.get("memory_mb"),
+                "runtime_version": run.result.get("runtime_version"),
+                "env": run.result.get("env"),
+                "measure": settings_dict(settings),
+                "accuracy": None,
+                "agreement": None,
+            }
+        )
+        if run.outputs is not None and data.reference is not None:
+            quality = score_outputs(run.outputs, data.reference, data.labels)
+            result.update(quality.to_dict())
+        elif run.outputs is not None and data.labels is not None:
+            result["accuracy"] = float((run.outputs.argmax(axis=1) == data.labels).mean())
+        record = CellRecord(
+            status="ok",
+            artifact_hash=artifact.key,
+            size_bytes=artifact.size_bytes,
+            result=result,
+            **base,
+        )
+        return record, samples

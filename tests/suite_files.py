@@ -1,0 +1,54 @@
+"""Helpers for tests: a tiny user model and suite files written into a directory."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_FACTORY = '''
+import torch
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(16, 32)
+        self.fc2 = torch.nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def make():
+    torch.manual_seed(0)
+    return TinyNet().eval(), torch.randn(1, 16)
+'''
+
+
+def write_suite(directory: Path, body: str, name: str = "suite.toml") -> Path:
+    """A suite file next to the tiny factory module, finding the repo's presets/devices."""
+    (directory / "tinymodel.py").write_text(TINY_FACTORY)
+    header = textwrap.dedent(
+        f"""
+        recipe_dirs = ["{REPO / 'recipes'}"]
+        device_dirs = ["{REPO / 'devices'}"]
+        """
+    )
+    path = directory / name
+    path.write_text(header + textwrap.dedent(body))
+    return path
+
+
+FAST_MEASURE = """
+[measure]
+warmup_count = 2
+warmup_seconds = 0.0
+min_count = 5
+min_seconds = 0.02
+max_seconds = 5
+timeout_seconds = 120
+"""
+
+
