@@ -24,8 +24,15 @@ import harness
 
 # Libraries whose upgrade must invalidate every cached artifact.
 _VERSIONED_PACKAGES = (
-    "torch", "onnxruntime", "onnx", "onnxscript", "executorch", "torchao", "torch-pruning",
-    "numpy", "scikit-learn",
+    "torch",
+    "onnxruntime",
+    "onnx",
+    "onnxscript",
+    "executorch",
+    "torchao",
+    "torch-pruning",
+    "numpy",
+    "scikit-learn",
 )
 
 

@@ -66,7 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             left = event.total - event.index
             progress.update(task, description=event.cell.label)
             if not args.quiet:
-                console.print(f"[{event.index}/{event.total}] {event.cell.label} ({left} left after this)")
+                console.print(
+                    f"[{event.index}/{event.total}] {event.cell.label} ({left} left after this)"
+                )
         elif event.kind == "cell_done" and event.record is not None:
             progress.advance(task)
             rec = event.record
@@ -105,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- report -----------------------------------------------------------------------
 
 
-def _open_store(results: Path):  # noqa: ANN202 - ResultsStore import is deferred
+def _open_store(results: Path):
     from harness.results.store import ResultsStore
 
     db = Path(results) / "harness.db"
@@ -114,7 +116,7 @@ def _open_store(results: Path):  # noqa: ANN202 - ResultsStore import is deferre
     return ResultsStore(db)
 
 
-def _resolve_run(store, spec: str | None) -> int:  # noqa: ANN001
+def _resolve_run(store, spec: str | None) -> int:
     if spec in (None, "latest"):
         latest = store.latest_run()
         if latest is None:
@@ -143,7 +145,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         text = render_csv(build_rows(cells))
     else:
-        console = _console() if args.output is None else Console(file=open(args.output, "w"), width=200)
+        console = (
+            _console() if args.output is None else Console(file=open(args.output, "w"), width=200)
+        )
         render_rich(build_rows(cells), f"{run.suite_name} (run {run.id}, {run.status})", console)
         return EXIT_OK
     if args.output:
@@ -166,7 +170,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for m in list_models():
         params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items())
-        table.add_row(m["name"], "yes" if m.get("has_labels") else "no", m.get("description", ""), params)
+        table.add_row(
+            m["name"], "yes" if m.get("has_labels") else "no", m.get("description", ""), params
+        )
     _console().print(table)
     _console().print(
         "User models: 'factory = \"package.module:function\"' (returns (module, example_input)) "
@@ -235,17 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     def results_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--results", type=Path, default=DEFAULT_RESULTS,
+            "--results",
+            type=Path,
+            default=DEFAULT_RESULTS,
             help="results directory holding harness.db, artifacts/ and cache/ (default: results)",
         )
 
     run = sub.add_parser("run", help="walk a suite's matrix and store the results")
     run.add_argument("suite", type=Path, help="suite TOML file, e.g. suites/quickstart.toml")
     results_option(run)
-    run.add_argument("--new-run", action="store_true",
-                     help="start a new run (re-measure every cell, reuse built artifacts)")
-    run.add_argument("--fresh", action="store_true",
-                     help="start a new run and rebuild every model, variant and artifact")
+    run.add_argument(
+        "--new-run",
+        action="store_true",
+        help="start a new run (re-measure every cell, reuse built artifacts)",
+    )
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start a new run and rebuild every model, variant and artifact",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="only the final table")
     run.set_defaults(func=cmd_run)
 

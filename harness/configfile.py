@@ -7,12 +7,12 @@ traceback. Unknown keys list the keys that are allowed there.
 
 from __future__ import annotations
 
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.errors import ConfigError
@@ -96,13 +96,11 @@ def _expected(model_cls: type[BaseModel], err: dict[str, Any]) -> str:
     msg = str(err["msg"])
     for lead in ("Input should be ", "Value error, ", "Assertion failed, "):
         if msg.startswith(lead):
-            msg = msg[len(lead):]
+            msg = msg[len(lead) :]
     return msg
 
 
-def validate(
-    model_cls: type[M], data: Any, file: str | Path | None, key_prefix: str = ""
-) -> M:
+def validate(model_cls: type[M], data: Any, file: str | Path | None, key_prefix: str = "") -> M:
     """Validate ``data`` into ``model_cls``; raise :class:`ConfigError` listing every problem."""
     try:
         return model_cls.model_validate(data)

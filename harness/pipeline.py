@@ -198,9 +198,7 @@ class Pipeline:
         steps = [s for s in variant.steps if s.kind == "transform"]
         if not steps:
             return self.bundle(entry), []
-        key = digest(
-            {"model": self.model_key(entry), "steps": [s.to_hashable() for s in steps]}
-        )
+        key = digest({"model": self.model_key(entry), "steps": [s.to_hashable() for s in steps]})
         if key in self._failed_transforms:
             raise self._failed_transforms[key]
         if key in self._transformed:

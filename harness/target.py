@@ -27,8 +27,20 @@ class TargetInfo:
 
 
 _INTERESTING_FLAGS = {
-    "avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "f16c", "fma",
-    "asimd", "asimddp", "asimdhp", "fphp", "i8mm", "sve",
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "f16c",
+    "fma",
+    "asimd",
+    "asimddp",
+    "asimdhp",
+    "fphp",
+    "i8mm",
+    "sve",
 }
 
 

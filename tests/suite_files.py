@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_FACTORY = '''
+TINY_FACTORY = """
 import torch
 
 
@@ -24,7 +24,7 @@ class TinyNet(torch.nn.Module):
 def make():
     torch.manual_seed(0)
     return TinyNet().eval(), torch.randn(1, 16)
-'''
+"""
 
 
 def write_suite(directory: Path, body: str, name: str = "suite.toml") -> Path:
@@ -32,8 +32,8 @@ def write_suite(directory: Path, body: str, name: str = "suite.toml") -> Path:
     (directory / "tinymodel.py").write_text(TINY_FACTORY)
     header = textwrap.dedent(
         f"""
-        recipe_dirs = ["{REPO / 'recipes'}"]
-        device_dirs = ["{REPO / 'devices'}"]
+        recipe_dirs = ["{REPO / "recipes"}"]
+        device_dirs = ["{REPO / "devices"}"]
         """
     )
     path = directory / name
@@ -50,5 +50,3 @@ min_seconds = 0.02
 max_seconds = 5
 timeout_seconds = 120
 """
-
-

@@ -34,7 +34,9 @@ def test_loop_stops_when_both_count_and_time_are_reached():
 
 
 def test_loop_respects_the_hard_time_cap():
-    samples = bench_runner.timed_loop(lambda: None, 1000, 0.0, max_seconds=1.0, clock=FakeClock(0.05))
+    samples = bench_runner.timed_loop(
+        lambda: None, 1000, 0.0, max_seconds=1.0, clock=FakeClock(0.05)
+    )
     assert len(samples) == 10
 
 
@@ -60,6 +62,7 @@ def test_job_with_wrong_key_names_the_key(tmp_path):
     code, result, stderr = _run_runner(tmp_path, json.dumps(job))
     assert code == 2
     assert "'runtime'" in result["error"] and "tflite" in result["error"]
+    assert "'runtime'" in stderr
 
 
 def test_missing_artifact_is_a_runtime_error(tmp_path):
@@ -74,13 +77,20 @@ def test_runner_measures_a_real_onnx_model(tmp_path):
 
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU()).eval()
     onnx_path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (torch.randn(1, 8),), str(onnx_path), input_names=["input"],
-                      dynamo=False)
+    torch.onnx.export(
+        model, (torch.randn(1, 8),), str(onnx_path), input_names=["input"], dynamo=False
+    )
     inputs = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
     np.save(tmp_path / "eval.npy", inputs)
     settings = MeasureSettings(warmup_count=2, warmup_seconds=0, min_count=20, min_seconds=0.01)
-    job = make_job("onnxruntime", str(onnx_path), [1, 8], settings,
-                   eval_inputs=str(tmp_path / "eval.npy"), outputs_out=str(tmp_path / "out.npy"))
+    job = make_job(
+        "onnxruntime",
+        str(onnx_path),
+        [1, 8],
+        settings,
+        eval_inputs=str(tmp_path / "eval.npy"),
+        outputs_out=str(tmp_path / "out.npy"),
+    )
     code, result, stderr = _run_runner(tmp_path, json.dumps(job))
     assert code == 0, stderr
     assert result["schema_version"] == RESULT_SCHEMA_VERSION

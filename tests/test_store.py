@@ -34,8 +34,16 @@ def test_newer_schema_is_refused_with_a_clear_message(tmp_path):
 def test_cells_and_raw_samples_round_trip(tmp_path):
     with ResultsStore(tmp_path / "h.db") as store:
         run = _run(store)
-        cell = CellRecord("m", "fp32", "onnxruntime", "local", "h1", "ok", size_bytes=10,
-                          result={"latency_ms": {"p50": 1.0}})
+        cell = CellRecord(
+            "m",
+            "fp32",
+            "onnxruntime",
+            "local",
+            "h1",
+            "ok",
+            size_bytes=10,
+            result={"latency_ms": {"p50": 1.0}},
+        )
         cell_id = store.record_cell(run, cell, [1.0, 2.0, 3.0])
         assert store.samples(cell_id) == [1.0, 2.0, 3.0]
         [back] = store.cells(run)
@@ -62,7 +70,9 @@ def test_failed_cell_without_samples(tmp_path):
     with ResultsStore(tmp_path / "h.db") as store:
         run = _run(store)
         store.record_cell(
-            run, CellRecord("m", "fp16", "onnxruntime", "local", "h", "failed", reason="unsupported: x"), []
+            run,
+            CellRecord("m", "fp16", "onnxruntime", "local", "h", "failed", reason="unsupported: x"),
+            [],
         )
         [c] = store.cells(run)
         assert c.status == "failed" and c.reason == "unsupported: x"

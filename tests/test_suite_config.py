@@ -49,7 +49,11 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_nested_key(tmp_path):
     err = _error(tmp_path, BASE + "[measure]\nmin_cnt = 3\n")
-    assert err.key == "measure.min_cnt" and "min_count" in err.expected and "allowed here" in err.expected
+    assert (
+        err.key == "measure.min_cnt"
+        and "min_count" in err.expected
+        and "allowed here" in err.expected
+    )
 
 
 def test_wrong_type(tmp_path):
@@ -78,8 +82,10 @@ def test_missing_model_file(tmp_path):
 
 
 def test_two_model_sources(tmp_path):
-    err = _error(tmp_path, BASE.replace('factory = "tinymodel:make"',
-                                        'factory = "tinymodel:make"\nzoo = "mlp"'))
+    err = _error(
+        tmp_path,
+        BASE.replace('factory = "tinymodel:make"', 'factory = "tinymodel:make"\nzoo = "mlp"'),
+    )
     assert err.key == "models[0]" and "exactly one" in err.expected
 
 

@@ -41,7 +41,7 @@ def run_runner_process(
                 command, capture_output=True, text=True, timeout=timeout_s, check=False
             )
         except subprocess.TimeoutExpired as exc:
-            stderr = (exc.stderr or b"")
+            stderr = exc.stderr or b""
             stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
             raise RunnerError(
                 f"runner exceeded its {timeout_s:.0f} s time-out and was killed",
@@ -65,7 +65,9 @@ def run_runner_process(
         try:
             raw = json.loads(result_path.read_text())
         except ValueError as exc:
-            raise RunnerError(f"{origin}: runner result is not JSON: {exc}", stderr=stderr) from None
+            raise RunnerError(
+                f"{origin}: runner result is not JSON: {exc}", stderr=stderr
+            ) from None
         try:
             result = check_result(raw, origin)
         except RunnerError as exc:
@@ -83,5 +85,9 @@ class LocalDevice(Device):
         eval_inputs: Path | None,
         timeout_s: float,
     ) -> DeviceRun:
-        job = {**job, "artifact": str(artifact), "eval_inputs": str(eval_inputs) if eval_inputs else None}
+        job = {
+            **job,
+            "artifact": str(artifact),
+            "eval_inputs": str(eval_inputs) if eval_inputs else None,
+        }
         return run_runner_process([sys.executable], job, timeout_s, origin=f"device {self.name}")

@@ -81,9 +81,7 @@ def validate_step(raw: Any, file: str | Path | None, key: str) -> ChainStep:
 
 def load_preset(path: Path) -> Preset:
     data = validate(PresetFile, load_toml(path), path)
-    steps = tuple(
-        validate_step(raw, path, f"steps[{i}]") for i, raw in enumerate(data.steps)
-    )
+    steps = tuple(validate_step(raw, path, f"steps[{i}]") for i, raw in enumerate(data.steps))
     return Preset(name=path.stem, path=path, description=data.description, steps=steps)
 
 
@@ -110,11 +108,15 @@ def check_chain(steps: list[ChainStep], file: str | Path | None, key: str) -> No
     quant_positions = [i for i, s in enumerate(steps) if s.kind == "quantize"]
     if len(quant_positions) > 1:
         raise ConfigError(
-            file, key, "at most one quantize step (int8-static, int8-dynamic, fp16)",
+            file,
+            key,
+            "at most one quantize step (int8-static, int8-dynamic, fp16)",
             [s.recipe for s in steps],
         )
     if quant_positions and quant_positions[0] != len(steps) - 1:
         raise ConfigError(
-            file, key, "the quantize step last in the chain (it is applied at export)",
+            file,
+            key,
+            "the quantize step last in the chain (it is applied at export)",
             [s.recipe for s in steps],
         )

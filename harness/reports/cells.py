@@ -35,9 +35,7 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "load_ms": r.get("load_ms"),
         "first_inference_ms": r.get("first_inference_ms"),
         "throughput_ips": r.get("throughput_ips"),
-        "quality": {
-            k: r.get(k) for k in ("max_abs_error", "mean_abs_error", "cosine")
-        },
+        "quality": {k: r.get(k) for k in ("max_abs_error", "mean_abs_error", "cosine")},
         "lineage": r.get("lineage", []),
         "transform_notes": r.get("transform_notes", []),
         "export_notes": r.get("export_notes", {}),

@@ -13,8 +13,20 @@ from rich.table import Table
 from harness.results.store import CellRecord
 
 COLUMNS = (
-    "model", "device", "runtime", "variant", "status", "p50 ms", "p90 ms", "speedup",
-    "size KB", "size x", "peak MB", "accuracy", "agreement", "note",
+    "model",
+    "device",
+    "runtime",
+    "variant",
+    "status",
+    "p50 ms",
+    "p90 ms",
+    "speedup",
+    "size KB",
+    "size x",
+    "peak MB",
+    "accuracy",
+    "agreement",
+    "note",
 )
 
 
@@ -49,7 +61,10 @@ def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = Non
         base = baselines.get((c.model, c.runtime, c.device))
         if c.status != "ok":
             rows.append(
-                Row((c.model, c.device, c.runtime, c.variant, "FAILED", *["-"] * 8, c.reason or ""), False)
+                Row(
+                    (c.model, c.device, c.runtime, c.variant, "FAILED", *["-"] * 8, c.reason or ""),
+                    False,
+                )
             )
             continue
         lat = c.result["latency_ms"]
@@ -64,8 +79,13 @@ def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = Non
         rows.append(
             Row(
                 (
-                    c.model, c.device, c.runtime, c.variant, "ok",
-                    _fmt(lat["p50"], ".3f"), _fmt(lat["p90"], ".3f"),
+                    c.model,
+                    c.device,
+                    c.runtime,
+                    c.variant,
+                    "ok",
+                    _fmt(lat["p50"], ".3f"),
+                    _fmt(lat["p90"], ".3f"),
                     _fmt(speedup, ".2f") + ("x" if speedup is not None else ""),
                     _fmt(c.size_bytes / 1024 if c.size_bytes else None, ".1f"),
                     _fmt(size_x, ".2f"),
@@ -83,7 +103,11 @@ def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = Non
 def render_rich(rows: list[Row], title: str, console: Console) -> None:
     table = Table(title=title, show_lines=False)
     for col in COLUMNS:
-        justify = "right" if col not in ("model", "device", "runtime", "variant", "status", "note") else "left"
+        justify = (
+            "right"
+            if col not in ("model", "device", "runtime", "variant", "status", "note")
+            else "left"
+        )
         table.add_column(col, justify=justify, overflow="fold")
     previous: tuple[str, str] | None = None
     for row in rows:

@@ -24,9 +24,7 @@ def score_outputs(
 ) -> QualityScore:
     """Compare a variant's outputs (N, C) with the fp32 reference outputs on the same inputs."""
     if outputs.shape != reference.shape:
-        raise ValueError(
-            f"variant outputs have shape {outputs.shape}, reference {reference.shape}"
-        )
+        raise ValueError(f"variant outputs have shape {outputs.shape}, reference {reference.shape}")
     out = outputs.reshape(len(outputs), -1).astype(np.float64)
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     top1 = out.argmax(axis=1)

@@ -169,8 +169,14 @@ class ResultsStore:
                     harness_version, git_commit, machine_fingerprint, machine_json,
                     runtime_versions_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)""",
                 (
-                    suite_name, suite_path, _now(), harness_version, git_commit,
-                    machine_fingerprint, json.dumps(machine), json.dumps(runtime_versions),
+                    suite_name,
+                    suite_path,
+                    _now(),
+                    harness_version,
+                    git_commit,
+                    machine_fingerprint,
+                    json.dumps(machine),
+                    json.dumps(runtime_versions),
                 ),
             )
         return int(cur.lastrowid)
@@ -245,9 +251,16 @@ class ResultsStore:
                     status, reason, emulated, artifact_hash, size_bytes, result_json,
                     finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
-                    run_id, *cell.key, cell.config_hash, cell.status, cell.reason,
-                    int(cell.emulated), cell.artifact_hash, cell.size_bytes,
-                    json.dumps(cell.result), _now(),
+                    run_id,
+                    *cell.key,
+                    cell.config_hash,
+                    cell.status,
+                    cell.reason,
+                    int(cell.emulated),
+                    cell.artifact_hash,
+                    cell.size_bytes,
+                    json.dumps(cell.result),
+                    _now(),
                 ),
             )
             cell_id = int(cur.lastrowid)

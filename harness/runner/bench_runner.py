@@ -44,9 +44,9 @@ def load_job(path):
         with open(path) as fh:
             job = json.load(fh)
     except OSError as exc:
-        raise JobError("cannot read job file %s: %s" % (path, exc))
+        raise JobError("cannot read job file %s: %s" % (path, exc)) from None
     except ValueError as exc:
-        raise JobError("job file %s is not valid JSON: %s" % (path, exc))
+        raise JobError("job file %s is not valid JSON: %s" % (path, exc)) from None
     if not isinstance(job, dict):
         raise JobError("job file %s: expected a JSON object at the top level" % path)
     version = job.get("schema_version")
@@ -304,8 +304,12 @@ def main(argv=None):
         sys.stderr.write("bench_runner: %s\n" % exc)
         write_result(
             result_path,
-            {"schema_version": SCHEMA_VERSION, "status": "error", "kind": "bad_job",
-             "error": str(exc)},
+            {
+                "schema_version": SCHEMA_VERSION,
+                "status": "error",
+                "kind": "bad_job",
+                "error": str(exc),
+            },
         )
         return _EXIT_BAD_JOB
     try:
@@ -316,8 +320,12 @@ def main(argv=None):
         traceback.print_exc()
         write_result(
             result_path,
-            {"schema_version": SCHEMA_VERSION, "status": "error", "kind": "runtime_error",
-             "error": "%s: %s" % (type(exc).__name__, exc)},
+            {
+                "schema_version": SCHEMA_VERSION,
+                "status": "error",
+                "kind": "runtime_error",
+                "error": "%s: %s" % (type(exc).__name__, exc),
+            },
         )
         return _EXIT_RUNTIME_FAILED
     write_result(result_path, result)

@@ -64,7 +64,8 @@ class ModelEntry(StrictModel):
         if len(given) != 1:
             raise ValueError(
                 "exactly one of 'zoo', 'factory' or 'file' (got "
-                + (", ".join(given) or "none") + ")"
+                + (", ".join(given) or "none")
+                + ")"
             )
         return self
 
@@ -151,11 +152,17 @@ def _resolve_variant(
         if isinstance(item, str):
             preset_path = find_preset(item, recipe_dirs)
             if preset_path is None:
-                known = sorted({p.stem for d in recipe_dirs if d.is_dir() for p in d.glob("*.toml")})
+                known = sorted(
+                    {p.stem for d in recipe_dirs if d.is_dir() for p in d.glob("*.toml")}
+                )
                 raise ConfigError(
-                    path, key,
-                    "a recipe preset in " + ", ".join(str(d) for d in recipe_dirs if d.is_dir())
-                    + " (" + suggest(item, known) + ")",
+                    path,
+                    key,
+                    "a recipe preset in "
+                    + ", ".join(str(d) for d in recipe_dirs if d.is_dir())
+                    + " ("
+                    + suggest(item, known)
+                    + ")",
                     item,
                 )
             try:
@@ -175,7 +182,9 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
         from harness.models.zoo import ZOO, get_zoo_model
 
         if entry.zoo not in ZOO:
-            raise ConfigError(path, f"{key}.zoo", "a zoo model: " + suggest(entry.zoo, ZOO), entry.zoo)
+            raise ConfigError(
+                path, f"{key}.zoo", "a zoo model: " + suggest(entry.zoo, ZOO), entry.zoo
+            )
         validate(get_zoo_model(entry.zoo).Params, entry.params, path, key_prefix=f"{key}.params")
     elif entry.factory is not None:
         module_name, _, attr = entry.factory.partition(":")
@@ -190,8 +199,10 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
             sys.path.remove(str(path.parent))
         if spec is None:
             raise ConfigError(
-                path, f"{key}.factory",
-                f"an importable module (looked on sys.path and in {path.parent})", module_name,
+                path,
+                f"{key}.factory",
+                f"an importable module (looked on sys.path and in {path.parent})",
+                module_name,
             )
     else:
         assert entry.file is not None
@@ -199,7 +210,9 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
         if file_path.suffix not in FILE_RUNTIMES:
             raise ConfigError(path, f"{key}.file", "a .onnx or .pte file", entry.file)
         if not file_path.is_file():
-            raise ConfigError(path, f"{key}.file", f"an existing file ({file_path} not found)", entry.file)
+            raise ConfigError(
+                path, f"{key}.file", f"an existing file ({file_path} not found)", entry.file
+            )
         if entry.params:
             raise ConfigError(path, f"{key}.params", "no params for a ready .onnx/.pte file")
     if entry.variants is not None:
@@ -208,9 +221,11 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
                 raise ConfigError(path, f"{key}.variants[{j}]", suggest(v, variants), v)
             if entry.file is not None and not variants[v].is_baseline:
                 raise ConfigError(
-                    path, f"{key}.variants[{j}]",
+                    path,
+                    f"{key}.variants[{j}]",
                     "only variants with no recipes for a ready .onnx/.pte file "
-                    "(recipes need the PyTorch model)", v,
+                    "(recipes need the PyTorch model)",
+                    v,
                 )
 
 
@@ -227,7 +242,9 @@ def load_suite(path: str | Path) -> Suite:
     names = [m.name for m in data.models]
     for i, entry in enumerate(data.models):
         if names.count(entry.name) > 1:
-            raise ConfigError(path, f"models[{i}].name", "a name unique within the suite", entry.name)
+            raise ConfigError(
+                path, f"models[{i}].name", "a name unique within the suite", entry.name
+            )
         _check_model(entry, i, path, variants)
 
     for i, runtime in enumerate(data.runtimes):
@@ -239,7 +256,9 @@ def load_suite(path: str | Path) -> Suite:
         profile_path = find_profile(name, device_dirs)
         if profile_path is None:
             known = sorted({p.stem for d in device_dirs if d.is_dir() for p in d.glob("*.toml")})
-            raise ConfigError(path, f"devices[{i}]", "a device profile: " + suggest(name, known), name)
+            raise ConfigError(
+                path, f"devices[{i}]", "a device profile: " + suggest(name, known), name
+            )
         devices.append(load_profile(profile_path))
 
     for name in data.budgets:

@@ -142,7 +142,9 @@ class SuiteWalker:
         target = cell.device.target()
         return digest(
             {
-                "artifact": self.pipeline.artifact_key(cell.entry, cell.variant, cell.runtime, target),
+                "artifact": self.pipeline.artifact_key(
+                    cell.entry, cell.variant, cell.runtime, target
+                ),
                 "device": cell.device.model_dump(mode="json"),
                 "measure": self.suite.measure.model_dump(mode="json"),
             }
@@ -211,7 +213,9 @@ class SuiteWalker:
         return record, samples
 
     @staticmethod
-    def _failed(base: dict[str, Any], result: dict[str, Any], kind: str, message: str) -> CellRecord:
+    def _failed(
+        base: dict[str, Any], result: dict[str, Any], kind: str, message: str
+    ) -> CellRecord:
         result = {**result, "failure_kind": kind, "error": message}
         return CellRecord(status="failed", reason=_reason(kind, message), result=result, **base)
 

@@ -1,0 +1,265 @@
+"""ONNX export for onnxruntime: fp32 via the torch.export-based exporter, int8 via
+onnxruntime.quantization (see :mod:`harness.export.ort_quant`).
+
+The helpers at the top (staging directory, error wrapping, calibration samples) are
+runtime-agnostic and also used by :mod:`harness.export.executorch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from harness.errors import ExportError, UnsupportedError
+from harness.export.base import Exporter, ExportResult
+from harness.models.base import ModelBundle
+from harness.recipes.base import QuantRequest
+from harness.target import TargetInfo
+
+MAX_MESSAGE_CHARS = 2000
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# --------------------------------------------------------------------------------------
+# Runtime-agnostic helpers
+# --------------------------------------------------------------------------------------
+
+
+def _exc_text(exc: BaseException) -> str:
+    msg = _ANSI_ESCAPE.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def export_error(prefix: str, exc: BaseException) -> ExportError:
+    """An :class:`ExportError` reading ``"<prefix>: <Type>: <message>"``.
+
+    Exporters wrap the real failure (torch.onnx wraps torch.export's error, for example);
+    the innermost ``__cause__`` names the actual problem, so it comes first and the
+    wrappers' first lines follow. The text is cut to about ``MAX_MESSAGE_CHARS``.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 5:
+        chain.append(current)
+        current = current.__cause__
+    root = chain[-1]
+    tail = ""
+    if len(chain) > 1:
+        wrappers = [_exc_text(e).splitlines()[0][:200] for e in chain[:-1]]
+        tail = "\n(raised as " + " <- ".join(wrappers) + ")"
+    head = f"{prefix}: {_exc_text(root)}"
+    budget = MAX_MESSAGE_CHARS - len(tail)
+    if len(head) > budget:
+        head = head[: max(budget - 16, 200)].rstrip() + " ... [truncated]"
+    return ExportError(head + tail)
+
+
+@contextlib.contextmanager
+def staging_dir(out_path: Path) -> Iterator[Path]:
+    """A scratch directory next to ``out_path``, removed on exit.
+
+    Exporters build the artifact (and any intermediate file) in it and ``os.replace``
+    the finished file onto ``out_path``; the rename stays on one filesystem, so a failed
+    or interrupted export never leaves a partial file at ``out_path``.
+    """
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def calibration_samples(bundle: ModelBundle, quant: QuantRequest) -> list[np.ndarray]:
+    """The first ``quant.calibration_samples`` calibration inputs, each shaped like
+    ``bundle.example_input`` (batch 1, float32), in dataset order."""
+    shape = tuple(bundle.example_input.shape)
+    inputs = bundle.data.calib_inputs[: quant.calibration_samples]
+    if len(inputs) == 0:
+        raise ExportError(f"{bundle.name}: static quantization needs calibration inputs, got none")
+    samples = []
+    for i, sample in enumerate(inputs):
+        arr = np.ascontiguousarray(sample, dtype=np.float32)
+        if arr.size != int(np.prod(shape)):
+            raise ExportError(
+                f"{bundle.name}: calibration input {i} has shape {arr.shape}, "
+                f"which does not fit the example input shape {list(shape)}"
+            )
+        samples.append(arr.reshape(shape))
+    return samples
+
+
+def example_input(bundle: ModelBundle) -> torch.Tensor:
+    return bundle.example_input.detach().to(torch.float32).contiguous()
+
+
+# --------------------------------------------------------------------------------------
+# onnxruntime exporter
+# --------------------------------------------------------------------------------------
+
+_FP16_X86_MESSAGE = (
+    "fp16 is not supported by onnxruntime on {arch}: the CPU execution provider has no "
+    "fp16 kernels for Conv/Gemm/MatMul on x86, so an fp16 model would run through "
+    "inserted casts (or fail to load) instead of measuring fp16 inference"
+)
+
+
+def _export_fp32(bundle: ModelBundle, dest: Path) -> dict[str, Any]:
+    """torch.onnx.export with the torch.export-based (dynamo) exporter.
+
+    The TorchScript exporter is deprecated since torch 2.9 and silently bakes
+    data-dependent branches into the trace; the dynamo exporter fails loudly instead and
+    handles CNNs, MLPs and nn.TransformerEncoder. Shapes are static (batch 1).
+    """
+    module = copy.deepcopy(bundle.module).eval()
+    x = example_input(bundle)
+    progress = io.StringIO()  # the exporter prints its progress to stdout
+    try:
+        with contextlib.redirect_stdout(progress), torch.no_grad():
+            torch.onnx.export(
+                module,
+                (x,),
+                str(dest),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamo=True,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as e:
+        raise export_error("torch.onnx.export failed", e) from e
+    extra = sorted(p.name for p in dest.parent.iterdir() if p != dest)
+    if not dest.exists() or extra:
+        raise ExportError(
+            f"torch.onnx.export did not produce a single self-contained file "
+            f"(files written: {sorted(p.name for p in dest.parent.iterdir())})"
+        )
+    import onnx
+
+    model = onnx.load(str(dest), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": opset}
+
+
+def _check_session(path: Path, x: torch.Tensor) -> None:
+    """The artifact must load in an onnxruntime CPU session and run on the example input."""
+    import onnxruntime as ort
+
+    try:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        session.run(None, {INPUT_NAME: x.numpy()})
+    except Exception as e:
+        raise export_error("onnxruntime cannot run the exported model", e) from e
+
+
+def _check_request(quant: QuantRequest | None, target: TargetInfo) -> None:
+    """Refuse up front what this runtime cannot do on ``target``."""
+    if quant is None:
+        return
+    if quant.mode == "qat":
+        raise UnsupportedError("QAT is not implemented yet for onnxruntime")
+    if quant.mode == "fp16":
+        if not target.is_arm:
+            raise UnsupportedError(_FP16_X86_MESSAGE.format(arch=target.arch))
+        if not {"asimdhp", "fphp"} & target.cpu_features:
+            raise UnsupportedError(
+                f"fp16 is not supported by onnxruntime on this {target.arch} target: the CPU "
+                "has no half-precision arithmetic (asimdhp/fphp), so the CPU execution "
+                "provider has no fp16 kernels to run"
+            )
+        try:
+            import onnxconverter_common  # noqa: F401
+        except ImportError as e:
+            raise UnsupportedError(
+                "fp16 for onnxruntime on ARM needs the onnxconverter_common package to "
+                "convert the model, and it is not installed"
+            ) from e
+
+
+def _convert_fp16(src: Path, dest: Path) -> dict[str, Any]:
+    import onnx
+    from onnxconverter_common import float16  # type: ignore[import-not-found]
+
+    try:
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dest))
+    except Exception as e:
+        raise export_error("onnxconverter_common fp16 conversion failed", e) from e
+    return {
+        "quant_format": "fp16 weights and activations (float32 model inputs/outputs)",
+        "quant_reason": "ARM CPU with half-precision arithmetic (asimdhp/fphp)",
+    }
+
+
+class OnnxExporter(Exporter):
+    runtime: ClassVar[str] = "onnxruntime"
+    suffix: ClassVar[str] = ".onnx"
+
+    def export(
+        self,
+        bundle: ModelBundle,
+        out_path: Path,
+        quant: QuantRequest | None,
+        target: TargetInfo,
+    ) -> ExportResult:
+        out_path = Path(out_path)
+        _check_request(quant, target)
+        with staging_dir(out_path) as tmp:
+            fp32_dir = tmp / "fp32"
+            fp32_dir.mkdir()
+            fp32 = fp32_dir / "model.onnx"
+            notes = _export_fp32(bundle, fp32)
+            final = tmp / f"final{self.suffix}"
+            if quant is None:
+                notes["quant_format"] = "fp32"
+                final = fp32
+            elif quant.mode == "static":
+                from harness.export import ort_quant
+
+                notes.update(
+                    ort_quant.quantize_static_int8(
+                        fp32, final, calibration_samples(bundle, quant), quant, target, tmp
+                    )
+                )
+            elif quant.mode == "dynamic":
+                from harness.export import ort_quant
+
+                notes.update(ort_quant.quantize_dynamic_int8(fp32, final, quant, tmp))
+            elif quant.mode == "fp16":
+                notes.update(_convert_fp16(fp32, final))
+            else:  # pragma: no cover - QuantRequest.mode is a closed Literal
+                raise UnsupportedError(f"unknown quantization mode {quant.mode!r}")
+            _check_session(final, example_input(bundle))
+            os.replace(final, out_path)
+        return ExportResult(path=out_path, notes=notes)
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        import onnx
+        import onnxruntime
+
+        return {
+            "onnxruntime": onnxruntime.__version__,
+            "onnx": onnx.__version__,
+            "torch": torch.__version__,
+        }
