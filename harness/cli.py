@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from rich.console import Console
@@ -28,7 +31,11 @@ DEFAULT_RESULTS = Path("results")
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        # Piped or logged output: rich would assume 80 columns and fold the table.
+        console = Console(highlight=False, soft_wrap=False, width=200)
+    return console
 
 
 # --- run --------------------------------------------------------------------------
@@ -288,8 +295,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_third_party() -> None:
+    """torch, torchao and executorch warn about their own deprecations and missing
+    optional extras (torchvision, triton) on every export; none of it is the user's to act
+    on, and it buries the progress lines. HARNESS_SHOW_WARNINGS=1 keeps them."""
+    if os.environ.get("HARNESS_SHOW_WARNINGS") == "1":
+        return
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*experimental.*")
+    for name in ("torch", "torchao", "executorch", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_third_party()
     try:
         return int(args.func(args))
     except HarnessError as exc:

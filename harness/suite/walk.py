@@ -121,7 +121,7 @@ class SuiteWalker:
         self.store.close()
 
     def _open_run(self) -> int:
-        commit = git_commit(Path(harness.__file__).parent)
+        commit = git_commit(Path(__file__).resolve().parents[1])
         versions = library_versions()
         latest = self.store.latest_run(self.suite.name)
         if latest is not None and not self.new_run:

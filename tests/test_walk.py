@@ -1,0 +1,127 @@
+"""The matrix walk: failures are recorded and never stop the rest; runs resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.results.store import ResultsStore
+from harness.suite.config import load_suite
+from harness.suite.walk import SuiteWalker, WalkEvent
+from tests.suite_files import FAST_MEASURE, write_suite
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def suite_with_failing_cell(tmp_path):
+    # fp16 has no kernels on this CPU: the exporter says so and the cell fails.
+    return write_suite(
+        tmp_path,
+        """
+        name = "failing"
+        runtimes = ["onnxruntime"]
+        devices = ["local"]
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        half = ["fp16"]
+        dyn = ["int8-dynamic"]
+        """
+        + FAST_MEASURE,
+    )
+
+
+def _walk(suite_path, results, **kwargs):
+    walker = SuiteWalker(load_suite(suite_path), results, **kwargs)
+    try:
+        return walker.walk(), walker
+    finally:
+        walker.close()
+
+
+def test_failing_cell_is_recorded_and_the_rest_goes_on(suite_with_failing_cell, tmp_path):
+    results = tmp_path / "results"
+    summary, _ = _walk(suite_with_failing_cell, results)
+    assert (summary.total, summary.ran, summary.failed) == (3, 3, 1)
+    with ResultsStore(results / "harness.db") as store:
+        cells = {c.variant: c for c in store.cells(summary.run_id)}
+        assert cells["half"].status == "failed"
+        assert cells["half"].reason.startswith("unsupported:")
+        for name in ("fp32", "dyn"):
+            cell = cells[name]
+            assert cell.status == "ok", cell.reason
+            assert len(store.samples(cell.id)) == cell.result["samples"] >= 5
+            assert cell.result["agreement"] is not None
+        assert store.get_run(summary.run_id).status == "complete"
+
+
+def test_interrupted_run_resumes_without_redoing_cells(tiny_suite, tmp_path):
+    results = tmp_path / "results"
+    done: list[str] = []
+
+    def interrupt_after_first(event: WalkEvent) -> None:
+        if event.kind == "cell_done":
+            done.append(event.cell.label)
+            raise KeyboardInterrupt
+
+    walker = SuiteWalker(load_suite(tiny_suite), results, on_event=interrupt_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        walker.walk()
+    walker.close()
+    with ResultsStore(results / "harness.db") as store:
+        run = store.latest_run("tiny")
+        assert run.status == "interrupted"
+        assert len(store.cells(run.id)) == 1
+
+    summary, _ = _walk(tiny_suite, results)
+    assert summary.run_id == run.id
+    assert (summary.skipped, summary.ran, summary.failed) == (1, 3, 0)
+    with ResultsStore(results / "harness.db") as store:
+        assert store.get_run(run.id).status == "complete"
+        assert len(store.cells(run.id)) == 4
+
+
+def test_second_run_skips_done_cells_and_reuses_artifacts(tiny_suite, tmp_path):
+    results = tmp_path / "results"
+    first, _ = _walk(tiny_suite, results)
+    built = sorted(p.stat().st_mtime_ns for p in (results / "artifacts").rglob("model.*"))
+    assert len(built) == 4
+
+    again, _ = _walk(tiny_suite, results)
+    assert (again.run_id, again.skipped, again.ran) == (first.run_id, 4, 0)
+
+    # A new run re-measures every cell but builds nothing.
+    logs: list[str] = []
+    walker = SuiteWalker(
+        load_suite(tiny_suite),
+        results,
+        new_run=True,
+        on_event=lambda e: logs.append(e.message) if e.kind == "log" else None,
+    )
+    new = walker.walk()
+    walker.close()
+    assert new.run_id != first.run_id and new.ran == 4
+    assert not [m for m in logs if "exported" in m]
+    assert sorted(p.stat().st_mtime_ns for p in (results / "artifacts").rglob("model.*")) == built
+
+    # --fresh rebuilds.
+    fresh, _ = _walk(tiny_suite, results, fresh=True)
+    assert fresh.ran == 4
+    rebuilt = sorted(p.stat().st_mtime_ns for p in (results / "artifacts").rglob("model.*"))
+    assert rebuilt != built
+
+
+def test_changed_cell_config_is_remeasured(tiny_suite, tmp_path):
+    results = tmp_path / "results"
+    first, _ = _walk(tiny_suite, results)
+    text = tiny_suite.read_text().replace(
+        'int8 = ["int8-static"]', 'int8 = [{ recipe = "int8-static", calibration_samples = 16 }]'
+    )
+    tiny_suite.write_text(text)
+    again, _ = _walk(tiny_suite, results)
+    assert again.run_id == first.run_id
+    assert (again.skipped, again.ran) == (2, 2)
