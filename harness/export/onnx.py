@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import os
 import re
 import shutil
@@ -118,6 +119,19 @@ _FP16_X86_MESSAGE = (
 )
 
 
+@contextlib.contextmanager
+def _quiet_registry_log() -> Iterator[None]:
+    """The exporter logs one warning per torchvision op it cannot register (torchvision
+    is not installed here, and no model of ours uses its ops)."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def _export_fp32(bundle: ModelBundle, dest: Path) -> dict[str, Any]:
     """torch.onnx.export with the torch.export-based (dynamo) exporter.
 
@@ -129,7 +143,7 @@ def _export_fp32(bundle: ModelBundle, dest: Path) -> dict[str, Any]:
     x = example_input(bundle)
     progress = io.StringIO()  # the exporter prints its progress to stdout
     try:
-        with contextlib.redirect_stdout(progress), torch.no_grad():
+        with contextlib.redirect_stdout(progress), torch.no_grad(), _quiet_registry_log():
             torch.onnx.export(
                 module,
                 (x,),
