@@ -1,0 +1,194 @@
+"""Check the compression targets of the recipes issue and print the measured figures.
+
+Runs ``benchmarks/recipe_targets.toml`` through the harness (artifacts are cached in
+the results directory, so a re-run only re-measures with ``--new-run``), then reads
+the store and compares every variant with the fp32 variant of the same model and
+runtime, measured in the same run.
+
+    .venv/bin/python benchmarks/recipe_targets.py [--results DIR] [--new-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.results.store import CellRecord, ResultsStore
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE = REPO / "benchmarks" / "recipe_targets.toml"
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    measured: str
+    target: str
+    ok: bool | None  # None: informational
+
+
+def _cells(results: Path) -> dict[tuple[str, str, str], CellRecord]:
+    with ResultsStore(results / "harness.db") as store:
+        run = store.latest_run("recipe-targets")
+        if run is None:
+            raise SystemExit(f"{results}: no recipe-targets run in the store")
+        return {(c.model, c.variant, c.runtime): c for c in store.cells(run.id)}
+
+
+def _p50(cell: CellRecord) -> float:
+    return float(cell.result["latency_ms"]["p50"])
+
+
+def _ci(cell: CellRecord) -> tuple[float, float]:
+    low, high = cell.result["latency_ms"]["ci95"]
+    return float(low), float(high)
+
+
+def checks(cells: dict[tuple[str, str, str], CellRecord]) -> list[Check]:
+    out: list[Check] = []
+
+    def get(model: str, variant: str, runtime: str) -> CellRecord | None:
+        cell = cells.get((model, variant, runtime))
+        if cell is None or cell.status != "ok":
+            reason = "missing" if cell is None else cell.reason
+            out.append(Check(f"{model}/{variant}/{runtime}", f"not measured: {reason}", "-", False))
+            return None
+        return cell
+
+    for runtime in ("onnxruntime", "executorch"):
+        base = get("resnet18", "fp32", runtime)
+        if base is None:
+            continue
+        for variant, target in (("int8", 2.5), ("pruned", 2.5), ("pruned-int8", 7.0)):
+            cell = get("resnet18", variant, runtime)
+            if cell is None:
+                continue
+            speedup = _p50(base) / _p50(cell)
+            out.append(
+                Check(
+                    f"resnet18 {variant} speedup ({runtime})",
+                    f"{speedup:.2f}x ({_p50(base):.3f} -> {_p50(cell):.3f} ms p50)",
+                    f">= {target}x",
+                    speedup >= target,
+                )
+            )
+        int8 = get("resnet18", "int8", runtime)
+        if int8 is not None and base.size_bytes and int8.size_bytes:
+            ratio = int8.size_bytes / base.size_bytes
+            out.append(
+                Check(
+                    f"resnet18 int8 artifact size ({runtime})",
+                    f"{ratio:.3f}x",
+                    "<= 0.30x",
+                    ratio <= 0.30,
+                )
+            )
+        sparse = get("resnet18", "sparse", runtime)
+        if sparse is not None:
+            speedup = _p50(base) / _p50(sparse)
+            (bl, bh), (sl, sh) = _ci(base), _ci(sparse)
+            overlap = bl <= sh and sl <= bh
+            out.append(
+                Check(
+                    f"resnet18 unstructured 50% speedup ({runtime})",
+                    f"{speedup:.2f}x; median CIs [{bl:.3f}, {bh:.3f}] vs [{sl:.3f}, {sh:.3f}] ms "
+                    + ("overlap" if overlap else "do not overlap"),
+                    "within noise of 1.0x (no dense speedup)",
+                    overlap or abs(speedup - 1.0) <= 0.05,
+                )
+            )
+
+        dbase = get("digits-cnn", "fp32", runtime)
+        if dbase is None:
+            continue
+        base_acc = dbase.result["accuracy"]
+        for variant, max_loss in (("int8", 0.5), ("pruned", 1.5)):
+            cell = get("digits-cnn", variant, runtime)
+            if cell is None:
+                continue
+            acc = cell.result["accuracy"]
+            loss = (base_acc - acc) * 100
+            out.append(
+                Check(
+                    f"digits-cnn {variant} accuracy loss ({runtime})",
+                    f"{loss:+.2f} points ({base_acc * 100:.2f}% -> {acc * 100:.2f}%)",
+                    f"<= {max_loss} points",
+                    loss <= max_loss,
+                )
+            )
+        student = get("digits-cnn", "distilled", runtime)
+        if student is not None:
+            steps = student.result.get("transform_notes", [])
+            notes = next((n for n in steps if n.get("recipe") == "distill"), {})
+            ratio = notes.get("param_ratio")
+            alone = notes.get("student_alone_accuracy")
+            acc = student.result["accuracy"]
+            gap = (base_acc - acc) * 100
+            out.append(
+                Check(
+                    f"distilled student params / teacher ({runtime})",
+                    f"{ratio:.3f}" if ratio is not None else "unknown",
+                    "<= 0.25",
+                    ratio is not None and ratio <= 0.25,
+                )
+            )
+            out.append(
+                Check(
+                    f"distilled vs same student trained alone ({runtime})",
+                    f"{acc * 100:.2f}% vs {alone * 100:.2f}%" if alone is not None else "unknown",
+                    "distilled > alone",
+                    alone is not None and acc > alone,
+                )
+            )
+            out.append(
+                Check(
+                    f"distilled within 1.5 points of teacher ({runtime})",
+                    f"{gap:+.2f} points",
+                    "<= 1.5 points",
+                    gap <= 1.5,
+                )
+            )
+    return out
+
+
+def render(rows: list[Check]) -> str:
+    width = max(len(r.what) for r in rows)
+    lines = [f"{'check':<{width}}  {'verdict':<7}  {'target':<36}  measured"]
+    for r in rows:
+        verdict = "info" if r.ok is None else ("PASS" if r.ok else "FAIL")
+        lines.append(f"{r.what:<{width}}  {verdict:<7}  {r.target:<36}  {r.measured}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=REPO / "results" / "recipe-targets")
+    parser.add_argument("--new-run", action="store_true", help="re-measure every cell")
+    parser.add_argument("--report-only", action="store_true", help="do not run, only report")
+    args = parser.parse_args()
+    if not args.report_only:
+        command = [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            str(SUITE),
+            "--results",
+            str(args.results),
+            "-q",
+        ]
+        if args.new_run:
+            command.append("--new-run")
+        subprocess.run(command, cwd=REPO, check=False)
+    rows = checks(_cells(args.results))
+    print(render(rows))
+    failed = [r for r in rows if r.ok is False]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} checks pass")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
