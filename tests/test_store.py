@@ -76,3 +76,28 @@ def test_failed_cell_without_samples(tmp_path):
         )
         [c] = store.cells(run)
         assert c.status == "failed" and c.reason == "unsupported: x"
+
+
+def test_migration_path_upgrades_an_older_store_and_keeps_its_data(tmp_path, monkeypatch):
+    """A store written at version 1 is upgraded in place by later migrations."""
+    import harness.results.store as store_module
+
+    db = tmp_path / "h.db"
+    with ResultsStore(db) as store:
+        run = _run(store)
+        store.record_cell(run, CellRecord("m", "fp32", "onnxruntime", "local", "h", "ok"), [1.5])
+        assert store.schema_version == 1
+
+    upgraded = {
+        **MIGRATIONS,
+        SCHEMA_VERSION + 1: ["ALTER TABLE cells ADD COLUMN note TEXT DEFAULT 'migrated'"],
+    }
+    monkeypatch.setattr(store_module, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with ResultsStore(db) as store:
+        assert store.schema_version == SCHEMA_VERSION + 1
+        [cell] = store.cells(run)
+        assert store.samples(cell.id) == [1.5]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT note FROM cells").fetchone()[0] == "migrated"
+    con.close()

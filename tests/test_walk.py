@@ -125,3 +125,68 @@ def test_changed_cell_config_is_remeasured(tiny_suite, tmp_path):
     again, _ = _walk(tiny_suite, results)
     assert again.run_id == first.run_id
     assert (again.skipped, again.ran) == (2, 2)
+
+
+def test_ready_onnx_file_is_benchmarked_on_its_runtime_only(tmp_path):
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU()).eval()
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 16),),
+        str(tmp_path / "ready.onnx"),
+        input_names=["input"],
+        dynamo=False,
+    )
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "file"
+        runtimes = ["onnxruntime", "executorch"]
+        devices = ["local"]
+
+        [[models]]
+        name = "ready"
+        file = "ready.onnx"
+
+        [variants]
+        fp32 = []
+        int8 = ["int8-static"]
+        """
+        + FAST_MEASURE,
+    )
+    summary, _ = _walk(suite, tmp_path / "results")
+    # Neither executorch nor a recipe applies to a ready .onnx file.
+    assert (summary.total, summary.ran, summary.failed) == (1, 1, 0)
+    with ResultsStore(tmp_path / "results" / "harness.db") as store:
+        [cell] = store.cells(summary.run_id)
+        assert cell.key == ("ready", "fp32", "onnxruntime", "local")
+        assert cell.size_bytes == (tmp_path / "ready.onnx").stat().st_size
+
+
+def test_runner_past_its_timeout_is_a_failed_cell(tmp_path):
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "slow"
+        runtimes = ["onnxruntime"]
+        devices = ["local"]
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+
+        [measure]
+        min_count = 1000000
+        min_seconds = 60
+        max_seconds = 120
+        timeout_seconds = 3
+        """,
+    )
+    summary, _ = _walk(suite, tmp_path / "results")
+    assert summary.failed == 1
+    [cell] = summary.failures
+    assert cell.reason.startswith("timeout:") and "3 s" in cell.reason
