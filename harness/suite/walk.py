@@ -21,7 +21,13 @@ from harness.artifacts import ArtifactStore, digest, library_versions
 from harness.devices import open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
-from harness.errors import ExportError, RecipeError, RunnerError, UnsupportedError
+from harness.errors import (
+    ConfigError,
+    ExportError,
+    RecipeError,
+    RunnerError,
+    UnsupportedError,
+)
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline
 from harness.results.scoring import score_outputs
@@ -205,6 +211,8 @@ class SuiteWalker:
         except RunnerError as exc:
             result["stderr"] = exc.stderr
             record, samples = self._failed(base, result, exc.kind, str(exc)), []
+        except ConfigError as exc:  # e.g. a user factory that returns the wrong thing
+            record, samples = self._failed(base, result, "model_error", str(exc)), []
         except Exception as exc:  # a bug must not stop the matrix; keep the traceback
             result["traceback"] = traceback.format_exc()
             record = self._failed(base, result, "internal_error", f"{type(exc).__name__}: {exc}")
