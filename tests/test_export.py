@@ -160,6 +160,12 @@ def test_onnx_fp32_matches_torch(cnn: ModelBundle, artifacts: Path) -> None:
     got = run_onnx(result.path, cnn.data.eval_inputs)
     np.testing.assert_allclose(got, run_torch(cnn, cnn.data.eval_inputs), atol=1e-4, rtol=1e-4)
     assert result.notes["quant_format"] == "fp32"
+    assert 0 < result.notes["gzip_bytes"] < result.path.stat().st_size
+    # torch.onnx's per-node debug metadata is dropped: sizes compare weights and graph only
+    assert result.notes["debug_metadata_stripped"] > 0
+    import onnx
+
+    assert not any(n.metadata_props for n in onnx.load(str(result.path)).graph.node)
     # one self-contained file, no external data or scratch files next to it
     assert sorted(p.name for p in artifacts.iterdir()) == [result.path.name]
     # the exporter worked on a copy
@@ -175,6 +181,7 @@ def test_pte_fp32_matches_torch(cnn: ModelBundle, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, run_torch(cnn, cnn.data.eval_inputs), atol=1e-4, rtol=1e-4)
     assert result.notes["non_delegated_ops"] == 0
     assert result.notes["xnnpack_delegated_ops"] > 0
+    assert 0 < result.notes["gzip_bytes"] < result.path.stat().st_size
     assert sorted(p.name for p in tmp_path.iterdir()) == [result.path.name]
 
 
@@ -199,6 +206,7 @@ def test_onnx_static_int8(
     assert reason in int8.notes["quant_reason"]
     assert int8.notes["calibration_samples"] == 16
     assert int8.path.stat().st_size < 0.5 * fp32.path.stat().st_size
+    assert int8.notes["gzip_bytes"] < 0.5 * fp32.notes["gzip_bytes"]
     ref = run_onnx(fp32.path, mlp.data.eval_inputs)
     assert len(set(ref.argmax(1))) >= 3  # the agreement check below means something
     assert agreement(run_onnx(int8.path, mlp.data.eval_inputs), ref) >= 0.75
@@ -277,11 +285,11 @@ def test_onnx_fp16_message_names_missing_kernels(mlp: ModelBundle, tmp_path: Pat
         )
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "executorch"])
-def test_qat_not_implemented(mlp: ModelBundle, tmp_path: Path, runtime: str) -> None:
-    exporter = get_exporter(runtime)
-    with pytest.raises(UnsupportedError, match=f"QAT is not implemented yet for {runtime}"):
-        exporter.export(mlp, tmp_path / f"m{exporter.suffix}", QuantRequest(mode="qat"), ARM)
+def test_pte_fp16_message_names_missing_kernels(mlp: ModelBundle, tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedError, match="XNNPACK has no native fp16 kernels for this CPU"):
+        get_exporter("executorch").export(
+            mlp, tmp_path / "m.pte", QuantRequest(mode="fp16"), X86_VNNI
+        )
 
 
 def test_pte_refuses_uint8_activations(mlp: ModelBundle, tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def quantize_static_int8(
             "quant_reason": fmt.reason,
             "calibration_samples": len(samples),
             "calibration_method": "MinMax",
-            "int8_weights": _count_int8_weights(dest),
+            "int8_weights": count_int8_weights(dest),
         }
     )
     return notes
@@ -215,13 +215,13 @@ def quantize_dynamic_int8(
             "quantized at run time)",
             "quant_reason": "weights int8 offline, activation ranges computed per inference "
             "(MatMulInteger/ConvInteger); no calibration",
-            "int8_weights": _count_int8_weights(dest),
+            "int8_weights": count_int8_weights(dest),
         }
     )
     return notes
 
 
-def _count_int8_weights(path: Path) -> int:
+def count_int8_weights(path: Path) -> int:
     """How many initializers of the quantized model are 8-bit integer tensors."""
     try:
         model = onnx.load(str(path), load_external_data=False)

@@ -8,10 +8,12 @@ from harness.recipes.base import Recipe
 RECIPES: dict[str, str] = {
     "int8-static": "harness.recipes.quantize:Int8Static",
     "int8-dynamic": "harness.recipes.quantize:Int8Dynamic",
+    "int8-qat": "harness.recipes.quantize:Int8Qat",
     "fp16": "harness.recipes.quantize:Fp16",
     "prune-channels": "harness.recipes.prune_channels:ChannelPruning",
     "prune-unstructured": "harness.recipes.prune_unstructured:UnstructuredPruning",
     "distill": "harness.recipes.distill:Distillation",
+    "low-rank": "harness.recipes.low_rank:LowRankFactorization",
 }
 
 

@@ -110,7 +110,7 @@ def check_chain(steps: list[ChainStep], file: str | Path | None, key: str) -> No
         raise ConfigError(
             file,
             key,
-            "at most one quantize step (int8-static, int8-dynamic, fp16)",
+            "at most one quantize step (int8-static, int8-dynamic, int8-qat, fp16)",
             [s.recipe for s in steps],
         )
     if quant_positions and quant_positions[0] != len(steps) - 1:

@@ -49,7 +49,62 @@ def _baselines(cells: list[CellRecord], baseline_variants: set[str]) -> dict[tup
     return out
 
 
+SPARSE_RECIPE = "prune-unstructured"
+_FORMAT_NOISE = {"pt2e", "symmetric", "per-channel", "per-tensor"}
+
+
+def _recipes(cell: CellRecord) -> list[str]:
+    return [str(step.get("recipe")) for step in cell.result.get("lineage") or []]
+
+
+def _short_format(quant_format: str | None) -> str:
+    """The exporter's int8/fp16 format in a few words: "QDQ U8S8", "XNNPACK QAT int8".
+
+    The full text (granularity, what the dtypes are) stays in the export notes; the table
+    only needs to tell variants apart. fp32 says nothing.
+    """
+    if not quant_format or quant_format == "fp32":
+        return ""
+    if quant_format.startswith("fp16"):
+        return "fp16"
+    head = quant_format.split("(")[0]
+    return " ".join(w for w in head.split() if w not in _FORMAT_NOISE)
+
+
+def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
+    """What unstructured sparsity buys: exact sparsity and the gzip size against the
+    baseline, and plainly that dense runtimes do not run it faster."""
+    sparsity = None
+    for step in cell.result.get("transform_notes") or []:
+        if step.get("recipe") == SPARSE_RECIPE and step.get("achieved_sparsity") is not None:
+            sparsity = float(step["achieved_sparsity"])
+    text = f"sparse {sparsity * 100:.1f}%" if sparsity is not None else "sparse"
+    gz = (cell.result.get("export_notes") or {}).get("gzip_bytes")
+    base_gz = (base.result.get("export_notes") or {}).get("gzip_bytes") if base else None
+    if gz and base_gz:
+        text += f": gzip {gz / base_gz:.2f}x"
+    elif gz:
+        text += f": gzip {gz / 1024:.1f} KB"
+    return text + "; dense kernels, no speedup expected"
+
+
+def _note(cell: CellRecord, base: CellRecord | None) -> str:
+    parts = ["emulated"] if cell.emulated else []
+    if SPARSE_RECIPE in _recipes(cell):
+        parts.append(_sparsity_note(cell, base))
+    fmt = _short_format((cell.result.get("export_notes") or {}).get("quant_format"))
+    if fmt:
+        parts.append(fmt)
+    return "; ".join(parts)
+
+
 def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = None) -> list[Row]:
+    """One row per cell; speedup and size against the same runtime's fp32 baseline.
+
+    The note column says what a number cannot: an emulated device, the int8 format the
+    exporter chose, and for unstructured sparsity its compressed size and that dense
+    kernels gain no speed from it.
+    """
     baselines = _baselines(cells, baseline_variants or set())
     ordered = sorted(
         range(len(cells)),
@@ -75,7 +130,7 @@ def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = Non
                 size_x = c.size_bytes / base.size_bytes
         peak = (c.result.get("memory_mb") or {}).get("peak")
         acc, agree = c.result.get("accuracy"), c.result.get("agreement")
-        note = "emulated" if c.emulated else ""
+        note = _note(c, base)
         rows.append(
             Row(
                 (
