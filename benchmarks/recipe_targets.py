@@ -119,6 +119,20 @@ def checks(cells: dict[tuple[str, str, str], CellRecord]) -> list[Check]:
                     loss <= max_loss,
                 )
             )
+        for variant in ("qat", "lowrank"):
+            cell = get("digits-cnn", variant, runtime)
+            if cell is not None:
+                acc = cell.result["accuracy"]
+                out.append(
+                    Check(
+                        f"digits-cnn {variant} accuracy ({runtime})",
+                        f"{acc * 100:.2f}% (fp32 {base_acc * 100:.2f}%), "
+                        f"{_p50(dbase) / _p50(cell):.2f}x speed, "
+                        f"{cell.size_bytes / dbase.size_bytes:.2f}x size",
+                        "no target (information)",
+                        None,
+                    )
+                )
         student = get("digits-cnn", "distilled", runtime)
         if student is not None:
             steps = student.result.get("transform_notes", [])
