@@ -33,6 +33,12 @@ def run_runner_process(
         outputs_path = Path(tmp) / "outputs.npy"
         if job.get("eval_inputs"):
             job["outputs_out"] = str(outputs_path)
+        profile = job.get("profile") or {}
+        if profile.get("enabled"):
+            # Inside the temporary directory, so an ETDump the runner could not turn
+            # into a table is still there for the host to read (see below).
+            job["profile"] = {**profile, "dir": str(Path(tmp) / "profile")}
+            (Path(tmp) / "profile").mkdir()
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
         command = [*command_prefix, str(RUNNER_PATH), str(job_path), str(result_path)]
@@ -73,8 +79,31 @@ def run_runner_process(
         except RunnerError as exc:
             exc.stderr = stderr
             raise
+        _host_side_profile(result)
         outputs = np.load(outputs_path) if outputs_path.is_file() else None
         return DeviceRun(result=result, outputs=outputs)
+
+
+def _host_side_profile(result: dict[str, Any]) -> None:
+    """Build the per-op table from the runner's ETDump when the device could not.
+
+    A runtime-only ExecuTorch install has no ``executorch.devtools``; the runner then
+    leaves the ETDump file and the host, which has the full package, reads it.
+    """
+    profile = result.get("profile")
+    if not isinstance(profile, dict) or profile.get("ops") is not None:
+        return
+    etdump = profile.get("etdump")
+    if not etdump or not Path(etdump).is_file():
+        return
+    from harness.runner import bench_runner
+
+    try:
+        table = bench_runner.etdump_profile_table(etdump, int(profile.get("top", 10)))
+    except Exception as exc:  # keep the timings; say why the profile is missing
+        profile["error"] = f"{profile.get('error', '')}; host-side Inspector failed: {exc}"
+        return
+    result["profile"] = {**table, "tool": "etdump (read on the host)"}
 
 
 class LocalDevice(Device):

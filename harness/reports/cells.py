@@ -12,6 +12,8 @@ from harness.results.store import CellRecord
 
 _MEMORY_KEYS = ("baseline", "after_load", "peak")
 _LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min", "cv", "ci95")
+# Added by the measurement issue: how the CI was built and the per-trial medians.
+_LATENCY_EXTRA = ("ci_basis", "trials", "trial_p50s", "cv_robust")
 
 
 def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
@@ -25,7 +27,9 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "device": cell.device,
         "status": cell.status,
         "reason": cell.reason,
-        "latency_ms": {k: latency.get(k) for k in _LATENCY_KEYS} if latency else None,
+        "latency_ms": (
+            {k: latency.get(k) for k in _LATENCY_KEYS + _LATENCY_EXTRA} if latency else None
+        ),
         "samples": r.get("samples", 0),
         "memory_mb": {k: memory.get(k) for k in _MEMORY_KEYS} if memory else None,
         "size_bytes": cell.size_bytes,
@@ -42,4 +46,19 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "model_info": r.get("model_info", {}),
         "artifact_hash": cell.artifact_hash,
         "failure_kind": r.get("failure_kind"),
+        # Trials, power, thermals, validity and the per-op profile (null when the cell
+        # predates them or failed).
+        "trials": r.get("trials"),
+        "ci_basis": r.get("ci_basis"),
+        "import_ms": r.get("import_ms"),
+        "power_w": r.get("power_w"),
+        "idle_w": r.get("idle_w"),
+        "energy_mj": r.get("energy_mj"),
+        "power_source": r.get("power_source"),
+        "temps_c": r.get("temps_c"),
+        "freq_mhz": r.get("freq_mhz"),
+        "throttled": r.get("throttled"),
+        "cooldown": r.get("cooldown"),
+        "validity": r.get("validity"),
+        "profile": r.get("profile"),
     }

@@ -9,34 +9,227 @@ numbers come from the same code.
 
 Usage: python bench_runner.py JOB.json RESULT.json
 
-Exit codes: 0 measured, 2 bad job file, 3 the runtime failed (load or inference).
-Raw latency samples are returned; statistics are computed by the host.
+Exit codes: 0 measured, 2 bad job file (or a job the artifact cannot run, such as a
+batch size its static shape does not allow), 3 the runtime failed (load or inference).
+
+What one run measures, in this order (so nothing disturbs the timed loop):
+
+1. environment (CPU, flags, governor, free memory) and the RSS baseline;
+2. load time, RSS after load, first-inference time;
+3. optional cool-down gate (wait, sleeping, until the hottest thermal zone is cool);
+4. idle power (about half a second, only when a real power sensor exists);
+5. warm-up by count and time;
+6. thermal snapshot, then the timed loop (count and time, or adaptive CI), with the power
+   source read at its start, at a low rate while it runs and at its end; then the thermal
+   snapshot after it and the RSS peak;
+7. accuracy outputs (when asked) and a per-op profile in a separate pass (when asked).
+
+Raw latency samples are returned; the runner also reports its own within-run median CI
+(needed for the adaptive stopping rule), but the host builds the reported statistics,
+over several runner processes (trials).
 """
 
+import glob
 import json
+import math
 import os
 import platform
+import re
 import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+_JOB_VERSIONS = (1, 2)  # a version-1 job is a version-2 job with every new key defaulted
 _EXIT_BAD_JOB = 2
 _EXIT_RUNTIME_FAILED = 3
 
 _DEFAULTS = {
     "threads": 1,
     "seed": 0,
+    "batch": 1,
+    "input_dtype": "float32",
     "warmup": {"min_count": 10, "min_seconds": 0.2},
-    "measure": {"min_count": 50, "min_seconds": 1.0, "max_seconds": 30.0},
+    "measure": {
+        "min_count": 50,
+        "min_seconds": 1.0,
+        "max_seconds": 30.0,
+        "adaptive_ci": None,
+        "check_every": 20,
+        "max_cv": 0.20,
+    },
+    "cooldown": {"max_c": None, "timeout_s": 60.0, "poll_s": 1.0},
+    "power": {"model": None, "idle_seconds": 0.5, "interval_s": 0.1},
+    "profile": {"enabled": False, "count": 20, "top": 10, "dir": None},
+    "sysfs_root": "/",
+    "vcgencmd": "auto",
     "eval_inputs": None,
     "outputs_out": None,
 }
 _RUNTIMES = ("onnxruntime", "executorch")
+_DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 
 
 class JobError(Exception):
     """The job file is unreadable or does not describe a runnable job."""
+
+
+# --- job validation ---------------------------------------------------------------
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(
+    where, key, value, integer=False, minimum=None, above=None, below=None, allow_none=False
+):
+    """Raise JobError naming ``key`` unless ``value`` is a number within the bounds."""
+    if value is None and allow_none:
+        return
+    bad = not _is_number(value) or (integer and not isinstance(value, int))
+    if not bad and isinstance(value, float) and not math.isfinite(value):
+        bad = True
+    if not bad and minimum is not None and value < minimum:
+        bad = True
+    if not bad and above is not None and value <= above:
+        bad = True
+    if not bad and below is not None and value >= below:
+        bad = True
+    if bad:
+        parts = ["an integer" if integer else "a number"]
+        if minimum is not None:
+            parts.append(">= %s" % minimum)
+        if above is not None:
+            parts.append("> %s" % above)
+        if below is not None:
+            parts.append("< %s" % below)
+        if allow_none:
+            parts.append("or null")
+        raise JobError("%s: key '%s': expected %s, got %r" % (where, key, " ".join(parts), value))
+
+
+def _section(where, job, name):
+    given = job.get(name)
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise JobError("%s: key '%s': expected an object, got %r" % (where, name, given))
+    unknown = sorted(set(given) - set(_DEFAULTS[name]))
+    if unknown:
+        raise JobError(
+            "%s: key '%s.%s': unknown (known: %s)"
+            % (where, name, unknown[0], ", ".join(sorted(_DEFAULTS[name])))
+        )
+    values = dict(_DEFAULTS[name])
+    values.update(given)
+    return values
+
+
+def validate_job(job, where="job"):
+    """Check every key the runner reads; return the job with defaults filled in.
+
+    Raises :class:`JobError` with a message naming the offending key.
+    """
+    if not isinstance(job, dict):
+        raise JobError("%s: expected a JSON object at the top level" % where)
+    version = job.get("schema_version")
+    if version not in _JOB_VERSIONS:
+        raise JobError(
+            "%s: key 'schema_version': expected one of %s, got %r"
+            % (where, ", ".join(str(v) for v in _JOB_VERSIONS), version)
+        )
+    for key, kind in (("runtime", str), ("artifact", str), ("input_shape", list)):
+        if not isinstance(job.get(key), kind):
+            raise JobError(
+                "%s: key '%s': expected %s, got %r" % (where, key, kind.__name__, job.get(key))
+            )
+    if job["runtime"] not in _RUNTIMES:
+        raise JobError(
+            "%s: key 'runtime': expected one of %s, got %r"
+            % (where, ", ".join(_RUNTIMES), job["runtime"])
+        )
+    shape = job["input_shape"]
+    if not shape or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
+    ):
+        raise JobError(
+            "%s: key 'input_shape': expected a non-empty list of positive integers, got %r"
+            % (where, shape)
+        )
+    merged = dict(_DEFAULTS)
+    merged.update(job)
+    for name in ("warmup", "measure", "cooldown", "power", "profile"):
+        merged[name] = _section(where, job, name)
+
+    _check_number(where, "threads", merged["threads"], integer=True, minimum=1)
+    _check_number(where, "seed", merged["seed"], integer=True, minimum=0)
+    _check_number(where, "batch", merged["batch"], integer=True, minimum=1)
+    if merged["input_dtype"] not in _DTYPES:
+        raise JobError(
+            "%s: key 'input_dtype': expected one of %s, got %r"
+            % (where, ", ".join(_DTYPES), merged["input_dtype"])
+        )
+    warm, meas = merged["warmup"], merged["measure"]
+    _check_number(where, "warmup.min_count", warm["min_count"], integer=True, minimum=0)
+    _check_number(where, "warmup.min_seconds", warm["min_seconds"], minimum=0)
+    _check_number(where, "measure.min_count", meas["min_count"], integer=True, minimum=1)
+    _check_number(where, "measure.min_seconds", meas["min_seconds"], minimum=0)
+    _check_number(where, "measure.max_seconds", meas["max_seconds"], above=0, allow_none=True)
+    _check_number(
+        where, "measure.adaptive_ci", meas["adaptive_ci"], above=0, below=1, allow_none=True
+    )
+    if meas["adaptive_ci"] is not None and meas["max_seconds"] is None:
+        raise JobError(
+            "%s: key 'measure.max_seconds': the adaptive rule needs a hard cap, got null" % where
+        )
+    _check_number(where, "measure.check_every", meas["check_every"], integer=True, minimum=1)
+    _check_number(where, "measure.max_cv", meas["max_cv"], above=0)
+    cool = merged["cooldown"]
+    _check_number(where, "cooldown.max_c", cool["max_c"], above=0, below=200, allow_none=True)
+    _check_number(where, "cooldown.timeout_s", cool["timeout_s"], minimum=0)
+    _check_number(where, "cooldown.poll_s", cool["poll_s"], above=0)
+    power = merged["power"]
+    model = power["model"]
+    if model is not None:
+        if not isinstance(model, dict) or set(model) - {"idle_w", "max_w", "source"}:
+            raise JobError(
+                "%s: key 'power.model': expected null or an object with idle_w and max_w, "
+                "got %r" % (where, model)
+            )
+        _check_number(where, "power.model.idle_w", model.get("idle_w"), minimum=0)
+        _check_number(where, "power.model.max_w", model.get("max_w"), above=0)
+        if model["max_w"] < model["idle_w"]:
+            raise JobError(
+                "%s: key 'power.model.max_w': expected >= idle_w (%s), got %r"
+                % (where, model["idle_w"], model["max_w"])
+            )
+    _check_number(where, "power.idle_seconds", power["idle_seconds"], minimum=0)
+    _check_number(where, "power.interval_s", power["interval_s"], above=0)
+    prof = merged["profile"]
+    if not isinstance(prof["enabled"], bool):
+        raise JobError(
+            "%s: key 'profile.enabled': expected true or false, got %r" % (where, prof["enabled"])
+        )
+    _check_number(where, "profile.count", prof["count"], integer=True, minimum=1)
+    _check_number(where, "profile.top", prof["top"], integer=True, minimum=1)
+    for key in ("sysfs_root",):
+        if not isinstance(merged[key], str) or not merged[key]:
+            raise JobError("%s: key '%s': expected a path, got %r" % (where, key, merged[key]))
+    for key in ("vcgencmd", "eval_inputs", "outputs_out"):
+        if merged[key] is not None and not isinstance(merged[key], str):
+            raise JobError(
+                "%s: key '%s': expected a path or null, got %r" % (where, key, merged[key])
+            )
+    if prof["dir"] is not None and not isinstance(prof["dir"], str):
+        raise JobError(
+            "%s: key 'profile.dir': expected a path or null, got %r" % (where, prof["dir"])
+        )
+    return merged
 
 
 def load_job(path):
@@ -47,57 +240,148 @@ def load_job(path):
         raise JobError("cannot read job file %s: %s" % (path, exc)) from None
     except ValueError as exc:
         raise JobError("job file %s is not valid JSON: %s" % (path, exc)) from None
-    if not isinstance(job, dict):
-        raise JobError("job file %s: expected a JSON object at the top level" % path)
-    version = job.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise JobError(
-            "job file %s: key 'schema_version': expected %d, got %r"
-            % (path, SCHEMA_VERSION, version)
-        )
-    for key, kind in (("runtime", str), ("artifact", str), ("input_shape", list)):
-        if not isinstance(job.get(key), kind):
-            raise JobError(
-                "job file %s: key '%s': expected %s, got %r"
-                % (path, key, kind.__name__, job.get(key))
-            )
-    if job["runtime"] not in _RUNTIMES:
-        raise JobError(
-            "job file %s: key 'runtime': expected one of %s, got %r"
-            % (path, ", ".join(_RUNTIMES), job["runtime"])
-        )
-    merged = dict(_DEFAULTS)
-    merged.update(job)
-    for section in ("warmup", "measure"):
-        values = dict(_DEFAULTS[section])
-        values.update(job.get(section) or {})
-        merged[section] = values
-    return merged
+    return validate_job(job, "job file %s" % path)
+
+
+# --- statistics the runner needs itself ---------------------------------------------
+
+
+def median_ci_ranks(n, confidence=0.95):
+    """1-based ranks (lo, hi) of the order statistics bracketing the median.
+
+    Distribution-free: the count of samples below the median is Binomial(n, 1/2); ``lo``
+    is the largest k with P(B <= k-1) <= alpha/2 and ``hi = n - lo + 1``. Exact up to
+    5000 samples (the same pair as the host's scipy version), a normal approximation
+    beyond. Returns (1, n) when no pair reaches the confidence (n < 6 at 95%).
+    """
+    if n < 1:
+        raise ValueError("median CI of an empty sample")
+    half_alpha = (1.0 - confidence) / 2.0
+    if n <= 5000:
+        log_half_n = n * math.log(0.5)
+        log_binom = 0.0  # log C(n, 0)
+        cdf = 0.0
+        k = 0
+        for j in range(n):
+            cdf += math.exp(log_binom + log_half_n)
+            if cdf > half_alpha:
+                break
+            k = j + 1
+            log_binom += math.log(n - j) - math.log(j + 1)
+    else:
+        z = _normal_quantile(1.0 - half_alpha)
+        k = math.floor((n - z * math.sqrt(n)) / 2.0)
+    if k < 1:
+        return 1, n
+    return k, n - k + 1
+
+
+def _normal_quantile(p):
+    from statistics import NormalDist  # Python 3.8+
+
+    return NormalDist().inv_cdf(p)
+
+
+def median_and_ci(sorted_values, confidence=0.95):
+    """(median, lo, hi) of an already sorted list (median linearly interpolated)."""
+    n = len(sorted_values)
+    mid = (n - 1) / 2.0
+    lo_i, hi_i = math.floor(mid), math.ceil(mid)
+    median = (sorted_values[lo_i] + sorted_values[hi_i]) / 2.0
+    k_lo, k_hi = median_ci_ranks(n, confidence)
+    return median, sorted_values[k_lo - 1], sorted_values[k_hi - 1]
+
+
+def ci_is_narrow(sorted_values, rel):
+    """True when the 95% CI of the median lies within +-``rel`` of the median."""
+    median, lo, hi = median_and_ci(sorted_values)
+    if median <= 0:
+        return False
+    return (median - lo) <= rel * median and (hi - median) <= rel * median
+
+
+def _quantile(sorted_values, q):
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def robust_cv(sorted_values):
+    """Interquartile range / (1.349 x median): the CV of a normal sample, but blind to
+    the few preemption spikes that make the plain CV of a shared machine's samples
+    exceed 1 while the median is stable to a fraction of a percent."""
+    if len(sorted_values) < 4:
+        return 0.0
+    median = _quantile(sorted_values, 0.5)
+    if median <= 0:
+        return 0.0
+    return (_quantile(sorted_values, 0.75) - _quantile(sorted_values, 0.25)) / (1.349 * median)
+
+
+def _cv(values):
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    if mean <= 0:
+        return 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return math.sqrt(var) / mean
 
 
 # --- measurement ------------------------------------------------------------------
+
+
+def run_loop(
+    run,
+    min_count,
+    min_seconds,
+    max_seconds=None,
+    clock=time.perf_counter,
+    adaptive_ci=None,
+    check_every=20,
+):
+    """Call ``run`` until a stopping rule holds; return (durations in s, stop reason).
+
+    Fixed rule (``adaptive_ci`` None): both ``min_count`` calls and ``min_seconds``.
+    Adaptive rule: the 95% CI of the median within +-``adaptive_ci`` of the median,
+    checked every ``check_every`` samples (or every 5% of the samples taken, when that is
+    more, so the sort stays cheap on long runs), never before ``min_count``; the
+    ``min_seconds`` floor does not apply. ``max_seconds`` caps both (reason
+    ``"max_seconds"``; the caller flags too few samples). The clock is a parameter so
+    the rules can be tested with a fake one. Only ``run`` sits between the two clock
+    reads; the checks happen outside the timed span.
+    """
+    samples = []
+    append = samples.append
+    start = clock()
+    next_check = max(1, min_count)
+    while True:
+        t0 = clock()
+        run()
+        t1 = clock()
+        append(t1 - t0)
+        elapsed = t1 - start
+        n = len(samples)
+        if adaptive_ci is None:
+            if n >= min_count and elapsed >= min_seconds:
+                return samples, "count_and_time"
+        elif n >= next_check:
+            if ci_is_narrow(sorted(samples), adaptive_ci):
+                return samples, "adaptive_ci"
+            next_check = n + max(check_every, n // 20)
+        if max_seconds is not None and elapsed >= max_seconds:
+            return samples, "max_seconds"
 
 
 def timed_loop(run, min_count, min_seconds, max_seconds=None, clock=time.perf_counter):
     """Call ``run`` until both ``min_count`` calls and ``min_seconds`` have passed.
 
     ``max_seconds`` caps the loop even when the count is not reached (the caller flags
-    too few samples). Returns per-call durations in seconds. The clock is a parameter
-    so the stopping rules can be tested with a fake one.
+    too few samples). Returns per-call durations in seconds. See :func:`run_loop`.
     """
-    samples = []
-    start = clock()
-    while True:
-        t0 = clock()
-        run()
-        t1 = clock()
-        samples.append(t1 - t0)
-        elapsed = t1 - start
-        if len(samples) >= min_count and elapsed >= min_seconds:
-            break
-        if max_seconds is not None and elapsed >= max_seconds:
-            break
-    return samples
+    return run_loop(run, min_count, min_seconds, max_seconds, clock)[0]
 
 
 def _proc_status_kb(field):
@@ -146,11 +430,561 @@ def peak_rss_mb():
     return maxrss / (1024.0 * 1024.0) if sys.platform == "darwin" else maxrss / 1024.0
 
 
+def cpu_seconds():
+    """User + system CPU time of this process, all threads included (getrusage has
+    microsecond resolution; os.times, the fallback, only clock ticks)."""
+    try:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    except (AttributeError, OSError):
+        t = os.times()
+        return t[0] + t[1]
+
+
+# --- sysfs helpers ----------------------------------------------------------------
+
+
+def _under(root, relative):
+    return os.path.join(root, relative)
+
+
+def _read_text(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_float(path):
+    text = _read_text(path)
+    if text is None:
+        return None
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _natural_key(path):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path)]
+
+
+def _sorted_glob(pattern):
+    return sorted(glob.glob(pattern), key=_natural_key)
+
+
+def run_command(argv, timeout=5.0):
+    """stdout of a short command, or None when it cannot run or fails."""
+    try:
+        proc = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def resolve_vcgencmd(setting, sysfs_root):
+    """The vcgencmd executable to use: a given path, none, or (``"auto"``) the one on
+    PATH, but only when reading the real system (a fixture root means a fixture)."""
+    if setting is None or setting == "":
+        return None
+    if setting == "auto":
+        if os.path.abspath(sysfs_root) != "/":
+            return None
+        return shutil.which("vcgencmd")
+    return setting
+
+
+# --- power sources ------------------------------------------------------------------
+
+_BOARD_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")
+
+
+def rapl_domains(root):
+    """Top-level RAPL package domains under ``root``: [{path, name, max_energy_range_uj}].
+
+    Subdomains (``intel-rapl:0:0`` core, dram) are inside their package, and the MMIO
+    interface (``intel-rapl-mmio:*``) duplicates it, so both are left out. Unreadable
+    counters (root-only since Linux 5.10) leave the domain out.
+    """
+    domains = []
+    pattern = _under(root, "sys/class/powercap/intel-rapl*")
+    for directory in _sorted_glob(pattern):
+        if not re.match(r"^intel-rapl:\d+$", os.path.basename(directory)):
+            continue
+        name = _read_text(os.path.join(directory, "name")) or ""
+        if not name.startswith("package"):
+            continue
+        energy_path = os.path.join(directory, "energy_uj")
+        if _read_float(energy_path) is None:
+            continue
+        domains.append(
+            {
+                "path": energy_path,
+                "name": name,
+                "max_energy_range_uj": _read_float(os.path.join(directory, "max_energy_range_uj")),
+            }
+        )
+    return domains
+
+
+def rapl_delta_uj(before, after, max_range_uj):
+    """Energy between two readings of one counter, across one wrap-around.
+
+    The counter runs from 0 to ``max_energy_range_uj`` and wraps; a smaller second
+    reading means it wrapped once (readings are far less than a wrap period apart).
+    Returns None when it wrapped and the range is unknown.
+    """
+    if after >= before:
+        return after - before
+    if max_range_uj is None:
+        return None
+    return (max_range_uj - before) + after
+
+
+def rapl_power_w(before, after, seconds, domains):
+    """Average power (W) over ``seconds`` from per-domain readings (lists of uJ)."""
+    if seconds <= 0:
+        return None
+    total = 0.0
+    for b, a, domain in zip(before, after, domains):  # noqa: B905 (3.8: no strict=)
+        if b is None or a is None:
+            return None
+        delta = rapl_delta_uj(b, a, domain["max_energy_range_uj"])
+        if delta is None:
+            return None
+        total += delta
+    return total / 1e6 / seconds
+
+
+def ina3221_rails(root):
+    """INA3221 channels under ``root``: [{name, kind, files}] for both Jetson layouts.
+
+    JetPack 5+ (mainline hwmon driver): ``sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/``
+    with ``inN_label``, ``inN_input`` (mV) and ``currN_input`` (mA), N = 1..3; a
+    channel labelled ``NC`` is not connected. JetPack 4 (NVIDIA's iio driver):
+    ``sys/bus/i2c/drivers/ina3221x/*/iio:device*/`` with ``rail_name_N``,
+    ``in_powerN_input`` (mW), or ``in_voltageN_input`` (mV) and ``in_currentN_input``
+    (mA), N = 0..2.
+    """
+    rails = []
+    hwmon = _under(root, "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")
+    for directory in _sorted_glob(hwmon):
+        for label_path in _sorted_glob(os.path.join(directory, "in*_label")):
+            match = re.match(r"^in(\d+)_label$", os.path.basename(label_path))
+            label = _read_text(label_path)
+            if not match or not label or label.upper() == "NC":
+                continue
+            idx = match.group(1)
+            volt = os.path.join(directory, "in%s_input" % idx)
+            curr = os.path.join(directory, "curr%s_input" % idx)
+            if os.path.exists(volt) and os.path.exists(curr):
+                rails.append({"name": label, "kind": "hwmon", "mv": volt, "ma": curr})
+    iio = _under(root, "sys/bus/i2c/drivers/ina3221x/*/iio:device*")
+    for directory in _sorted_glob(iio):
+        for name_path in _sorted_glob(os.path.join(directory, "rail_name_*")):
+            channel = name_path.rsplit("_", 1)[-1]
+            label = _read_text(name_path)
+            if not label or label.upper() == "NC":
+                continue
+            power = os.path.join(directory, "in_power%s_input" % channel)
+            volt = os.path.join(directory, "in_voltage%s_input" % channel)
+            curr = os.path.join(directory, "in_current%s_input" % channel)
+            if os.path.exists(power):
+                rails.append({"name": label, "kind": "iio", "mw": power})
+            elif os.path.exists(volt) and os.path.exists(curr):
+                rails.append({"name": label, "kind": "iio", "mv": volt, "ma": curr})
+    return rails
+
+
+def ina3221_rail_w(rail):
+    """Instantaneous power of one rail in W, or None if unreadable."""
+    if "mw" in rail:
+        mw = _read_float(rail["mw"])
+        return None if mw is None else mw / 1e3
+    mv, ma = _read_float(rail["mv"]), _read_float(rail["ma"])
+    if mv is None or ma is None:
+        return None
+    return mv * ma / 1e6
+
+
+def ina3221_choose(rails):
+    """The rails whose sum is the board's power: its input rail when one is labelled
+    (VDD_IN, POM_5V_IN, 5V_IN), else every rail (which may overlap or miss consumers;
+    the result lists the rails used)."""
+    for wanted in _BOARD_INPUT_RAILS:
+        chosen = [r for r in rails if r["name"].upper() == wanted]
+        if chosen:
+            return chosen[:1]
+    return list(rails)
+
+
+def parse_pmic_adc(text):
+    """Per-rail power (W) from ``vcgencmd pmic_read_adc`` output (Raspberry Pi 5).
+
+    Lines look like ``  VDD_CORE_A current(7)=2.31540000A`` and
+    ``  VDD_CORE_V volt(15)=0.88090000V``; a rail counts when it has both a current
+    and a voltage line (EXT5V_V and BATT_V have no current and are left out).
+    """
+    currents, volts = {}, {}
+    for line in (text or "").splitlines():
+        match = re.match(r"^\s*(\S+)_([AV])\s+(current|volt)\(\d+\)=([-+0-9.eE]+)[AV]?\s*$", line)
+        if not match:
+            continue
+        name, suffix, _kind, value = match.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        (currents if suffix == "A" else volts)[name] = number
+    return dict((name, currents[name] * volts[name]) for name in currents if name in volts)
+
+
+class RaplSource(object):
+    label = "measured:rapl"
+    cumulative = True
+    min_interval_s = 0.0
+
+    def __init__(self, domains):
+        self.domains = domains
+
+    def read(self):
+        return [_read_float(d["path"]) for d in self.domains]
+
+    def power(self, before, after, seconds):
+        return rapl_power_w(before, after, seconds, self.domains)
+
+    def detail(self):
+        return {"domains": [d["name"] for d in self.domains]}
+
+
+class Ina3221Source(object):
+    label = "measured:ina3221"
+    cumulative = False
+    min_interval_s = 0.0
+
+    def __init__(self, rails):
+        self.all_rails = rails
+        self.rails = ina3221_choose(rails)
+
+    def read(self):
+        total = 0.0
+        for rail in self.rails:
+            watts = ina3221_rail_w(rail)
+            if watts is None:
+                return None
+            total += watts
+        return total
+
+    def detail(self):
+        return {
+            "rails": [r["name"] for r in self.rails],
+            "layout": self.rails[0]["kind"] if self.rails else None,
+            "board_input": len(self.rails) == 1
+            and self.rails[0]["name"].upper() in _BOARD_INPUT_RAILS,
+        }
+
+
+class PmicSource(object):
+    label = "measured:pmic"
+    cumulative = False
+    # Each reading forks vcgencmd (about 0.1 s on a Pi 5): sample it less often.
+    min_interval_s = 1.0
+
+    def __init__(self, vcgencmd, rails):
+        self.vcgencmd = vcgencmd
+        self.rail_names = sorted(rails)
+
+    def read(self):
+        rails = parse_pmic_adc(run_command([self.vcgencmd, "pmic_read_adc"]))
+        if not rails:
+            return None
+        return sum(rails.values())
+
+    def detail(self):
+        return {"rails": self.rail_names, "note": "sum of PMIC output rails (V*A)"}
+
+
+def find_power_source(root, vcgencmd):
+    """The first real power sensor present: RAPL, Jetson INA3221, Raspberry Pi PMIC."""
+    domains = rapl_domains(root)
+    if domains:
+        return RaplSource(domains)
+    rails = ina3221_rails(root)
+    if rails:
+        source = Ina3221Source(rails)
+        if source.read() is not None:
+            return source
+    if vcgencmd:
+        rails = parse_pmic_adc(run_command([vcgencmd, "pmic_read_adc"]))
+        if rails:
+            return PmicSource(vcgencmd, rails)
+    return None
+
+
+class PowerMeter(object):
+    """Average power of one source between start() and stop().
+
+    Energy counters (RAPL) are read at both ends. Instantaneous sensors are read at the
+    start, by a timer thread that sleeps between readings (never busy-polls) while the
+    loop runs, and at the end; the readings are averaged.
+    """
+
+    def __init__(self, source, interval_s):
+        self.source = source
+        self.interval_s = max(interval_s, source.min_interval_s)
+        self._readings = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _sample(self):
+        value = self.source.read()
+        if value is not None:
+            self._readings.append(value)
+
+    def _run(self):
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def start(self):
+        self._t0 = time.perf_counter()
+        if self.source.cumulative:
+            self._first = self.source.read()
+            return
+        self._readings = []
+        self._stop.clear()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="power-sampler")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self):
+        """Return (average W or None, number of readings)."""
+        seconds = time.perf_counter() - self._t0
+        if self.source.cumulative:
+            last = self.source.read()
+            return self.source.power(self._first, last, seconds), 2
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+        if not self._readings:
+            return None, 0
+        return sum(self._readings) / len(self._readings), len(self._readings)
+
+
+# --- thermals and throttling ------------------------------------------------------
+
+_THROTTLE_BITS = (
+    (0, "under_voltage"),
+    (1, "arm_freq_capped"),
+    (2, "throttled"),
+    (3, "soft_temp_limit"),
+    (16, "under_voltage_occurred"),
+    (17, "arm_freq_capped_occurred"),
+    (18, "throttled_occurred"),
+    (19, "soft_temp_limit_occurred"),
+)
+
+
+def decode_throttled(text):
+    """Decode ``vcgencmd get_throttled`` output (``throttled=0x50005``).
+
+    Bits 0-3 are conditions now (under-voltage, ARM frequency capped, throttled, soft
+    temperature limit), bits 16-19 say each has occurred since boot. Returns
+    {raw, value, flags, now, occurred} or None when the text has no such value.
+    """
+    match = re.search(r"throttled=(0x[0-9a-fA-F]+|\d+)", text or "")
+    if not match:
+        return None
+    value = int(match.group(1), 0)
+    flags = dict((name, bool(value >> bit & 1)) for bit, name in _THROTTLE_BITS)
+    return {
+        "raw": "0x%x" % value,
+        "value": value,
+        "flags": flags,
+        "now": [name for bit, name in _THROTTLE_BITS if bit < 16 and flags[name]],
+        "occurred": [name for bit, name in _THROTTLE_BITS if bit >= 16 and flags[name]],
+    }
+
+
+def thermal_zones_c(root):
+    """Temperature of every thermal zone in degrees C, keyed by its ``type``."""
+    temps = {}
+    for zone in _sorted_glob(_under(root, "sys/class/thermal/thermal_zone*")):
+        milli = _read_float(os.path.join(zone, "temp"))
+        if milli is None:
+            continue
+        name = _read_text(os.path.join(zone, "type")) or os.path.basename(zone)
+        if name in temps:
+            name = "%s.%s" % (name, os.path.basename(zone).replace("thermal_zone", ""))
+        temps[name] = milli / 1000.0
+    return temps
+
+
+def cpu_freqs_mhz(root):
+    """Current frequency of each CPU (``scaling_cur_freq``, kHz) in MHz."""
+    freqs = {}
+    pattern = _under(root, "sys/devices/system/cpu/cpu*/cpufreq/scaling_cur_freq")
+    for path in _sorted_glob(pattern):
+        khz = _read_float(path)
+        if khz is not None:
+            cpu = path.split(os.sep)[-3]
+            freqs[cpu] = khz / 1000.0
+    return freqs
+
+
+def throttle_count(root):
+    """Sum of the x86 thermal-throttle event counters, or None where there are none."""
+    total, found = 0, False
+    pattern = _under(root, "sys/devices/system/cpu/cpu*/thermal_throttle/*_throttle_count")
+    for path in _sorted_glob(pattern):
+        value = _read_float(path)
+        if value is not None:
+            total += int(value)
+            found = True
+    return total if found else None
+
+
+def thermal_snapshot(root, vcgencmd):
+    snap = {
+        "temps_c": thermal_zones_c(root),
+        "freq_mhz": cpu_freqs_mhz(root),
+        "throttled": None,
+        "throttle_count": throttle_count(root),
+    }
+    if vcgencmd:
+        snap["throttled"] = decode_throttled(run_command([vcgencmd, "get_throttled"]))
+    return snap
+
+
+def throttling_seen(before, after):
+    """True when throttling is active now at either end, began during the loop
+    (a 'has occurred' bit newly set) or the kernel counted throttle events."""
+    for snap in (before, after):
+        decoded = snap.get("throttled")
+        if decoded and decoded["now"]:
+            return True
+    b, a = before.get("throttled"), after.get("throttled")
+    if b and a and set(a["occurred"]) - set(b["occurred"]):
+        return True
+    cb, ca = before.get("throttle_count"), after.get("throttle_count")
+    return cb is not None and ca is not None and ca > cb
+
+
+def max_temp_c(root):
+    temps = thermal_zones_c(root)
+    return max(temps.values()) if temps else None
+
+
+def cooldown_wait(
+    max_c, timeout_s, read_max_temp, poll_s=1.0, clock=time.monotonic, sleep=time.sleep
+):
+    """Sleep until the hottest zone is under ``max_c`` or ``timeout_s`` passes.
+
+    Returns {threshold_c, start_c, end_c, waited_s, timed_out} (``skipped`` when no
+    zone can be read). The clock and sleep are parameters for tests.
+    """
+    start = clock()
+    temp = read_max_temp()
+    info = {
+        "threshold_c": max_c,
+        "start_c": temp,
+        "end_c": temp,
+        "waited_s": 0.0,
+        "timed_out": False,
+    }
+    if temp is None:
+        info["skipped"] = "no readable thermal zone"
+        return info
+    while temp >= max_c:
+        waited = clock() - start
+        if waited >= timeout_s:
+            info["timed_out"] = True
+            break
+        sleep(min(poll_s, max(timeout_s - waited, 0.01)))
+        value = read_max_temp()
+        temp = value if value is not None else temp
+    info["end_c"] = temp
+    info["waited_s"] = clock() - start
+    return info
+
+
 # --- runtimes ---------------------------------------------------------------------
 
 
-class OrtSession:
-    def __init__(self, artifact, threads):
+def _import_executorch_runtime():
+    """Import ``executorch.runtime`` without the compiler behind it.
+
+    The pip wheel's pybindings import ``executorch.exir._warnings`` (one small file),
+    whose package ``__init__`` imports the whole export stack (about 8 s of start-up
+    here, paid by every trial). Loading that one file under a placeholder package
+    avoids it; the placeholders are removed afterwards, so a later ``import
+    executorch.exir`` (the profiler's Inspector) gets the real package. Any problem
+    falls back to the plain import.
+    """
+    if "executorch.runtime" not in sys.modules and "executorch.exir" not in sys.modules:
+        try:
+            import importlib.util
+            import types
+
+            spec = importlib.util.find_spec("executorch")
+            roots = list(spec.submodule_search_locations) if spec else []
+            exir_dir = os.path.join(roots[0], "exir") if roots else None
+            warnings_file = os.path.join(exir_dir, "_warnings.py") if exir_dir else None
+            if warnings_file and os.path.isfile(warnings_file):
+                placeholder = types.ModuleType("executorch.exir")
+                placeholder.__path__ = [exir_dir]
+                sys.modules["executorch.exir"] = placeholder
+                wspec = importlib.util.spec_from_file_location(
+                    "executorch.exir._warnings", warnings_file
+                )
+                module = importlib.util.module_from_spec(wspec)
+                sys.modules["executorch.exir._warnings"] = module
+                try:
+                    wspec.loader.exec_module(module)
+                    from executorch.runtime import Runtime
+
+                    return Runtime
+                finally:
+                    for name in ("executorch.exir._warnings", "executorch.exir"):
+                        sys.modules.pop(name, None)
+                    package = sys.modules.get("executorch")
+                    if package is not None and getattr(package, "exir", None) is placeholder:
+                        delattr(package, "exir")
+        except Exception:  # fall back to the ordinary, slower import
+            for name in ("executorch.runtime", "executorch.extension.pybindings.portable_lib"):
+                sys.modules.pop(name, None)
+    from executorch.runtime import Runtime
+
+    return Runtime
+
+
+def _package_version(name):
+    try:
+        from importlib import metadata
+
+        return metadata.version(name)
+    except Exception:
+        return "unknown"
+
+
+def _batch_error(batch, static):
+    return JobError(
+        "key 'batch': the artifact's input has a static batch dimension of %s, so "
+        "measure.batch = %d cannot run on it; export the model with a dynamic batch "
+        "dimension to measure other batch sizes" % (static, batch)
+    )
+
+
+class OrtSession(object):
+    name = "onnxruntime"
+
+    def __init__(self, artifact, threads, profile_prefix=None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -160,11 +994,19 @@ class OrtSession:
         # Spinning threads burn the other core between runs and distort timings.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        if profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile_prefix
         self._session = ort.InferenceSession(
             artifact, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input_name = self._session.get_inputs()[0].name
         self.version = ort.__version__
+
+    def check_batch(self, batch, array):
+        dim = self._session.get_inputs()[0].shape[0]
+        if isinstance(dim, int) and dim != batch:
+            raise _batch_error(batch, dim)
 
     def bind(self, array):
         """Return a zero-argument callable that runs one inference on ``array``."""
@@ -175,12 +1017,15 @@ class OrtSession:
     def infer(self, array):
         return self._session.run(None, {self._input_name: array})[0]
 
+    def end_profiling(self):
+        return self._session.end_profiling()
 
-class ExecuTorchSession:
-    def __init__(self, artifact, threads):
-        import executorch
-        from executorch.runtime import Runtime
 
+class ExecuTorchSession(object):
+    name = "executorch"
+
+    def __init__(self, artifact, threads, etdump=False):
+        Runtime = _import_executorch_runtime()
         try:
             from executorch.extension.pybindings.portable_lib import (
                 _unsafe_reset_threadpool,
@@ -189,9 +1034,28 @@ class ExecuTorchSession:
             _unsafe_reset_threadpool(threads)
         except ImportError:  # older wheels: the pool keeps its default size
             pass
-        program = Runtime.get().load_program(artifact)
-        self._method = program.load_method("forward")
-        self.version = getattr(executorch, "__version__", "unknown")
+        if etdump:
+            self._program = Runtime.get().load_program(
+                artifact, enable_etdump=True, debug_buffer_size=0
+            )
+        else:
+            self._program = Runtime.get().load_program(artifact)
+        self._method = self._program.load_method("forward")
+        self.version = _package_version("executorch")
+
+    def check_batch(self, batch, array):
+        try:
+            static = self._program.metadata("forward").input_tensor_meta(0).sizes()[0]
+        except Exception:  # metadata API differs: the first inference will tell
+            return
+        if static == batch:
+            return
+        if batch > static:
+            raise _batch_error(batch, static)
+        try:  # a smaller batch works only when the dimension is dynamic
+            self.infer(array)
+        except Exception:
+            raise _batch_error(batch, static) from None
 
     def bind(self, array):
         import torch
@@ -205,6 +1069,18 @@ class ExecuTorchSession:
 
         return self._method.execute((torch.from_numpy(array),))[0].numpy()
 
+    def write_etdump(self, path):
+        self._program.write_etdump_result_to_file(path, path + ".debug")
+
+
+def import_runtime(runtime):
+    """Import the runtime's Python package (timed apart from loading the artifact)."""
+    if runtime == "onnxruntime":
+        import onnxruntime  # noqa: F401
+    else:
+        _import_executorch_runtime()
+        import torch  # noqa: F401
+
 
 def open_session(runtime, artifact, threads):
     if runtime == "onnxruntime":
@@ -212,50 +1088,315 @@ def open_session(runtime, artifact, threads):
     return ExecuTorchSession(artifact, threads)
 
 
+# --- per-op profiles ----------------------------------------------------------------
+
+
+def _op_table(rows, runs, top):
+    """Aggregate per-op durations into the profile table.
+
+    ``rows`` is a list of (op, delegated or None, [durations in ms over the kept runs]),
+    one per op instance in the graph. Times are per inference: ``count`` is how many
+    instances of the op one inference runs, ``total_ms`` their summed mean time,
+    ``mean_ms`` the mean time of one instance and ``share`` the fraction of the summed
+    op time.
+    """
+    ops = {}
+    for op, delegated, durations in rows:
+        if not durations:
+            continue
+        key = (op, delegated)
+        entry = ops.setdefault(key, {"op": op, "events": 0, "sum_ms": 0.0})
+        if delegated is not None:
+            entry["delegated"] = delegated
+        entry["events"] += len(durations)
+        entry["sum_ms"] += sum(durations)
+    grand = sum(e["sum_ms"] for e in ops.values()) / runs if runs else 0.0
+    table = []
+    for entry in ops.values():
+        total = entry["sum_ms"] / runs
+        row = {
+            "op": entry["op"],
+            "count": round(entry["events"] / float(runs), 3),
+            "total_ms": total,
+            "mean_ms": entry["sum_ms"] / entry["events"],
+            "share": total / grand if grand > 0 else 0.0,
+        }
+        if "delegated" in entry:
+            row["delegated"] = entry["delegated"]
+        table.append(row)
+    table.sort(key=lambda r: -r["total_ms"])
+    return {"runs": runs, "ops_total_ms": grand, "op_kinds": len(table), "ops": table[:top]}
+
+
+def ort_profile_table(events, top, skip_runs=1):
+    """Per-op table from an onnxruntime profile (the JSON list ``end_profiling`` writes).
+
+    Kernel times are the ``Node`` events named ``*_kernel_time`` (``args.op_name``,
+    ``dur`` in microseconds); the first ``skip_runs`` runs (``model_run`` events) are
+    cold and left out.
+    """
+    runs = sorted(
+        (e["ts"], e["ts"] + e.get("dur", 0))
+        for e in events
+        if e.get("cat") == "Session" and e.get("name") == "model_run"
+    )
+    kept = runs[skip_runs:] if len(runs) > skip_runs else runs
+    if not kept:
+        return {"runs": 0, "ops_total_ms": 0.0, "op_kinds": 0, "ops": []}
+    per_op = {}
+    for e in events:
+        if e.get("cat") != "Node" or not str(e.get("name", "")).endswith("_kernel_time"):
+            continue
+        ts = e.get("ts", 0)
+        if not any(lo <= ts <= hi for lo, hi in kept):
+            continue
+        op = (e.get("args") or {}).get("op_name") or e["name"]
+        per_op.setdefault(op, []).append(e.get("dur", 0) / 1000.0)
+    rows = [(op, None, durations) for op, durations in per_op.items()]
+    return _op_table(rows, len(kept), top)
+
+
+def _et_op_name(name):
+    name = re.sub(r"\s+#\d+$", "", name)
+    if name.startswith("native_call_"):
+        name = name[len("native_call_") :]
+    return name
+
+
+def etdump_profile_table(etdump_path, top, skip_runs=1):
+    """Per-op table from an ETDump via executorch.devtools' Inspector (no ETRecord
+    needed: op names come from the runtime's own events).
+
+    Operator events outside delegates are named ``native_call_<op>``; ops inside the
+    XNNPACK delegate are named by XNNPACK (``Convolution (NHWC, F32) IGEMM #1``) and
+    flagged delegated. Wrapper events (``OPERATOR_CALL``, ``Method::execute``) are left
+    out, and ``DELEGATE_CALL`` too unless the delegate logged no ops of its own.
+    """
+    from executorch.devtools import Inspector
+
+    inspector = Inspector(etdump_path=etdump_path)
+    events = []
+    for block in inspector.event_blocks:
+        if block.name == "Execute":
+            events.extend(block.events)
+    has_delegated = any(ev.is_delegated_op for ev in events)
+    rows, runs = [], 0
+    for ev in events:
+        name = ev.name or ""
+        raw = list(ev.perf_data.raw) if ev.perf_data is not None else []
+        if name == "Method::execute":
+            runs = max(runs, len(raw))
+            continue
+        if name == "OPERATOR_CALL" or (name == "DELEGATE_CALL" and has_delegated):
+            continue
+        delegated = bool(ev.is_delegated_op) or name == "DELEGATE_CALL"
+        kept = raw[skip_runs:] if len(raw) > skip_runs else raw
+        rows.append((_et_op_name(name), delegated, [float(v) for v in kept]))
+    runs = max(runs - skip_runs, 1) if runs > skip_runs else max(runs, 1)
+    table = _op_table(rows, runs, top)
+    delegated_ms = sum(r["total_ms"] for r in table["ops"] if r.get("delegated"))
+    table["delegated_share_top"] = (
+        delegated_ms / table["ops_total_ms"] if table["ops_total_ms"] > 0 else 0.0
+    )
+    return table
+
+
+def profile_pass(job, array, threads):
+    """Per-op profile in its own session, after the timed loop (so profiling cannot
+    distort the latency numbers). Returns the result's ``profile`` object."""
+    prof = job["profile"]
+    count, top = int(prof["count"]), int(prof["top"])
+    workdir = prof["dir"] or tempfile.mkdtemp(prefix="bench-profile-")
+    keep = bool(prof["dir"])
+    if keep and not os.path.isdir(workdir):
+        os.makedirs(workdir)
+    try:
+        if job["runtime"] == "onnxruntime":
+            session = OrtSession(
+                job["artifact"], threads, profile_prefix=os.path.join(workdir, "ort_profile")
+            )
+            run_once = session.bind(array)
+            for _ in range(count + 1):
+                run_once()
+            path = session.end_profiling()
+            with open(path) as fh:
+                events = json.load(fh)
+            table = ort_profile_table(events, top)
+            table["tool"] = "onnxruntime profiler"
+            return table
+        session = ExecuTorchSession(job["artifact"], threads, etdump=True)
+        run_once = session.bind(array)
+        for _ in range(count + 1):
+            run_once()
+        etdump = os.path.join(workdir, "profile.etdump")
+        session.write_etdump(etdump)
+        try:
+            table = etdump_profile_table(etdump, top)
+        except ImportError as exc:
+            # A runtime-only install: the host can build the table from the file.
+            keep = True
+            return {
+                "tool": "etdump",
+                "etdump": etdump,
+                "ops": None,
+                "top": top,
+                "error": "executorch.devtools unavailable on the device: %s" % exc,
+            }
+        table["tool"] = "etdump"
+        return table
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 # --- environment ------------------------------------------------------------------
 
+_INTERESTING_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "asimddp",
+    "asimdhp",
+    "fphp",
+    "i8mm",
+    "bf16",
+    "sve",
+    "sve2",
+)
 
-def _cpu_model():
+
+def _cpuinfo():
+    model, flags = None, []
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "Model", "Hardware"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if model is None and key in ("model name", "Model", "Hardware"):
+                    model = value.strip()
+                elif not flags and key in ("flags", "Features"):
+                    flags = value.split()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return model or platform.processor() or "unknown", flags
 
 
-def environment():
+def _mem_available_mb():
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def environment(root="/"):
+    model, flags = _cpuinfo()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    try:
+        import psutil  # noqa: F401
+
+        has_psutil = True
+    except ImportError:
+        has_psutil = False
     return {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "kernel": platform.release(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": model,
+        "cpu_flags": [f for f in _INTERESTING_FLAGS if f in flags],
         "cpu_count": os.cpu_count(),
+        "cpu_usable": usable,
+        "governor": _read_text(
+            _under(root, "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+        ),
+        "mem_available_mb": _mem_available_mb(),
         "hostname": platform.node(),
+        "psutil": has_psutil,
     }
 
 
 # --- main -------------------------------------------------------------------------
 
 
+def _power_result(meter_w, readings, idle_w, idle_source, source, model, cpu_util, p50_ms):
+    """The result's ``power`` object: a real sensor's average, else the model's."""
+    out = {
+        "source": "none",
+        "power_w": None,
+        "idle_w": None,
+        "idle_source": None,
+        "energy_mj": None,
+        "cpu_util": cpu_util,
+        "readings": readings,
+    }
+    if source is not None and meter_w is not None:
+        out.update(source.detail())
+        out["source"], out["power_w"] = source.label, meter_w
+        if idle_w is None and model is not None:
+            idle_w, idle_source = float(model["idle_w"]), "model"
+        out["idle_w"], out["idle_source"] = idle_w, idle_source
+    elif model is not None and cpu_util is not None:
+        idle, peak = float(model["idle_w"]), float(model["max_w"])
+        out["source"] = "modelled"
+        out["power_w"] = idle + (peak - idle) * cpu_util
+        out["idle_w"], out["idle_source"] = idle, "model"
+        if source is not None:
+            out["sensor_error"] = "%s gave no reading" % source.label
+    if out["power_w"] is not None and out["idle_w"] is not None and p50_ms is not None:
+        active = out["power_w"] - out["idle_w"]
+        out["active_w"] = active
+        # Per inference (one call, of `batch` items); noise can make active < 0.
+        out["energy_mj"] = max(active, 0.0) * p50_ms  # W x ms = mJ
+    return out
+
+
 def run_job(job):
     import numpy as np
 
     threads = int(job["threads"])
-    result = {"schema_version": SCHEMA_VERSION, "status": "ok", "env": environment()}
-    memory = {"baseline": rss_mb()}
+    batch = int(job["batch"])
+    root = job["sysfs_root"]
+    vcgencmd = resolve_vcgencmd(job["vcgencmd"], root)
+    result = {"schema_version": SCHEMA_VERSION, "status": "ok", "env": environment(root)}
+    # The baseline is taken after importing the runtime, so the rise to after_load is
+    # the artifact's own cost; the RSS before the import is kept too.
+    memory = {"before_import": rss_mb()}
+    t0 = time.perf_counter()
+    import_runtime(job["runtime"])
+    result["import_ms"] = (time.perf_counter() - t0) * 1e3
+    memory["baseline"] = rss_mb()
 
     t0 = time.perf_counter()
     session = open_session(job["runtime"], job["artifact"], threads)
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     memory["after_load"] = rss_mb()
     result["runtime_version"] = session.version
+    result["env"]["runtime"] = {"name": session.name, "version": session.version}
 
+    shape = list(job["input_shape"])
+    shape[0] = batch
     rng = np.random.RandomState(int(job["seed"]))
-    array = rng.standard_normal(job["input_shape"]).astype(job.get("input_dtype", "float32"))
+    array = rng.standard_normal(shape).astype(job["input_dtype"])
+    result["batch"], result["input_shape"] = batch, shape
+    session.check_batch(batch, array)
     peak_reset = reset_peak_rss()
     run_once = session.bind(array)
 
@@ -263,25 +1404,97 @@ def run_job(job):
     run_once()
     result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
 
-    warm = job["warmup"]
-    timed_loop(run_once, int(warm["min_count"]), float(warm["min_seconds"]))
-    meas = job["measure"]
-    samples = timed_loop(
-        run_once, int(meas["min_count"]), float(meas["min_seconds"]), meas.get("max_seconds")
-    )
-    result["samples_ms"] = [s * 1e3 for s in samples]
-    result["min_count"] = int(meas["min_count"])
+    cool = job["cooldown"]
+    cooldown = None
+    if cool["max_c"] is not None:
+        cooldown = cooldown_wait(
+            float(cool["max_c"]),
+            float(cool["timeout_s"]),
+            lambda: max_temp_c(root),
+            poll_s=float(cool["poll_s"]),
+        )
+    result["cooldown"] = cooldown
 
+    power_cfg = job["power"]
+    source = find_power_source(root, vcgencmd)
+    idle_w, idle_source = None, None
+    if source is not None and float(power_cfg["idle_seconds"]) > 0:
+        idle_meter = PowerMeter(source, float(power_cfg["interval_s"]))
+        idle_meter.start()
+        time.sleep(float(power_cfg["idle_seconds"]))
+        idle_w = idle_meter.stop()[0]
+        idle_source = "measured" if idle_w is not None else None
+
+    warm = job["warmup"]
+    run_loop(run_once, int(warm["min_count"]), float(warm["min_seconds"]))
+
+    meas = job["measure"]
+    before = thermal_snapshot(root, vcgencmd)
+    meter = PowerMeter(source, float(power_cfg["interval_s"])) if source is not None else None
+    if meter is not None:
+        meter.start()
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    samples, stop_reason = run_loop(
+        run_once,
+        int(meas["min_count"]),
+        float(meas["min_seconds"]),
+        meas["max_seconds"],
+        adaptive_ci=meas["adaptive_ci"],
+        check_every=int(meas["check_every"]),
+    )
+    cpu1, wall1 = cpu_seconds(), time.perf_counter()
+    meter_w, readings = meter.stop() if meter is not None else (None, 0)
+    after = thermal_snapshot(root, vcgencmd)
     memory["peak"] = peak_rss_mb()
     memory["peak_includes_load"] = not peak_reset
     result["memory_mb"] = memory
 
-    # Accuracy scoring runs after timing so it cannot disturb the timed loop.
+    samples_ms = [s * 1e3 for s in samples]
+    result["samples_ms"] = samples_ms
+    result["min_count"] = int(meas["min_count"])
+    result["stop_reason"] = stop_reason
+    result["loop_seconds"] = wall1 - wall0
+    ordered = sorted(samples_ms)
+    median, lo, hi = median_and_ci(ordered)
+    cv, rcv = _cv(samples_ms), robust_cv(ordered)
+    result["within_trial"] = {
+        "p50": median,
+        "ci95": [lo, hi],
+        "cv": cv,
+        "cv_robust": rcv,
+        "count": len(samples_ms),
+    }
+
+    wall = wall1 - wall0
+    cpu_util = min((cpu1 - cpu0) / wall / threads, 1.0) if wall > 0 else None
+    result["power"] = _power_result(
+        meter_w, readings, idle_w, idle_source, source, power_cfg["model"], cpu_util, median
+    )
+    result["thermal"] = {"before": before, "after": after}
+
+    reasons = []
+    if throttling_seen(before, after):
+        reasons.append("throttled")
+    if rcv > float(meas["max_cv"]):
+        reasons.append("unstable")
+    if len(samples) < int(meas["min_count"]):
+        reasons.append("too_few_samples")
+    if cooldown is not None and cooldown["timed_out"]:
+        reasons.append("cooldown_timeout")
+    result["validity"] = reasons or "ok"
+
+    # Accuracy scoring and profiling run after timing so they cannot disturb it.
     if job.get("eval_inputs") and job.get("outputs_out"):
         inputs = np.load(job["eval_inputs"])
         outputs = [session.infer(np.ascontiguousarray(x[None, ...])) for x in inputs]
         np.save(job["outputs_out"], np.concatenate(outputs, axis=0))
         result["outputs"] = job["outputs_out"]
+    result["profile"] = None
+    if job["profile"]["enabled"]:
+        try:
+            result["profile"] = profile_pass(job, array, threads)
+        except Exception as exc:  # a profile is extra: report why, keep the timings
+            result["profile"] = {"error": "%s: %s" % (type(exc).__name__, exc), "ops": None}
     return result
 
 
@@ -290,6 +1503,10 @@ def write_result(path, result):
     with open(tmp, "w") as fh:
         json.dump(result, fh)
     os.replace(tmp, path)
+
+
+def _error_result(kind, message):
+    return {"schema_version": SCHEMA_VERSION, "status": "error", "kind": kind, "error": message}
 
 
 def main(argv=None):
@@ -302,30 +1519,20 @@ def main(argv=None):
         job = load_job(job_path)
     except JobError as exc:
         sys.stderr.write("bench_runner: %s\n" % exc)
-        write_result(
-            result_path,
-            {
-                "schema_version": SCHEMA_VERSION,
-                "status": "error",
-                "kind": "bad_job",
-                "error": str(exc),
-            },
-        )
+        write_result(result_path, _error_result("bad_job", str(exc)))
         return _EXIT_BAD_JOB
     try:
         result = run_job(job)
+    except JobError as exc:  # the job does not fit the artifact (e.g. its batch size)
+        sys.stderr.write("bench_runner: %s\n" % exc)
+        write_result(result_path, _error_result("bad_job", str(exc)))
+        return _EXIT_BAD_JOB
     except Exception as exc:  # report the runtime's own message to the host
         import traceback
 
         traceback.print_exc()
         write_result(
-            result_path,
-            {
-                "schema_version": SCHEMA_VERSION,
-                "status": "error",
-                "kind": "runtime_error",
-                "error": "%s: %s" % (type(exc).__name__, exc),
-            },
+            result_path, _error_result("runtime_error", "%s: %s" % (type(exc).__name__, exc))
         )
         return _EXIT_RUNTIME_FAILED
     write_result(result_path, result)

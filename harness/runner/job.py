@@ -1,4 +1,11 @@
-"""Host side of the runner contract: the job we send and the checks on what comes back."""
+"""Host side of the runner contract: the job we send and the checks on what comes back.
+
+Version 2 of the job adds batch size, the adaptive stopping rule, the cool-down gate,
+the power model and sensor locations, and the per-op profile; a version-1 runner would
+silently ignore those keys, so the version is bumped and such a runner refuses the job.
+Version 2 of the result adds power, thermals, validity and the profile, which the host
+now reports, so a version-1 result is refused with a message to update the runner.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ from typing import Any
 
 from harness.errors import RunnerError
 
-JOB_SCHEMA_VERSION = 1
-RESULT_SCHEMA_VERSION = 1
+JOB_SCHEMA_VERSION = 2
+RESULT_SCHEMA_VERSION = 2
+ACCEPTED_RESULT_VERSIONS = (2,)
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
+    """How one cell is timed; mirrors :class:`harness.suite.config.MeasureConfig`."""
+
     threads: int = 1
     warmup_count: int = 10
     warmup_seconds: float = 0.2
@@ -20,6 +30,18 @@ class MeasureSettings:
     min_seconds: float = 1.0
     max_seconds: float = 30.0
     seed: int = 0
+    batch: int = 1
+    trials: int = 3
+    adaptive_ci: float | None = None
+    adaptive_check_every: int = 20
+    max_cv: float = 0.20
+    cooldown_c: float | None = None
+    cooldown_timeout_s: float = 60.0
+    idle_seconds: float = 0.5
+    power_interval_s: float = 0.1
+    profile: bool = False
+    profile_count: int = 20
+    profile_top: int = 10
 
 
 def make_job(
@@ -29,7 +51,22 @@ def make_job(
     settings: MeasureSettings,
     eval_inputs: str | None = None,
     outputs_out: str | None = None,
+    *,
+    power_model: dict[str, float] | None = None,
+    sysfs_root: str = "/",
+    vcgencmd: str | None = "auto",
+    profile: bool | None = None,
+    profile_dir: str | None = None,
 ) -> dict[str, Any]:
+    """The JSON job for one runner process.
+
+    ``input_shape`` is the artifact's example input (batch first); the runner replaces
+    its first dimension with ``settings.batch``. ``power_model`` (``idle_w``,
+    ``max_w``) is the device profile's, used when no real sensor exists and for the
+    idle figure. ``sysfs_root`` and ``vcgencmd`` say where sensors are read (tests point
+    them at fixture trees; ``"auto"`` finds vcgencmd on PATH when reading the real
+    ``/``). ``profile`` overrides ``settings.profile`` (the host profiles one trial).
+    """
     return {
         "schema_version": JOB_SCHEMA_VERSION,
         "runtime": runtime,
@@ -38,12 +75,30 @@ def make_job(
         "input_dtype": "float32",
         "threads": settings.threads,
         "seed": settings.seed,
+        "batch": settings.batch,
         "warmup": {"min_count": settings.warmup_count, "min_seconds": settings.warmup_seconds},
         "measure": {
             "min_count": settings.min_count,
             "min_seconds": settings.min_seconds,
             "max_seconds": settings.max_seconds,
+            "adaptive_ci": settings.adaptive_ci,
+            "check_every": settings.adaptive_check_every,
+            "max_cv": settings.max_cv,
         },
+        "cooldown": {"max_c": settings.cooldown_c, "timeout_s": settings.cooldown_timeout_s},
+        "power": {
+            "model": dict(power_model) if power_model else None,
+            "idle_seconds": settings.idle_seconds,
+            "interval_s": settings.power_interval_s,
+        },
+        "profile": {
+            "enabled": settings.profile if profile is None else profile,
+            "count": settings.profile_count,
+            "top": settings.profile_top,
+            "dir": profile_dir,
+        },
+        "sysfs_root": sysfs_root,
+        "vcgencmd": vcgencmd,
         "eval_inputs": eval_inputs,
         "outputs_out": outputs_out,
     }
@@ -54,10 +109,11 @@ def check_result(result: Any, origin: str) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise RunnerError(f"{origin}: runner result is not a JSON object")
     version = result.get("schema_version")
-    if version != RESULT_SCHEMA_VERSION:
+    if version not in ACCEPTED_RESULT_VERSIONS:
         raise RunnerError(
             f"{origin}: runner result schema_version {version!r}, "
-            f"this harness reads {RESULT_SCHEMA_VERSION}"
+            f"this harness reads {', '.join(map(str, ACCEPTED_RESULT_VERSIONS))} "
+            "(is an old bench_runner.py left on the device?)"
         )
     if result.get("status") != "ok":
         raise RunnerError(
@@ -67,6 +123,8 @@ def check_result(result: Any, origin: str) -> dict[str, Any]:
     samples = result.get("samples_ms")
     if not isinstance(samples, list) or not samples:
         raise RunnerError(f"{origin}: runner result has no latency samples")
+    if not all(isinstance(s, (int, float)) and s >= 0 for s in samples):
+        raise RunnerError(f"{origin}: runner result has non-numeric or negative samples")
     return result
 
 

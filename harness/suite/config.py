@@ -28,6 +28,15 @@ FILE_RUNTIMES = {".onnx": "onnxruntime", ".pte": "executorch"}
 
 
 class MeasureConfig(StrictModel):
+    """``[measure]``: how every cell is timed (see the runner for what each option does).
+
+    ``trials`` runner processes measure each cell: back-to-back processes on a shared
+    machine differ by far more than one process's samples suggest, so the reported CI
+    is built over trials. ``adaptive_ci`` (e.g. 0.01) replaces the count-and-time rule
+    by "stop when the median's 95% CI is within +-1%". ``batch`` > 1 needs an artifact
+    with a dynamic batch dimension (the runner refuses a static one).
+    """
+
     threads: int = Field(1, ge=1)
     warmup_count: int = Field(10, ge=0)
     warmup_seconds: float = Field(0.2, ge=0)
@@ -35,17 +44,24 @@ class MeasureConfig(StrictModel):
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.0, gt=0)
     timeout_seconds: float = Field(600.0, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+    batch: int = Field(1, ge=1)
+    trials: int = Field(3, ge=1, le=100)
+    adaptive_ci: float | None = Field(None, gt=0, lt=1)
+    adaptive_check_every: int = Field(20, ge=1)
+    max_cv: float = Field(0.20, gt=0)
+    cooldown_c: float | None = Field(None, gt=0, lt=200)
+    cooldown_timeout_s: float = Field(60.0, ge=0)
+    idle_seconds: float = Field(0.5, ge=0)
+    power_interval_s: float = Field(0.1, gt=0)
+    profile: bool = False
+    profile_count: int = Field(20, ge=1)
+    profile_top: int = Field(10, ge=1)
 
     def settings(self) -> MeasureSettings:
+        """The runner-facing settings (everything but the host-side time-out)."""
         return MeasureSettings(
-            threads=self.threads,
-            warmup_count=self.warmup_count,
-            warmup_seconds=self.warmup_seconds,
-            min_count=self.min_count,
-            min_seconds=self.min_seconds,
-            max_seconds=self.max_seconds,
-            seed=self.seed,
+            **{k: v for k, v in self.model_dump().items() if k != "timeout_seconds"}
         )
 
 

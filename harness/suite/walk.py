@@ -31,9 +31,9 @@ from harness.errors import (
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline
 from harness.results.scoring import score_outputs
-from harness.results.stats import summarize
 from harness.results.store import CellRecord, ResultsStore
 from harness.runner.job import make_job, settings_dict
+from harness.runner.trials import combine_trials, run_trials
 from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
 
 
@@ -237,23 +237,26 @@ class SuiteWalker:
             if key in artifact.meta:
                 result[key] = artifact.meta[key]
         settings = self.suite.measure.settings()
-        job = make_job(cell.runtime, str(artifact.path), data.input_shape, settings)
-        run = self._device(cell.device).run(
-            job, artifact.path, data.eval_inputs, self.suite.measure.timeout_seconds
+        power = cell.device.power
+        job = make_job(
+            cell.runtime,
+            str(artifact.path),
+            data.input_shape,
+            settings,
+            power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
         )
-        samples = [float(s) for s in run.result["samples_ms"]]
-        stats = summarize(samples)
-        batch = data.input_shape[0] if data.input_shape else 1
+        run = run_trials(
+            self._device(cell.device),
+            job,
+            artifact.path,
+            data.eval_inputs,
+            self.suite.measure.timeout_seconds,
+            settings.trials,
+        )
+        fields, samples = combine_trials(run.results, settings)
+        result.update(fields)
         result.update(
             {
-                "latency_ms": stats.to_dict(),
-                "samples": len(samples),
-                "load_ms": run.result.get("load_ms"),
-                "first_inference_ms": run.result.get("first_inference_ms"),
-                "throughput_ips": batch * 1e3 / stats.p50 if stats.p50 > 0 else None,
-                "memory_mb": run.result.get("memory_mb"),
-                "runtime_version": run.result.get("runtime_version"),
-                "env": run.result.get("env"),
                 "measure": settings_dict(settings),
                 "accuracy": None,
                 "agreement": None,

@@ -1,0 +1,147 @@
+"""The runner's stopping rules (fake clock) and its own median CI (no scipy on a board)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from harness.results.stats import median_ci
+from harness.runner import bench_runner
+
+
+class ScriptedClock:
+    """Time advances only when the fake inference runs, by the next scripted duration."""
+
+    def __init__(self, durations):
+        self.now = 0.0
+        self._durations = iter(durations)
+        self.calls = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def run(self) -> None:
+        self.calls += 1
+        self.now += next(self._durations)
+
+
+def test_fixed_rule_reports_its_reason():
+    clock = ScriptedClock(itertools.repeat(0.01))
+    samples, reason = bench_runner.run_loop(clock.run, 20, 0.5, 10.0, clock=clock)
+    assert reason == "count_and_time" and len(samples) == 50  # 0.5 s / 10 ms > 20
+    clock = ScriptedClock(itertools.repeat(0.5))
+    samples, reason = bench_runner.run_loop(clock.run, 20, 0.5, 2.0, clock=clock)
+    assert reason == "max_seconds" and len(samples) == 4
+
+
+def test_adaptive_stops_at_min_count_when_samples_are_identical():
+    clock = ScriptedClock(itertools.repeat(0.002))
+    samples, reason = bench_runner.run_loop(
+        clock.run, 30, 100.0, 10.0, clock=clock, adaptive_ci=0.01, check_every=10
+    )
+    # min_seconds does not apply to the adaptive rule; it never stops before min_count.
+    assert reason == "adaptive_ci" and len(samples) == 30
+
+
+def test_adaptive_runs_until_the_ci_is_narrow_and_checks_every_n():
+    rng = np.random.default_rng(3)
+    durations = (0.001 * rng.lognormal(0, 0.3, size=100_000)).tolist()
+    clock = ScriptedClock(durations)
+    samples, reason = bench_runner.run_loop(
+        clock.run, 50, 0.0, 1000.0, clock=clock, adaptive_ci=0.01, check_every=25
+    )
+    assert reason == "adaptive_ci"
+    n = len(samples)
+    assert n > 50
+    # Checks happen at min_count, then every check_every (or 5% of n when larger).
+    checks = [50]
+    while checks[-1] < n:
+        checks.append(checks[-1] + max(25, checks[-1] // 20))
+    assert n == checks[-1]
+    median, lo, hi = bench_runner.median_and_ci(sorted(samples))
+    assert median - lo <= 0.01 * median and hi - median <= 0.01 * median
+    # The previous check point did not yet meet the target.
+    previous = sorted(samples[: checks[-2]])
+    assert not bench_runner.ci_is_narrow(previous, 0.01)
+
+
+def test_adaptive_gives_up_at_max_seconds():
+    rng = np.random.default_rng(4)
+    durations = (0.01 * rng.lognormal(0, 2.0, size=10_000)).tolist()
+    clock = ScriptedClock(durations)
+    samples, reason = bench_runner.run_loop(
+        clock.run, 10, 0.0, 3.0, clock=clock, adaptive_ci=0.001, check_every=5
+    )
+    assert reason == "max_seconds"
+    assert sum(samples) >= 3.0 - max(samples)
+
+
+@pytest.mark.parametrize("n", [*range(1, 120), 250, 999, 1000, 2500, 5000])
+def test_runner_median_ci_ranks_match_the_host(n):
+    values = [float(v) for v in range(1, n + 1)]
+    lo, hi = bench_runner.median_ci_ranks(n)
+    assert (values[lo - 1], values[hi - 1]) == median_ci(values)
+
+
+def test_runner_median_ci_normal_approximation_is_close_beyond_5000():
+    n = 20_000
+    lo, hi = bench_runner.median_ci_ranks(n)
+    exact_lo = median_ci([float(v) for v in range(1, n + 1)])[0]
+    assert abs(lo - exact_lo) <= 1 and hi == n - lo + 1
+
+
+def test_robust_cv_ignores_a_few_spikes_the_plain_cv_does_not():
+    values = [1.0 + 0.01 * ((i * 37) % 11 - 5) / 5 for i in range(1000)]
+    values[::100] = [200.0] * 10  # 1% preemption spikes
+    ordered = sorted(values)
+    assert bench_runner._cv(values) > 1.0
+    assert bench_runner.robust_cv(ordered) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"threads": 0}, "'threads'"),
+        ({"batch": 1.5}, "'batch'"),
+        ({"batch": True}, "'batch'"),
+        ({"measure": {"min_count": -1}}, "'measure.min_count'"),
+        ({"measure": {"adaptive_ci": 1.5}}, "'measure.adaptive_ci'"),
+        ({"measure": {"adaptive_ci": 0.01, "max_seconds": None}}, "'measure.max_seconds'"),
+        ({"measure": {"max_cv": 0}}, "'measure.max_cv'"),
+        ({"measure": {"min_cnt": 3}}, "'measure.min_cnt'"),
+        ({"warmup": "fast"}, "'warmup'"),
+        ({"cooldown": {"max_c": "hot"}}, "'cooldown.max_c'"),
+        ({"power": {"model": {"idle_w": 5}}}, "'power.model.max_w'"),
+        ({"power": {"model": {"idle_w": 9, "max_w": 3}}}, "'power.model.max_w'"),
+        ({"power": {"interval_s": 0}}, "'power.interval_s'"),
+        ({"profile": {"enabled": "yes"}}, "'profile.enabled'"),
+        ({"profile": {"top": 0}}, "'profile.top'"),
+        ({"input_shape": [1, 0]}, "'input_shape'"),
+        ({"input_dtype": "complex64"}, "'input_dtype'"),
+        ({"sysfs_root": ""}, "'sysfs_root'"),
+        ({"vcgencmd": 3}, "'vcgencmd'"),
+        ({"schema_version": 3}, "'schema_version'"),
+    ],
+)
+def test_job_validation_names_the_key(tmp_path, patch, key):
+    job = {"schema_version": 2, "runtime": "onnxruntime", "artifact": "m.onnx"}
+    job["input_shape"] = [1, 4]
+    job.update(patch)
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    with pytest.raises(bench_runner.JobError) as err:
+        bench_runner.load_job(str(path))
+    assert key in str(err.value)
+
+
+def test_version_1_job_is_read_with_defaults(tmp_path):
+    job = {"schema_version": 1, "runtime": "executorch", "artifact": "m.pte"}
+    job["input_shape"] = [1, 3, 8, 8]
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    merged = bench_runner.load_job(str(path))
+    assert merged["batch"] == 1 and merged["measure"]["adaptive_ci"] is None
+    assert merged["profile"]["enabled"] is False and merged["sysfs_root"] == "/"
