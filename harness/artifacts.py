@@ -36,9 +36,25 @@ _VERSIONED_PACKAGES = (
 )
 
 
+# Packages whose code decides an artifact's bytes: a change to any of their files must
+# invalidate cached models, transforms and artifacts even when the version number stays.
+_CODE_PACKAGES = ("models", "recipes", "export")
+
+
+@cache
+def harness_code_digest() -> str:
+    root = Path(harness.__file__).resolve().parent
+    h = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @cache
 def library_versions() -> dict[str, str]:
-    versions = {"harness": harness.__version__}
+    versions = {"harness": harness.__version__, "harness_code": harness_code_digest()}
     for package in _VERSIONED_PACKAGES:
         try:
             versions[package] = metadata.version(package)
