@@ -42,7 +42,7 @@ def _console() -> Console:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.reports.table import build_rows, render_rich
+    from harness.reports.table import build_rows, lineage_lines, render_rich
     from harness.suite.config import load_suite
     from harness.suite.walk import SuiteWalker, WalkEvent
 
@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     walker.close()
     baselines = {n for n, v in suite.variants.items() if v.is_baseline}
     render_rich(build_rows(cells, baselines), f"{suite.name} (run {summary.run_id})", console)
+    for line in lineage_lines(cells):
+        console.print(f"  {line}", style="dim", markup=False)
     console.print(
         f"{summary.ran} cells measured, {summary.skipped} already done, {summary.failed} failed"
     )
@@ -139,7 +141,13 @@ def _resolve_run(store, spec: str | None) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.reports.cells import cell_to_dict
-    from harness.reports.table import build_rows, render_csv, render_markdown, render_rich
+    from harness.reports.table import (
+        build_rows,
+        lineage_lines,
+        render_csv,
+        render_markdown,
+        render_rich,
+    )
 
     with _open_store(args.results) as store:
         run_id = _resolve_run(store, args.run)
@@ -149,6 +157,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         text = json.dumps([cell_to_dict(c) for c in cells], indent=2)
     elif args.format == "markdown":
         text = render_markdown(build_rows(cells))
+        text += "\nVariants:\n\n" + "".join(f"- {line}\n" for line in lineage_lines(cells))
     elif args.format == "csv":
         text = render_csv(build_rows(cells))
     else:
@@ -156,6 +165,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             _console() if args.output is None else Console(file=open(args.output, "w"), width=200)
         )
         render_rich(build_rows(cells), f"{run.suite_name} (run {run.id}, {run.status})", console)
+        for line in lineage_lines(cells):
+            console.print(f"  {line}", markup=False)
         return EXIT_OK
     if args.output:
         Path(args.output).write_text(text)

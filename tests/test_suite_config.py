@@ -144,3 +144,21 @@ def test_shipped_suites_and_presets_validate():
     for suite in (REPO / "suites").glob("*.toml"):
         load_suite(suite)
     assert FAST_MEASURE
+
+
+@pytest.mark.parametrize(
+    ("step", "key"),
+    [
+        ('recipe = "prune-unstructured"\nsparsity = 1.5', "steps[0].sparsity"),
+        ('recipe = "low-rank"\nrank_ratio = 0', "steps[0].rank_ratio"),
+        ('recipe = "distill"\ntemperature = -1', "steps[0].temperature"),
+        ('recipe = "prune-channels"\nratio = 0', "steps[0].ratio"),
+        ('recipe = "quantum-annealing"', "steps[0].recipe"),
+    ],
+)
+def test_invalid_recipe_values_name_the_preset_file_and_key(tmp_path, step, key):
+    presets = tmp_path / "recipes"
+    presets.mkdir()
+    (presets / "mine.toml").write_text(f"[[steps]]\n{step}\n")
+    err = _error(tmp_path, BASE + 'x = ["mine"]\n')
+    assert err.file == str(presets / "mine.toml") and err.key == key

@@ -190,3 +190,85 @@ def test_runner_past_its_timeout_is_a_failed_cell(tmp_path):
     assert summary.failed == 1
     [cell] = summary.failures
     assert cell.reason.startswith("timeout:") and "3 s" in cell.reason
+
+
+UNEXPORTABLE = """
+import torch
+
+
+class Branchy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: no exporter can capture it
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def make():
+    return Branchy().eval(), torch.randn(1, 16)
+"""
+
+
+def test_export_failure_is_a_failed_cell_with_the_exporters_message(tmp_path):
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "unexportable"
+        runtimes = ["onnxruntime", "executorch"]
+        devices = ["local"]
+
+        [[models]]
+        name = "branchy"
+        factory = "branchy:make"
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        """
+        + FAST_MEASURE,
+    )
+    (tmp_path / "branchy.py").write_text(UNEXPORTABLE)
+    summary, _ = _walk(suite, tmp_path / "results")
+    assert (summary.total, summary.failed) == (4, 2)
+    for cell in summary.failures:
+        assert cell.model == "branchy"
+        assert cell.reason.startswith("export_error:")
+        assert "data-dependent" in cell.result["error"].lower()
+    assert not list((tmp_path / "results" / "artifacts").rglob("*.partial*"))
+
+
+def test_chain_lineage_is_stored_with_each_steps_notes(tmp_path):
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "chain"
+        runtimes = ["onnxruntime"]
+        devices = ["local"]
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        slim-int8 = [{ recipe = "prune-channels", ratio = 0.5, finetune_epochs = 1 }, "int8-static"]
+        """
+        + FAST_MEASURE,
+    )
+    summary, _ = _walk(suite, tmp_path / "results")
+    assert summary.failed == 0
+    with ResultsStore(tmp_path / "results" / "harness.db") as store:
+        cell = {c.variant: c for c in store.cells(summary.run_id)}["slim-int8"]
+    lineage = cell.result["lineage"]
+    assert [s["recipe"] for s in lineage] == ["prune-channels", "int8-static"]
+    assert lineage[0]["params"]["ratio"] == 0.5 and lineage[0]["source"].endswith("suite.toml")
+    assert lineage[1]["source"].endswith("int8-static.toml")
+    [prune_notes] = cell.result["transform_notes"]
+    assert prune_notes["recipe"] == "prune-channels"
+    assert cell.result["export_notes"]["quant_format"].startswith("QDQ")

@@ -10,13 +10,15 @@ fine-tuning run under fake quantization: ``prepare_qat_pt2e`` -> train -> ``conv
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import operator
 import os
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -412,15 +414,32 @@ def _lower(module: torch.nn.Module, x: torch.Tensor) -> tuple[bytes, dict[str, A
     return buffer, notes
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """The runtime's C++ cpuinfo code writes diagnostics straight to file descriptor 2
+    (not through Python), once per load; they would interleave with the CLI's progress.
+    Python-level errors still surface as exceptions."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _check_program(path: Path, x: torch.Tensor) -> None:
     """The .pte must load in the ExecuTorch runtime and run on the example input."""
     from executorch.runtime import Runtime
 
     try:
-        method = Runtime.get().load_program(str(path)).load_method("forward")
-        if method is None:
-            raise RuntimeError("the program has no 'forward' method")
-        method.execute([x])
+        with _native_stderr_silenced():
+            method = Runtime.get().load_program(str(path)).load_method("forward")
+            if method is None:
+                raise RuntimeError("the program has no 'forward' method")
+            method.execute([x])
     except Exception as e:
         raise export_error("the executorch runtime cannot run the exported program", e) from e
 

@@ -188,3 +188,19 @@ def render_csv(rows: list[Row]) -> str:
     for row in rows:
         writer.writerow(row.values)
     return buf.getvalue()
+
+
+def _step_text(step: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in step.get("params", {}).items())
+    return f"{step['recipe']}({params})"
+
+
+def lineage_lines(cells: list[CellRecord]) -> list[str]:
+    """One line per variant: its chain of recipes with every parameter, in order."""
+    seen: dict[str, str] = {}
+    for c in cells:
+        if c.variant in seen:
+            continue
+        steps = c.result.get("lineage") or []
+        seen[c.variant] = " -> ".join(_step_text(s) for s in steps) if steps else "fp32 baseline"
+    return [f"{name}: {chain}" for name, chain in seen.items()]
