@@ -1,21 +1,37 @@
-"""Device profiles (``devices/*.toml``): what a device is and how to reach it."""
+"""Device profiles (``devices/*.toml``): what a device is and how to reach it.
+
+A profile holds the board's hardware facts (which pick the export formats), its power
+model (used when the board has no power sensor), how to reach it over SSH, and the
+caps that make this machine behave like it (emulation). Three kinds:
+
+* ``local``: this machine as it is;
+* ``emulated``: this machine held to the ``[emulation]`` caps (cores, single-core speed,
+  memory). It runs on this CPU, so its artifacts are built for *this* machine
+  (:meth:`DeviceProfile.target` is the local target), while its caps, power model and
+  hardware facts describe the board. ``board = "pi4"`` copies the ``hardware``,
+  ``power`` and ``emulation`` tables of ``pi4.toml`` (beside this file); keys the
+  emulated profile sets itself win;
+* ``ssh``: a real board reached over SSH (validated and stored; the device comes later).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from harness.configfile import StrictModel, load_toml, validate
 from harness.errors import ConfigError
+from harness.plugins import suggest
 from harness.target import TargetInfo, local_target
 
 
 class HardwareFacts(StrictModel):
     arch: str | None = None  # None: read from the machine (local devices)
     cores: int | None = Field(None, ge=1)
-    cpu: str = ""
+    cpu: str = ""  # the SoC or CPU name, e.g. "Broadcom BCM2711"
+    core_type: str = ""  # e.g. "Cortex-A72"
     clock_ghz: float | None = Field(None, gt=0)
     ram_mb: int | None = Field(None, gt=0)
     cpu_features: list[str] = []
@@ -27,20 +43,68 @@ class PowerModel(StrictModel):
     source: str = Field(min_length=1, description="where the figures come from")
 
 
+class Connection(StrictModel):
+    """How to reach an SSH board. Only validated and stored for now."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(22, ge=1, le=65535)
+    user: str = Field(min_length=1)
+    key_file: str | None = Field(None, min_length=1)
+    agent: bool = False
+    python: str = Field("python3", min_length=1)
+    workdir: str = Field("~/harness-work", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> Connection:
+        if self.key_file is None and not self.agent:
+            raise ValueError("key_file = '~/.ssh/id_ed25519' or agent = true")
+        return self
+
+
+class EmulationCaps(StrictModel):
+    """The caps that hold this machine to a board. A cap left out is not applied."""
+
+    cores: int | None = Field(None, ge=1)
+    # The board's single-core speed relative to this machine (0.25: four times slower).
+    speed_factor: float | None = Field(None, gt=0)
+    memory_mb: int | None = Field(None, ge=16)
+    # CFS bandwidth period in µs. None: a 2 ms quota (4 ms period at 50%, 8 ms at 25%),
+    # short enough that throttling falls inside every inference so the p50 shows the
+    # cap; a 100 ms period leaves the p50 of a 10 ms model untouched (only its mean
+    # moves). See cgroups.quota_us and benchmarks/emulation_speed_cap.py.
+    period_us: int | None = Field(None, ge=1000, le=1_000_000)
+    # Where cgroups are mounted (tests point it at a tmp dir to force the fallback).
+    cgroup_root: str = "/sys/fs/cgroup"
+
+
 class DeviceProfile(StrictModel):
     name: str
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "emulated", "ssh"] = "local"
     description: str = ""
+    board: str | None = None  # emulated only: the profile whose tables are copied
     hardware: HardwareFacts = HardwareFacts()
     power: PowerModel | None = None
+    connection: Connection | None = None
+    emulation: EmulationCaps | None = None
 
     @property
     def emulated(self) -> bool:
-        return False
+        return self.kind == "emulated"
 
     def target(self) -> TargetInfo:
-        """The CPU a variant for this device is exported for."""
+        """The CPU a variant for this device is exported for.
+
+        An emulated device runs on this machine, so its target is this machine's CPU
+        (with at most its capped cores): an ARM artifact would not even load here.
+        """
         here = local_target()
+        if self.kind == "emulated":
+            cores = self.emulation.cores if self.emulation and self.emulation.cores else None
+            return TargetInfo(
+                arch=here.arch,
+                cpu_features=here.cpu_features,
+                cores=min(cores or here.cores, here.cores),
+            )
         hw = self.hardware
         return TargetInfo(
             arch=hw.arch or here.arch,
@@ -49,12 +113,76 @@ class DeviceProfile(StrictModel):
         )
 
 
-def load_profile(path: Path) -> DeviceProfile:
+_INHERITED = ("hardware", "power", "emulation")
+
+
+def _inherit_board(path: Path, data: dict[str, Any], seen: tuple[Path, ...]) -> dict[str, Any]:
+    """``data`` with the board profile's tables filled in (its own keys win)."""
+    board = data["board"]
+    board_path = find_profile(board, [path.parent]) if isinstance(board, str) else None
+    if board_path is None:
+        known = sorted(p.stem for p in path.parent.glob("*.toml") if p != path)
+        raise ConfigError(
+            path, "board", "a device profile beside this one: " + suggest(str(board), known), board
+        )
+    if board_path.resolve() in seen:
+        raise ConfigError(path, "board", "a profile that does not lead back to this one", board)
+    base = _load(board_path, (*seen, board_path.resolve())).model_dump(mode="python")
+    merged = dict(data)
+    for table in _INHERITED:
+        own = data.get(table)
+        if base.get(table) is None:
+            continue
+        if own is None:
+            merged[table] = base[table]
+        elif isinstance(own, dict):
+            merged[table] = {**base[table], **own}
+    return merged
+
+
+def _check_kind(path: Path, profile: DeviceProfile) -> None:
+    """Cross-table rules, reported with the key to fix."""
+    if profile.kind == "ssh":
+        if profile.connection is None:
+            raise ConfigError(
+                path,
+                "connection",
+                "a [connection] table (host, user, key_file or agent) for kind 'ssh'",
+            )
+        if not profile.hardware.arch:
+            raise ConfigError(
+                path, "hardware.arch", "the board's arch (e.g. 'aarch64') for kind 'ssh'"
+            )
+    elif profile.connection is not None:
+        raise ConfigError(
+            path, "connection", "no [connection] table: it is only used by kind 'ssh'"
+        )
+    if profile.board is not None and profile.kind != "emulated":
+        raise ConfigError(
+            path, "board", "no 'board' key: it is only used by kind 'emulated'", profile.board
+        )
+    if profile.kind == "emulated" and profile.emulation is None:
+        raise ConfigError(
+            path,
+            "emulation",
+            "an [emulation] table (cores, speed_factor, memory_mb) or board = '<profile>'",
+        )
+
+
+def _load(path: Path, seen: tuple[Path, ...]) -> DeviceProfile:
     data = load_toml(path)
+    if data.get("kind") == "emulated" and "board" in data:
+        data = _inherit_board(path, data, seen)
     profile = validate(DeviceProfile, {"name": path.stem, **data}, path)
     if profile.name != path.stem:
         raise ConfigError(path, "name", f"the file's name {path.stem!r}", profile.name)
+    _check_kind(path, profile)
     return profile
+
+
+def load_profile(path: Path) -> DeviceProfile:
+    """Load and validate one profile; a ``board`` is looked up beside it."""
+    return _load(path, (path.resolve(),))
 
 
 def find_profile(name: str, dirs: list[Path]) -> Path | None:

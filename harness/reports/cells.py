@@ -36,6 +36,7 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "accuracy": r.get("accuracy"),
         "agreement": r.get("agreement"),
         "emulated": cell.emulated,
+        "emulation": r.get("emulation"),
         "load_ms": r.get("load_ms"),
         "first_inference_ms": r.get("first_inference_ms"),
         "throughput_ips": r.get("throughput_ips"),

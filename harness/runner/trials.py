@@ -160,6 +160,8 @@ def combine_trials(
         "memory_mb": _memory(results),
         "runtime_version": results[0].get("runtime_version"),
         "env": results[0].get("env"),
+        # What an emulated device enforced (the same for every trial).
+        "emulation": results[0].get("emulation"),
         "validity": _validity(results, p50s, settings.max_cv),
         "profile": results[0].get("profile"),
         **_power(results, stats.p50),

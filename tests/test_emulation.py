@@ -1,0 +1,331 @@
+"""Emulated devices: caps through real cgroups (as root), and the fallback without them.
+
+Tests that need writable cgroups skip with the reason when they are not; the fallback
+tests point the cgroup root at a read-only temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.devices import cgroups, open_device
+from harness.devices.config import DeviceProfile, EmulationCaps, PowerModel
+from harness.devices.emulated import EmulatedDevice
+from harness.errors import RunnerError
+from harness.runner.job import MeasureSettings, make_job
+from tests.suite_files import FAST_MEASURE, REPO
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _cgroups_writable() -> str | None:
+    """None when this machine can hold a run in cgroups; else why not."""
+    if os.geteuid() != 0:
+        return "needs root to create cgroups"
+    if cgroups.detect_version(CGROUP_ROOT) is None:
+        return f"no cgroup tree at {CGROUP_ROOT}"
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.5, memory_mb=256)
+    with cgroups.sandbox("probe", caps, CGROUP_ROOT) as box:
+        if set(box.dirs) != {"cpuset", "cpu", "memory"}:
+            return "cgroups not writable here: " + "; ".join(box.record["warnings"])
+    return None
+
+
+WHY_NOT = _cgroups_writable()
+needs_cgroups = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
+
+
+@pytest.fixture
+def readonly_root(tmp_path: Path) -> Path:
+    root = tmp_path / "cgroup-ro"
+    root.mkdir()
+    root.chmod(0o555)
+    return root
+
+
+def matmul_model(path: Path, size: int = 256, layers: int = 10) -> list[int]:
+    """An ONNX chain of MatMul + Tanh, a few ms per inference on one core."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "input"
+    for i in range(layers):
+        w = (rng.standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        out = "output" if i == layers - 1 else f"t{i}"
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [out]))
+        prev = out
+    shape = [1, size, size]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return shape
+
+
+def big_model(path: Path, megabytes: int = 200) -> list[int]:
+    """An ONNX model whose one initializer is ``megabytes`` large: it cannot load in less."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    cols = megabytes * 2**20 // 4 // 4
+    w = np.full((4, cols), 1e-3, dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "w"], ["output"])],
+        "big",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cols])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return [1, 4]
+
+
+def profile(name: str = "cap-emulated", **caps: object) -> DeviceProfile:
+    return DeviceProfile(
+        name=name,
+        kind="emulated",
+        emulation=EmulationCaps(**caps),  # type: ignore[arg-type]
+        power=PowerModel(idle_w=2.0, max_w=6.0, source="test"),
+    )
+
+
+FAST = MeasureSettings(warmup_count=3, warmup_seconds=0.0, min_count=30, min_seconds=0.3)
+
+
+def run_device(device: EmulatedDevice, artifact: Path, shape: list[int]) -> dict:
+    job = make_job("onnxruntime", str(artifact), shape, FAST)
+    return device.run(job, artifact, None, 120).result
+
+
+# --- fast: plans and the sandbox itself ----------------------------------------------
+
+
+def test_cpulist_and_quota() -> None:
+    assert cgroups.parse_cpulist("0-2,5") == [0, 1, 2, 5]
+    assert cgroups.format_cpulist([0, 1]) == "0,1"
+    assert cgroups.quota_us(0.5, 100_000) == (50_000, 100_000)
+    assert cgroups.quota_us(0.25, None) == (2000, 8000)  # a 2 ms quota by default
+    assert cgroups.quota_us(0.5, None) == (2000, 4000)
+    assert cgroups.quota_us(0.1, 2000) == (1000, 2000)  # the kernel's 1 ms minimum
+
+
+def test_plans_v1_and_v2() -> None:
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.25, period_us=100_000, memory_mb=100)
+    v1 = cgroups.plan_v1(caps, [0], "0", memsw=True)
+    assert v1["cpuset"] == [("cpuset.cpus", "0"), ("cpuset.mems", "0")]
+    assert v1["cpu"] == [("cpu.cfs_period_us", "100000"), ("cpu.cfs_quota_us", "25000")]
+    assert v1["memory"][0] == ("memory.limit_in_bytes", str(100 * 2**20))
+    assert v1["memory"][1][0] == "memory.memsw.limit_in_bytes"
+    assert cgroups.plan_v1(caps, [0], "0", memsw=False)["memory"][1] == ("memory.swappiness", "0")
+    v2 = cgroups.plan_v2(caps, [0, 1], "0")
+    assert v2["cpu"] == [("cpu.max", "25000 100000")]
+    assert v2["memory"] == [("memory.max", str(100 * 2**20)), ("memory.swap.max", "0")]
+    assert v2["cpuset"][0] == ("cpuset.cpus", "0,1")
+
+
+def test_quota_follows_busy_cores_not_board_cores() -> None:
+    device = EmulatedDevice(profile(cores=4, speed_factor=0.25))
+    here = len(os.sched_getaffinity(0))
+    assert device.caps(threads=1).cpu_fraction == 0.25
+    for threads in (2, 8):  # and not beyond the cores this machine has
+        assert device.caps(threads=threads).cpu_fraction == 0.25 * min(4, here, threads)
+
+
+def test_emulated_profile_opens_an_emulated_device() -> None:
+    assert isinstance(open_device(profile(cores=1)), EmulatedDevice)
+
+
+def test_fallback_without_cgroups_is_taken_and_reported(
+    readonly_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.5, memory_mb=3000)
+    with cgroups.sandbox("fb", caps, readonly_root) as box:
+        record = box.record
+        probe = (
+            "import os, resource; print(sorted(os.sched_getaffinity(0)), "
+            "resource.getrlimit(resource.RLIMIT_AS)[0])"
+        )
+        out = subprocess.run(
+            [*box.prefix, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout
+    assert record["method"] == "fallback"
+    assert record["cores"].startswith("sched_setaffinity")
+    assert record["memory"].startswith("RLIMIT_AS 3000 MB")
+    assert record["speed"] is None
+    assert any(s.startswith("speed:") for s in record["not_enforced"])
+    assert record["warnings"] and "falling back" in caplog.text
+    assert out.split() == [f"[{sorted(os.sched_getaffinity(0))[0]}]", str(3000 * 2**20)]
+    assert list(readonly_root.iterdir()) == []
+
+
+@needs_cgroups
+def test_runner_lands_in_the_groups_which_are_removed() -> None:
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.5, memory_mb=256)
+    with cgroups.sandbox("in", caps, CGROUP_ROOT) as box:
+        out = subprocess.run(
+            [*box.prefix, "-c", "print(open('/proc/self/cgroup').read())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        groups = dict(box.dirs)
+        quota = (groups["cpu"] / "cpu.cfs_quota_us").read_text().strip()
+    assert box.record["method"] == "cgroup v1" or box.record["method"] == "cgroup v2"
+    assert box.record["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
+    assert int(quota) > 0
+    for group in groups.values():
+        assert f"/harness/{group.name}" in out
+        assert not group.exists()
+
+
+@needs_cgroups
+def test_memory_cgroup_oom_is_seen() -> None:
+    caps = cgroups.Caps(memory_mb=64)
+    with cgroups.sandbox("oom", caps, CGROUP_ROOT) as box:
+        proc = subprocess.run(
+            [*box.prefix, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
+            capture_output=True,
+            check=False,
+        )
+        stats = box.stats()
+    assert proc.returncode == -9
+    assert box.killed_by_memory_cap(stats, sigkilled=True)
+
+
+def test_rlimit_memory_error_maps_to_does_not_fit(readonly_root: Path) -> None:
+    device = EmulatedDevice(profile(memory_mb=64), cgroup_root=readonly_root)
+    caps = device.caps(1)
+    with cgroups.sandbox("rl", caps, readonly_root) as box:
+        box.record["caps"] = {"memory_mb": 64}
+        exc = RunnerError("MemoryError: ", kind="runtime_error")
+        with pytest.raises(RunnerError) as info:
+            device._raise_if_memory(box, box.stats(), exc)
+    assert info.value.kind == "does_not_fit"
+    assert str(info.value).startswith("memory: ")
+
+
+# --- slow: the real runner under caps --------------------------------------------------
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_cpu_quota_measurably_slows_a_run(tmp_path: Path) -> None:
+    artifact = tmp_path / "chain.onnx"
+    shape = matmul_model(artifact, layers=16)
+    free = EmulatedDevice(profile("free", cores=1))
+    half = EmulatedDevice(profile("half", cores=1, speed_factor=0.5))
+    ratios = []
+    for _ in range(2):  # alternate, so drift on a shared machine hits both alike
+        p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
+        capped = run_device(half, artifact, shape)
+        ratios.append(capped["within_trial"]["p50"] / p50_free)
+    assert capped["emulation"]["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
+    assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
+    assert capped["power"]["source"] == "modelled"
+    assert statistics.median(ratios) > 1.5, ratios
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_memory_cap_makes_a_big_model_not_fit_in_the_walk(tmp_path: Path) -> None:
+    from harness.suite.config import load_suite
+    from harness.suite.walk import SuiteWalker
+
+    big_model(tmp_path / "big.onnx", megabytes=200)
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    (devices / "small-emulated.toml").write_text(
+        'kind = "emulated"\n[emulation]\ncores = 1\nmemory_mb = 150\n'
+    )
+    suite_path = tmp_path / "suite.toml"
+    suite_path.write_text(
+        textwrap.dedent(
+            f"""
+            name = "fit"
+            runtimes = ["onnxruntime"]
+            devices = ["small-emulated"]
+            recipe_dirs = ["{REPO / "recipes"}"]
+            [[models]]
+            name = "big"
+            file = "big.onnx"
+            [variants]
+            fp32 = []
+            """
+        )
+        + textwrap.dedent(FAST_MEASURE)
+    )
+    walker = SuiteWalker(load_suite(suite_path), tmp_path / "results")
+    try:
+        summary = walker.walk()
+    finally:
+        walker.close()
+    assert summary.failed == 1
+    record = summary.failures[0]
+    assert record.emulated
+    assert record.reason.startswith("does_not_fit: memory"), record.reason
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_small_model_fits_under_the_same_memory_cap(tmp_path: Path) -> None:
+    artifact = tmp_path / "chain.onnx"
+    shape = matmul_model(artifact, layers=2)
+    result = run_device(EmulatedDevice(profile(cores=1, memory_mb=150)), artifact, shape)
+    assert result["emulation"]["memory"].startswith(("memory.limit_in_bytes 150 MB", "memory.max"))
+    assert result["emulation"]["cgroup"]["oom_kills"] in (0, None)
+
+
+@pytest.mark.slow
+def test_fallback_run_is_reported_in_the_result(tmp_path: Path, readonly_root: Path) -> None:
+    artifact = tmp_path / "chain.onnx"
+    shape = matmul_model(artifact, layers=2)
+    device = EmulatedDevice(
+        profile(cores=1, speed_factor=0.5, memory_mb=8192), cgroup_root=readonly_root
+    )
+    emulation = run_device(device, artifact, shape)["emulation"]
+    assert emulation["method"] == "fallback"
+    assert emulation["cores"].startswith("sched_setaffinity")
+    assert emulation["memory"].startswith("RLIMIT_AS 8192 MB")
+    assert any(s.startswith("speed:") for s in emulation["not_enforced"])
+
+
+@pytest.mark.slow
+def test_fallback_memory_limit_makes_a_big_model_not_fit(
+    tmp_path: Path, readonly_root: Path
+) -> None:
+    artifact = tmp_path / "big.onnx"
+    shape = big_model(artifact, megabytes=200)
+    small = tmp_path / "chain.onnx"
+    small_shape = matmul_model(small, layers=2)
+    # The address-space cap is set from what the small model needs, plus less than the
+    # big one's initializer: runtimes reserve far more address space than they touch.
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    assert soft == resource.RLIM_INFINITY
+    fits = EmulatedDevice(profile(cores=1, memory_mb=SMALL_AS_MB), cgroup_root=readonly_root)
+    run_device(fits, small, small_shape)
+    with pytest.raises(RunnerError) as info:
+        run_device(fits, artifact, shape)
+    assert info.value.kind == "does_not_fit"
+    assert str(info.value).startswith("memory: ")
+
+
+SMALL_AS_MB = 300
