@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
-from harness.export.onnx import (
+from harness.export.common import (
     calibration_samples,
     example_input,
     export_error,

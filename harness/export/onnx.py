@@ -1,125 +1,38 @@
 """ONNX export for onnxruntime: fp32 via the torch.export-based exporter, int8 via
 onnxruntime.quantization (see :mod:`harness.export.ort_quant`).
 
-The helpers at the top (staging directory, error wrapping, calibration samples) are
-runtime-agnostic and also used by :mod:`harness.export.executorch`.
+Runtime-agnostic helpers (staging directory, error wrapping, calibration samples, gzip
+size) live in :mod:`harness.export.common`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import gzip
 import io
 import logging
 import os
-import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
+from harness.export.common import (
+    calibration_samples,
+    example_input,
+    export_error,
+    gzip_size,
+    staging_dir,
+)
 from harness.models.base import ModelBundle
 from harness.recipes.base import QuantRequest
 from harness.target import TargetInfo
 
-MAX_MESSAGE_CHARS = 2000
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-# --------------------------------------------------------------------------------------
-# Runtime-agnostic helpers
-# --------------------------------------------------------------------------------------
-
-
-def _exc_text(exc: BaseException) -> str:
-    msg = _ANSI_ESCAPE.sub("", str(exc)).strip()
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-def export_error(prefix: str, exc: BaseException) -> ExportError:
-    """An :class:`ExportError` reading ``"<prefix>: <Type>: <message>"``.
-
-    Exporters wrap the real failure (torch.onnx wraps torch.export's error, for example);
-    the innermost ``__cause__`` names the actual problem, so it comes first and the
-    wrappers' first lines follow. The text is cut to about ``MAX_MESSAGE_CHARS``.
-    """
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 5:
-        chain.append(current)
-        current = current.__cause__
-    root = chain[-1]
-    tail = ""
-    if len(chain) > 1:
-        wrappers = [_exc_text(e).splitlines()[0][:200] for e in chain[:-1]]
-        tail = "\n(raised as " + " <- ".join(wrappers) + ")"
-    head = f"{prefix}: {_exc_text(root)}"
-    budget = MAX_MESSAGE_CHARS - len(tail)
-    if len(head) > budget:
-        head = head[: max(budget - 16, 200)].rstrip() + " ... [truncated]"
-    return ExportError(head + tail)
-
-
-@contextlib.contextmanager
-def staging_dir(out_path: Path) -> Iterator[Path]:
-    """A scratch directory next to ``out_path``, removed on exit.
-
-    Exporters build the artifact (and any intermediate file) in it and ``os.replace``
-    the finished file onto ``out_path``; the rename stays on one filesystem, so a failed
-    or interrupted export never leaves a partial file at ``out_path``.
-    """
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def calibration_samples(bundle: ModelBundle, quant: QuantRequest) -> list[np.ndarray]:
-    """The first ``quant.calibration_samples`` calibration inputs, each shaped like
-    ``bundle.example_input`` (batch 1, float32), in dataset order."""
-    shape = tuple(bundle.example_input.shape)
-    inputs = bundle.data.calib_inputs[: quant.calibration_samples]
-    if len(inputs) == 0:
-        raise ExportError(f"{bundle.name}: static quantization needs calibration inputs, got none")
-    samples = []
-    for i, sample in enumerate(inputs):
-        arr = np.ascontiguousarray(sample, dtype=np.float32)
-        if arr.size != int(np.prod(shape)):
-            raise ExportError(
-                f"{bundle.name}: calibration input {i} has shape {arr.shape}, "
-                f"which does not fit the example input shape {list(shape)}"
-            )
-        samples.append(arr.reshape(shape))
-    return samples
-
-
-def example_input(bundle: ModelBundle) -> torch.Tensor:
-    return bundle.example_input.detach().to(torch.float32).contiguous()
-
-
-GZIP_LEVEL = 6
-
-
-def gzip_size(path: Path) -> int:
-    """Bytes of ``path`` after gzip at level 6 (the ``gzip`` command's default).
-
-    Recorded for every artifact as ``gzip_bytes``: the size a download or an OTA update
-    costs, and the only size in which zeroed weights (unstructured sparsity) show up,
-    since dense formats store the zeros as they are.
-    """
-    return len(gzip.compress(Path(path).read_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
 
 
 # --------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from harness.export.onnx import INPUT_NAME, export_error
+from harness.export.common import export_error
+from harness.export.onnx import INPUT_NAME
 from harness.recipes.base import QuantRequest
 from harness.target import TargetInfo
 
