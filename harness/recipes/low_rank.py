@@ -34,9 +34,8 @@ from harness.models.base import ModelBundle
 from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
 from harness.recipes.training import (
     derive_bundle,
-    finetune,
+    finetune_with_quality,
     predict_logits,
-    quality,
     torch_threads,
     training_threads,
 )
@@ -273,27 +272,19 @@ class LowRankFactorization(TransformRecipe):
             "skipped": skipped,
         }
         notes.update(
-            {f"{k}_before": v for k, v in quality(original, bundle.data, reference).items()}
-        )
-        notes.update(
-            {f"{k}_factorized": v for k, v in quality(module, bundle.data, reference).items()}
-        )
-        log = ctx.log if p.finetune_epochs > 0 else None
-        if log is not None:
-            log(f"low-rank: fine-tuning {p.finetune_epochs} epochs")
-        notes.update(
-            finetune(
+            finetune_with_quality(
                 module,
-                bundle.data,
                 original,
+                bundle.data,
+                reference,
+                stage="factorized",
+                recipe="low-rank",
                 epochs=p.finetune_epochs,
                 lr=p.lr,
                 seed=ctx.seed,
-                log=log,
+                log=ctx.log,
             )
         )
-        notes["finetune_epochs"] = p.finetune_epochs
-        notes.update({f"{k}_after": v for k, v in quality(module, bundle.data, reference).items()})
 
         new = derive_bundle(bundle, module)
         params_after, macs_after = new.info["params_count"], new.info["macs"]

@@ -323,3 +323,31 @@ def derive_bundle(bundle: Any, module: nn.Module, **info: Any) -> Any:
         identity=copy.deepcopy(bundle.identity),
         info=new_info,
     )
+
+
+def finetune_with_quality(
+    module: nn.Module,
+    original: nn.Module,
+    data: Any,
+    reference_logits: torch.Tensor | None,
+    *,
+    stage: str,
+    recipe: str,
+    epochs: int,
+    lr: float,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune ``module`` (in place) after a transform, recording its quality at three
+    points for the lineage: the original (``*_before``), right after the transform
+    (``*_<stage>``) and after fine-tuning (``*_after``), so the cost of the transform and
+    what fine-tuning recovered are both visible."""
+    notes = {f"{k}_before": v for k, v in quality(original, data, reference_logits).items()}
+    notes.update({f"{k}_{stage}": v for k, v in quality(module, data, reference_logits).items()})
+    progress = log if epochs > 0 else None
+    if progress is not None:
+        progress(f"{recipe}: fine-tuning {epochs} epochs")
+    notes.update(finetune(module, data, original, epochs=epochs, lr=lr, seed=seed, log=progress))
+    notes["finetune_epochs"] = epochs
+    notes.update({f"{k}_after": v for k, v in quality(module, data, reference_logits).items()})
+    return notes
