@@ -238,6 +238,16 @@ def test_onnx_dynamic_int8(mlp: ModelBundle, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_pte_dynamic_int8(mlp: ModelBundle, tmp_path: Path) -> None:
+    fp32 = export(mlp, "executorch", tmp_path)
+    dyn = export(mlp, "executorch", tmp_path, QuantRequest(mode="dynamic"))
+    assert "dynamic" in dyn.notes["quant_format"]
+    assert dyn.path.stat().st_size < 0.5 * fp32.path.stat().st_size
+    ref = run_torch(mlp, mlp.data.eval_inputs)
+    assert agreement(run_pte(dyn.path, mlp.data.eval_inputs), ref) >= 0.75
+
+
+@pytest.mark.slow
 def test_pte_static_int8(mlp: ModelBundle, tmp_path: Path) -> None:
     fp32 = export(mlp, "executorch", tmp_path)
     int8 = export(mlp, "executorch", tmp_path, STATIC)
