@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -136,6 +135,3 @@ class ArtifactStore:
         }
         atomic_write_json(directory / "meta.json", meta)
         return Artifact(key=key, path=final, meta=meta)
-
-    def remove(self, key: str) -> None:
-        shutil.rmtree(self._dir(key), ignore_errors=True)

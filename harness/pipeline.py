@@ -30,7 +30,7 @@ from harness.artifacts import (
 from harness.errors import HarnessError, RecipeError
 from harness.models.base import ModelBundle
 from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
-from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
+from harness.suite.config import ModelEntry, Suite, Variant
 from harness.target import TargetInfo
 
 
@@ -302,9 +302,6 @@ class Pipeline:
                 "export_seconds": round(elapsed, 2),
             },
         )
-
-    def runtime_for_file(self, entry: ModelEntry) -> str:
-        return FILE_RUNTIMES[self.suite.model_path(entry).suffix]
 
 
 def _quant_request(variant: Variant) -> QuantRequest | None:

@@ -26,18 +26,18 @@ class FakeClock:
 
 def test_loop_stops_when_both_count_and_time_are_reached():
     # Each call reads the clock twice (0.1 s per call): 1 s needs 10 calls, more than 5.
-    samples = bench_runner.timed_loop(lambda: None, 5, 1.0, clock=FakeClock(0.05))
-    assert len(samples) == 10
+    samples, reason = bench_runner.run_loop(lambda: None, 5, 1.0, clock=FakeClock(0.05))
+    assert (len(samples), reason) == (10, "count_and_time")
     # Time reached early, count not: the count wins.
-    samples = bench_runner.timed_loop(lambda: None, 50, 0.1, clock=FakeClock(0.05))
-    assert len(samples) == 50
+    samples, reason = bench_runner.run_loop(lambda: None, 50, 0.1, clock=FakeClock(0.05))
+    assert (len(samples), reason) == (50, "count_and_time")
 
 
 def test_loop_respects_the_hard_time_cap():
-    samples = bench_runner.timed_loop(
+    samples, reason = bench_runner.run_loop(
         lambda: None, 1000, 0.0, max_seconds=1.0, clock=FakeClock(0.05)
     )
-    assert len(samples) == 10
+    assert (len(samples), reason) == (10, "max_seconds")
 
 
 def _run_runner(tmp_path: Path, job_text: str) -> tuple[int, dict, str]:

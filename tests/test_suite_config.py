@@ -3,9 +3,10 @@
 import pytest
 
 from harness.errors import ConfigError
+from harness.recipes.config import list_presets
 from harness.suite.config import load_suite
 from harness.suite.walk import expand
-from tests.suite_files import FAST_MEASURE, REPO, write_suite
+from tests.suite_files import REPO, write_suite
 
 BASE = """
 name = "t"
@@ -141,9 +142,15 @@ def test_budget_for_unknown_device(tmp_path):
 
 
 def test_shipped_suites_and_presets_validate():
-    for suite in (REPO / "suites").glob("*.toml"):
-        load_suite(suite)
-    assert FAST_MEASURE
+    suites = [*(REPO / "suites").glob("*.toml"), *(REPO / "benchmarks").glob("*.toml")]
+    assert len(suites) >= 2
+    for suite in suites:
+        assert expand(load_suite(suite))
+    presets = list_presets([REPO / "recipes"])
+    assert {"int8-static", "int8-qat", "prune-channels-50", "distill-half", "low-rank-50"} <= {
+        p.name for p in presets
+    }
+    assert all(p.steps for p in presets)
 
 
 @pytest.mark.parametrize(

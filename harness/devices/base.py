@@ -20,6 +20,16 @@ class DeviceRun:
     outputs: np.ndarray | None
 
 
+def job_for(job: dict[str, Any], artifact: Path | str, eval_inputs: Path | None) -> dict[str, Any]:
+    """The job with this run's artifact and evaluation inputs filled in, as every device
+    hands it to the runner (paths as the runner will see them)."""
+    return {
+        **job,
+        "artifact": str(artifact),
+        "eval_inputs": str(eval_inputs) if eval_inputs else None,
+    }
+
+
 class Device(ABC):
     def __init__(self, profile: DeviceProfile):
         self.profile = profile

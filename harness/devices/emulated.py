@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.devices import cgroups
-from harness.devices.base import Device, DeviceRun
+from harness.devices.base import Device, DeviceRun, job_for
 from harness.devices.config import DeviceProfile, EmulationCaps
 from harness.devices.local import run_runner_process
 from harness.errors import RunnerError
@@ -73,11 +73,7 @@ class EmulatedDevice(Device):
         eval_inputs: Path | None,
         timeout_s: float,
     ) -> DeviceRun:
-        job = {
-            **job,
-            "artifact": str(artifact),
-            "eval_inputs": str(eval_inputs) if eval_inputs else None,
-        }
+        job = job_for(job, artifact, eval_inputs)
         threads = int(job.get("threads") or 1)
         caps = self.caps(threads)
         origin = f"device {self.name}"

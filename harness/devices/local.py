@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.devices.base import Device, DeviceRun
+from harness.devices.base import Device, DeviceRun, job_for
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
 from harness.runner.job import check_result
@@ -114,9 +114,5 @@ class LocalDevice(Device):
         eval_inputs: Path | None,
         timeout_s: float,
     ) -> DeviceRun:
-        job = {
-            **job,
-            "artifact": str(artifact),
-            "eval_inputs": str(eval_inputs) if eval_inputs else None,
-        }
+        job = job_for(job, artifact, eval_inputs)
         return run_runner_process([sys.executable], job, timeout_s, origin=f"device {self.name}")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -307,8 +305,3 @@ class ResultsStore:
             "SELECT latency_ms FROM samples WHERE cell_id = ? ORDER BY seq", (cell_id,)
         ).fetchall()
         return [r[0] for r in rows]
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._db:
-            yield self._db

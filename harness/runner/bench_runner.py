@@ -375,15 +375,6 @@ def run_loop(
             return samples, "max_seconds"
 
 
-def timed_loop(run, min_count, min_seconds, max_seconds=None, clock=time.perf_counter):
-    """Call ``run`` until both ``min_count`` calls and ``min_seconds`` have passed.
-
-    ``max_seconds`` caps the loop even when the count is not reached (the caller flags
-    too few samples). Returns per-call durations in seconds. See :func:`run_loop`.
-    """
-    return run_loop(run, min_count, min_seconds, max_seconds, clock)[0]
-
-
 def _proc_status_kb(field):
     try:
         with open("/proc/self/status") as fh:
