@@ -16,11 +16,15 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.devices.config import DeviceProfile
 
 EXIT_OK = 0
 EXIT_CELLS_FAILED = 1
@@ -237,6 +241,103 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _device_profile(name: str, dirs: list[str] | None) -> DeviceProfile:
+    from harness.devices.config import find_profile, list_profiles, load_profile
+    from harness.plugins import suggest
+
+    search = _search_dirs("devices", dirs)
+    path = find_profile(name, search)
+    if path is None:
+        known = [p.name for p in list_profiles(search)]
+        where = ", ".join(str(d) for d in search)
+        raise HarnessError(f"no device profile {name!r} in {where}: {suggest(name, known)}")
+    return load_profile(path)
+
+
+_MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+
+
+def cmd_devices_check(args: argparse.Namespace) -> int:
+    from harness.devices.check import check_device
+
+    profile = _device_profile(args.name, args.dir)
+    runtimes = None
+    if args.suite is not None:
+        from harness.suite.config import load_suite
+
+        runtimes = list(load_suite(args.suite).runtimes)
+    report = check_device(profile, runtimes)
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        console = _console()
+        console.print(f"device [bold]{profile.name}[/] ({profile.kind})")
+        for finding in report.findings:
+            console.print(f"  {_MARK[finding.level]} {finding.topic}: {finding.detail}")
+            if finding.advice and finding.level != "ok":
+                console.print(f"      → {finding.advice}")
+        verdict = "can run" if report.can_run else "[red]cannot run[/]"
+        console.print(f"{profile.name} {verdict} " + ("this suite" if runtimes else "benchmarks"))
+    return EXIT_OK if report.can_run else EXIT_CELLS_FAILED
+
+
+def cmd_devices_trust(args: argparse.Namespace) -> int:
+    from harness.devices.ssh_connect import fetch_host_key, record_host_key, resolve_target
+
+    profile = _device_profile(args.name, args.dir)
+    if profile.kind != "ssh":
+        raise HarnessError(
+            f"device {profile.name} is {profile.kind!r}: only ssh devices have a host key"
+        )
+    target = resolve_target(profile)
+    try:
+        presented = fetch_host_key(target)
+    except OSError as exc:
+        raise HarnessError(
+            f"cannot reach {target.host}:{target.port} to read its host key: {exc}"
+        ) from None
+    console = _console()
+    console.print(
+        f"{target.host_key_name} ({profile.name}) presents this {presented.key.get_name()} "
+        f"host key:\n  [bold]{presented.fingerprint}[/]"
+    )
+    if presented.status == "trusted":
+        console.print(f"already trusted in {target.known_hosts}; nothing to do")
+        return EXIT_OK
+    if presented.status == "changed":
+        assert presented.recorded is not None
+        from harness.devices.ssh_connect import fingerprint
+
+        console.print(
+            f"[red bold]THE HOST KEY HAS CHANGED[/]: {target.known_hosts} has "
+            f"{fingerprint(presented.recorded)}. Someone may be intercepting the connection, "
+            "or the board was reinstalled."
+        )
+        if not args.replace:
+            console.print("refusing; if you know the board was reinstalled, add --replace")
+            return EXIT_CELLS_FAILED
+    if args.fingerprint is not None and args.fingerprint != presented.fingerprint:
+        console.print(f"[red]refusing[/]: you expected {args.fingerprint}")
+        return EXIT_CELLS_FAILED
+    if not (args.yes or args.fingerprint):
+        if not sys.stdin.isatty():
+            raise HarnessError(
+                "not a terminal: compare the fingerprint with the board's "
+                "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it), then pass "
+                "--fingerprint SHA256:... or --yes"
+            )
+        answer = input(
+            "Compare it with the board's own (ssh-keygen -lf "
+            "/etc/ssh/ssh_host_ed25519_key.pub). Trust it? [y/N] "
+        )
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("not trusted")
+            return EXIT_CELLS_FAILED
+    record_host_key(target, presented.key, replace=presented.status == "changed")
+    console.print(f"recorded in {target.known_hosts}")
+    return EXIT_OK
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.suite.config import load_suite
     from harness.suite.walk import expand
@@ -303,6 +404,32 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "models":
             lister.add_argument("--dir", action="append", help="extra directory to search")
         lister.set_defaults(func=func)
+        if name == "devices":
+            check = group_sub.add_parser(
+                "check",
+                help="can this device run benchmarks: reachability, login, Python, runtimes, "
+                "disk, memory, governor, temperature (exit 1 when it cannot)",
+            )
+            check.add_argument("name", help="profile name, e.g. pi4")
+            check.add_argument("--suite", type=Path, help="also require this suite's runtimes")
+            check.add_argument("--format", choices=("text", "json"), default="text")
+            check.add_argument("--dir", action="append", help="extra directory to search")
+            check.set_defaults(func=cmd_devices_check)
+            trust = group_sub.add_parser(
+                "trust",
+                help="show an SSH board's host key and record it in known_hosts once you "
+                "confirm it (never automatic)",
+            )
+            trust.add_argument("name", help="profile name, e.g. pi4")
+            trust.add_argument("--yes", action="store_true", help="trust without asking")
+            trust.add_argument(
+                "--fingerprint", help="trust only if the key has this SHA256:... fingerprint"
+            )
+            trust.add_argument(
+                "--replace", action="store_true", help="replace a recorded key that changed"
+            )
+            trust.add_argument("--dir", action="append", help="extra directory to search")
+            trust.set_defaults(func=cmd_devices_trust)
     return parser
 
 

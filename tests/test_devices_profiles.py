@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.devices import PendingSshDevice, open_device
+from harness.devices import open_device
 from harness.devices.config import DeviceProfile, list_profiles, load_profile
-from harness.errors import ConfigError, RunnerError
+from harness.errors import ConfigError
 from harness.target import local_target
 from tests.suite_files import REPO
 
@@ -185,14 +185,16 @@ def test_suite_with_a_bad_profile_reports_the_profile(tmp_path: Path) -> None:
     assert info.value.file.endswith("broken.toml")
 
 
-def test_ssh_device_is_a_clear_failed_cell_not_a_crash() -> None:
-    profile = load_profile(DEVICES / "pi4.toml")
-    device = open_device(profile)
-    assert isinstance(device, PendingSshDevice)
-    with pytest.raises(RunnerError) as info:
-        device.run({}, Path("x.onnx"), None, 1.0)
-    assert info.value.kind == "device_unavailable"
-    assert "not implemented yet" in str(info.value)
+def test_ssh_profile_opens_an_ssh_device_and_local_ones_share_a_lane() -> None:
+    from harness.devices import lane
+    from harness.devices.ssh import SshDevice
+
+    pi4 = load_profile(DEVICES / "pi4.toml")
+    assert isinstance(open_device(pi4), SshDevice)
+    assert lane(pi4) == "ssh:pi4.local:22"
+    assert lane(load_profile(DEVICES / "local.toml")) == lane(
+        load_profile(DEVICES / "pi4-emulated.toml")
+    )
 
 
 def test_emulated_flag_follows_kind() -> None:

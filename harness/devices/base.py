@@ -48,3 +48,7 @@ class Device(ABC):
     ) -> DeviceRun:
         """Run one job; raise :class:`harness.errors.RunnerError` (with ``kind`` such as
         ``timeout``, ``out_of_memory`` or ``runtime_error``) when it does not succeed."""
+
+    def close(self) -> None:
+        """Release connections; the device may be used again afterwards."""
+        return None  # devices on this machine hold nothing open

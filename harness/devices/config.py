@@ -11,7 +11,7 @@ caps that make this machine behave like it (emulation). Three kinds:
   hardware facts describe the board. ``board = "pi4"`` copies the ``hardware``,
   ``power`` and ``emulation`` tables of ``pi4.toml`` (beside this file); keys the
   emulated profile sets itself win;
-* ``ssh``: a real board reached over SSH (validated and stored; the device comes later).
+* ``ssh``: a real board reached over SSH (:mod:`harness.devices.ssh`).
 """
 
 from __future__ import annotations
@@ -44,15 +44,26 @@ class PowerModel(StrictModel):
 
 
 class Connection(StrictModel):
-    """How to reach an SSH board. Only validated and stored for now."""
+    """How to reach an SSH board (see :mod:`harness.devices.ssh`).
+
+    ``host`` may be a ``Host`` alias of ``ssh_config``: its HostName, Port, User and
+    IdentityFile fill whatever this table leaves out (keys set here win).
+    """
 
     host: str = Field(min_length=1)
     port: int = Field(22, ge=1, le=65535)
-    user: str = Field(min_length=1)
+    user: str | None = Field(None, min_length=1)
     key_file: str | None = Field(None, min_length=1)
     agent: bool = False
     python: str = Field("python3", min_length=1)
     workdir: str = Field("~/harness-work", min_length=1)
+    known_hosts: str = Field("~/.ssh/known_hosts", min_length=1)
+    ssh_config: str = Field("~/.ssh/config", min_length=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # Transient faults (connection reset, sshd restarting) are retried this many times,
+    # with back-off doubling from retry_backoff_s.
+    retries: int = Field(3, ge=0, le=10)
+    retry_backoff_s: float = Field(1.0, ge=0)
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Connection:

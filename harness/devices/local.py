@@ -55,36 +55,48 @@ def run_runner_process(
                 stderr=stderr[-_STDERR_TAIL:],
             ) from None
         stderr = proc.stderr[-_STDERR_TAIL:]
-        if not result_path.is_file():
-            if proc.returncode == -signal.SIGKILL:
-                raise RunnerError(
-                    "runner was killed by SIGKILL (out of memory?)",
-                    kind="out_of_memory",
-                    stderr=stderr,
-                )
-            raise RunnerError(
-                f"runner exited with code {proc.returncode} and wrote no result: "
-                + (stderr.strip().splitlines() or ["(no stderr)"])[-1],
-                kind="runner_crashed",
-                stderr=stderr,
-            )
-        try:
-            raw = json.loads(result_path.read_text())
-        except ValueError as exc:
-            raise RunnerError(
-                f"{origin}: runner result is not JSON: {exc}", stderr=stderr
-            ) from None
-        try:
-            result = check_result(raw, origin)
-        except RunnerError as exc:
-            exc.stderr = stderr
-            raise
-        _host_side_profile(result)
+        result_text = result_path.read_text() if result_path.is_file() else None
+        result = checked_runner_result(
+            result_text, proc.returncode == -signal.SIGKILL, proc.returncode, stderr, origin
+        )
+        host_side_profile(result)
         outputs = np.load(outputs_path) if outputs_path.is_file() else None
         return DeviceRun(result=result, outputs=outputs)
 
 
-def _host_side_profile(result: dict[str, Any]) -> None:
+def checked_runner_result(
+    result_text: str | None, sigkilled: bool, returncode: int | None, stderr: str, origin: str
+) -> dict[str, Any]:
+    """The runner's checked result, or the :class:`RunnerError` its exit means.
+
+    Shared by every device: a runner that wrote no result and was SIGKILLed is reported
+    as out of memory (the usual cause), any other missing result as a crash.
+    """
+    if result_text is None:
+        if sigkilled:
+            raise RunnerError(
+                "runner was killed by SIGKILL (out of memory?)",
+                kind="out_of_memory",
+                stderr=stderr,
+            )
+        raise RunnerError(
+            f"runner exited with code {returncode} and wrote no result: "
+            + (stderr.strip().splitlines() or ["(no stderr)"])[-1],
+            kind="runner_crashed",
+            stderr=stderr,
+        )
+    try:
+        raw = json.loads(result_text)
+    except ValueError as exc:
+        raise RunnerError(f"{origin}: runner result is not JSON: {exc}", stderr=stderr) from None
+    try:
+        return check_result(raw, origin)
+    except RunnerError as exc:
+        exc.stderr = stderr
+        raise
+
+
+def host_side_profile(result: dict[str, Any]) -> None:
     """Build the per-op table from the runner's ETDump when the device could not.
 
     A runtime-only ExecuTorch install has no ``executorch.devtools``; the runner then

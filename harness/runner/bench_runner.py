@@ -8,6 +8,9 @@ and runs on Python 3.8+ (Jetson images still ship 3.8), so local, emulated and r
 numbers come from the same code.
 
 Usage: python bench_runner.py JOB.json RESULT.json
+       python bench_runner.py --probe WORKDIR   (what ``harness devices check`` asks a
+       board: Python, arch, runtimes, free disk under WORKDIR, memory, governor,
+       temperature; one JSON object on stdout)
 
 Exit codes: 0 measured, 2 bad job file (or a job the artifact cannot run, such as a
 batch size its static shape does not allow), 3 the runtime failed (load or inference).
@@ -1500,8 +1503,44 @@ def _error_result(kind, message):
     return {"schema_version": SCHEMA_VERSION, "status": "error", "kind": kind, "error": message}
 
 
+_PROBED_PACKAGES = ("onnxruntime", "executorch", "torch", "numpy", "psutil")
+
+
+def probe(workdir, root="/"):
+    """What a board offers the runner, for ``harness devices check``."""
+    packages = {}
+    for name in _PROBED_PACKAGES:
+        try:
+            from importlib import metadata
+
+            packages[name] = metadata.version(name)
+        except Exception:
+            packages[name] = None
+    disk_free_mb = None
+    try:
+        disk_free_mb = shutil.disk_usage(workdir).free / 1e6
+    except OSError:
+        pass
+    env = environment(root)
+    env.update(
+        {
+            "packages": packages,
+            "workdir": workdir,
+            "disk_free_mb": disk_free_mb,
+            "temp_c": max_temp_c(root),
+            "has_timeout": shutil.which("timeout") is not None,
+            "runner_schema_version": SCHEMA_VERSION,
+        }
+    )
+    return env
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "--probe":
+        json.dump(probe(argv[1]), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
     if len(argv) != 2:
         sys.stderr.write("usage: bench_runner.py JOB.json RESULT.json\n")
         return _EXIT_BAD_JOB

@@ -138,6 +138,20 @@ def _thermal(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _deploy(results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What an SSH device sent over all trials (None for devices on this machine)."""
+    deploys = [r["deploy"] for r in results if r.get("deploy")]
+    if not deploys:
+        return None
+    return {
+        "host": deploys[0].get("host"),
+        "files_sent": sum(d.get("files_sent", 0) for d in deploys),
+        "bytes_sent": sum(d.get("bytes_sent", 0) for d in deploys),
+        "files_cached": sum(d.get("files_cached", 0) for d in deploys),
+        "sent": [name for d in deploys for name in d.get("sent", [])],
+    }
+
+
 def combine_trials(
     results: list[dict[str, Any]], settings: MeasureSettings
 ) -> tuple[dict[str, Any], list[float]]:
@@ -163,6 +177,7 @@ def combine_trials(
         # What an emulated device enforced (the same for every trial).
         "emulation": results[0].get("emulation"),
         "validity": _validity(results, p50s, settings.max_cv),
+        "deploy": _deploy(results),
         "profile": results[0].get("profile"),
         **_power(results, stats.p50),
         **_thermal(results),

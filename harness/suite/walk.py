@@ -9,6 +9,8 @@ far are whole, because each is written in one transaction.
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from typing import Any
 
 import harness
 from harness.artifacts import ArtifactStore, digest, library_versions
-from harness.devices import open_device
+from harness.devices import lane, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
 from harness.errors import (
@@ -122,8 +124,13 @@ class SuiteWalker:
             log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
         )
         self._devices: dict[str, Device] = {}
+        self._prepared: dict[str, tuple[Any, Any] | BaseException] = {}
+        self._build_lock = threading.Lock()
+        self._stop = threading.Event()
 
     def close(self) -> None:
+        for device in self._devices.values():
+            device.close()
         self.store.close()
 
     def _open_run(self) -> int:
@@ -157,32 +164,114 @@ class SuiteWalker:
         )
 
     def walk(self) -> WalkSummary:
+        """Every cell, one at a time per lane (:func:`harness.devices.lane`): the cells
+        on this machine in order, each SSH board's beside them in its own thread."""
         cells = expand(self.suite)
         run_id = self._open_run()
         summary = WalkSummary(run_id=run_id, total=len(cells))
         self.on_event(WalkEvent("begin", total=len(cells), run_id=run_id))
         done = self.store.done_cells(run_id)
+        lanes: dict[str, list[tuple[int, Cell, str]]] = {}
+        for index, cell in enumerate(cells, start=1):
+            config_hash = self.config_hash(cell)
+            if done.get(cell.key) == config_hash:
+                summary.skipped += 1
+                self.on_event(WalkEvent("cell_skipped", index, len(cells), cell))
+                continue
+            lanes.setdefault(lane(cell.device), []).append((index, cell, config_hash))
         try:
-            for index, cell in enumerate(cells, start=1):
-                config_hash = self.config_hash(cell)
-                if done.get(cell.key) == config_hash:
-                    summary.skipped += 1
-                    self.on_event(WalkEvent("cell_skipped", index, len(cells), cell))
-                    continue
-                self.on_event(WalkEvent("cell_start", index, len(cells), cell))
-                record, samples = self.run_cell(cell, config_hash)
-                self.store.record_cell(run_id, record, samples)
-                summary.ran += 1
-                if record.status != "ok":
-                    summary.failed += 1
-                    summary.failures.append(record)
-                self.on_event(WalkEvent("cell_done", index, len(cells), cell, record))
+            if len(lanes) == 1:
+                for index, cell, config_hash in next(iter(lanes.values())):
+                    self.on_event(WalkEvent("cell_start", index, len(cells), cell))
+                    record, samples = self.run_cell(cell, config_hash)
+                    self._record(summary, run_id, index, cell, record, samples)
+            elif lanes:
+                self._walk_lanes(summary, run_id, lanes)
         except KeyboardInterrupt:
+            self._stop.set()
             self.store.set_run_status(run_id, "interrupted")
             raise
         self.store.set_run_status(run_id, "complete")
         self.on_event(WalkEvent("end", total=len(cells), run_id=run_id))
         return summary
+
+    def _record(
+        self,
+        summary: WalkSummary,
+        run_id: int,
+        index: int,
+        cell: Cell,
+        record: CellRecord,
+        samples: list[float],
+    ) -> None:
+        self.store.record_cell(run_id, record, samples)
+        summary.ran += 1
+        if record.status != "ok":
+            summary.failed += 1
+            summary.failures.append(record)
+        self.on_event(WalkEvent("cell_done", index, summary.total, cell, record))
+
+    def _walk_lanes(
+        self, summary: WalkSummary, run_id: int, lanes: dict[str, list[tuple[int, Cell, str]]]
+    ) -> None:
+        """Lanes in threads; this thread writes the store and sends the events.
+
+        Artifacts are built first, all of them, so no export or training runs on this
+        machine while a cell here is being timed.
+        """
+        for cells in lanes.values():
+            for _, cell, _ in cells:
+                self._prepare(cell)
+        finished: queue.Queue[tuple[str, int, Cell, Any]] = queue.Queue()
+
+        def work(cells: list[tuple[int, Cell, str]]) -> None:
+            for index, cell, config_hash in cells:
+                if self._stop.is_set():
+                    break
+                finished.put(("start", index, cell, None))
+                finished.put(("done", index, cell, self.run_cell(cell, config_hash)))
+            finished.put(("lane_end", 0, cells[0][1], None))
+
+        threads = [
+            threading.Thread(target=work, args=(cells,), name=f"lane {name}", daemon=True)
+            for name, cells in lanes.items()
+        ]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        while running:
+            try:
+                # A timeout so Ctrl-C reaches this thread between cells.
+                kind, index, cell, payload = finished.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if kind == "start":
+                self.on_event(WalkEvent("cell_start", index, summary.total, cell))
+            elif kind == "done":
+                record, samples = payload
+                self._record(summary, run_id, index, cell, record, samples)
+            else:
+                running -= 1
+
+    def _prepare(self, cell: Cell) -> tuple[Any, Any]:
+        """The cell's model data and artifact, built once (a failure is kept and raised
+        again, so a lane does not rebuild what already failed)."""
+        target = cell.device.target()
+        key = self.pipeline.artifact_key(cell.entry, cell.variant, cell.runtime, target)
+        with self._build_lock:
+            if key not in self._prepared:
+                try:
+                    data = self.pipeline.model_data(cell.entry)
+                    artifact = self.pipeline.artifact(
+                        cell.entry, cell.variant, cell.runtime, target
+                    )
+                    self._prepared[key] = (data, artifact)
+                except Exception as exc:
+                    self._prepared[key] = exc
+            prepared = self._prepared[key]
+        if isinstance(prepared, BaseException):
+            raise prepared
+        return prepared
 
     def _device(self, profile: DeviceProfile) -> Device:
         if profile.name not in self._devices:
@@ -230,9 +319,7 @@ class SuiteWalker:
     def _measure(
         self, cell: Cell, base: dict[str, Any], result: dict[str, Any]
     ) -> tuple[CellRecord, list[float]]:
-        target = cell.device.target()
-        data = self.pipeline.model_data(cell.entry)
-        artifact = self.pipeline.artifact(cell.entry, cell.variant, cell.runtime, target)
+        data, artifact = self._prepare(cell)
         for key in ("transform_notes", "export_notes", "model_info"):
             if key in artifact.meta:
                 result[key] = artifact.meta[key]

@@ -1,0 +1,306 @@
+"""``harness devices check``: can this device run a suite, and if not, what to do.
+
+The board is asked by the runner itself (``bench_runner.py --probe``), pushed the same
+way a benchmark pushes it, so a check that passes means the real path works: the
+connection, the host key, the login, the SFTP cache, the remote Python and the runtimes.
+Each finding is ``ok``, ``warn`` (numbers may suffer) or ``fail`` (the suite cannot run).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.devices.config import DeviceProfile
+from harness.errors import RunnerError
+from harness.runner import RUNNER_PATH
+
+Level = Literal["ok", "warn", "fail"]
+
+_MIN_PYTHON = (3, 8)
+_DISK_FAIL_MB = 200
+_DISK_WARN_MB = 1000
+_MEMORY_WARN_MB = 256
+_HOT_C = 70.0
+_INSTALL = {
+    "onnxruntime": "pip install onnxruntime",
+    "executorch": "pip install executorch (the runner uses executorch.runtime)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: str
+    detail: str
+    advice: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "level": self.level,
+            "topic": self.topic,
+            "detail": self.detail,
+            "advice": self.advice,
+        }
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    device: str
+    findings: tuple[Finding, ...]
+    probe: dict[str, Any] | None
+
+    @property
+    def can_run(self) -> bool:
+        return not any(f.level == "fail" for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "can_run": self.can_run,
+            "findings": [f.to_dict() for f in self.findings],
+            "probe": self.probe,
+        }
+
+
+def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> CheckReport:
+    """Probe the device; ``runtimes`` (a suite's) must all be installed, else one is."""
+    findings: list[Finding] = []
+    if profile.kind == "ssh":
+        probe = _probe_ssh(profile, findings)
+    else:
+        probe = _probe_here(findings)
+    if probe is not None:
+        findings.extend(judge_probe(profile, probe, runtimes))
+    return CheckReport(profile.name, tuple(findings), probe)
+
+
+def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
+    workdir = str(Path.cwd())
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER_PATH), "--probe", workdir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        findings.append(
+            Finding("fail", "runner", f"the runner's probe failed: {proc.stderr.strip()[-500:]}")
+        )
+        return None
+    findings.append(Finding("ok", "reachable", "this machine"))
+    return json.loads(proc.stdout)
+
+
+def _probe_ssh(profile: DeviceProfile, findings: list[Finding]) -> dict[str, Any] | None:
+    from harness.devices.ssh import DeployStats, SshDevice
+
+    device = SshDevice(profile)
+    conn = profile.connection
+    assert conn is not None
+    try:
+        try:
+            session = device.session()
+        except RunnerError as exc:
+            findings.append(Finding("fail", _TOPIC.get(exc.kind, "reachable"), str(exc)))
+            return None
+        except OSError as exc:
+            target = device.target
+            findings.append(
+                Finding(
+                    "fail",
+                    "reachable",
+                    f"cannot reach {target.host}:{target.port}: {exc}",
+                    f"check the board is on and on the network, and connection.host/port in "
+                    f"its profile; `ssh -p {target.port} {target.user}@{target.host}` "
+                    "should log in",
+                )
+            )
+            return None
+        findings.append(Finding("ok", "reachable", f"logged in as {device.target.where}"))
+        findings.append(Finding("ok", "host key", f"matches {device.target.known_hosts}"))
+        python = shlex.quote(conn.python)
+        version = device.execute(
+            f"{python} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
+        )
+        if version.exit_status != 0:
+            findings.append(
+                Finding(
+                    "fail",
+                    "python",
+                    f"{conn.python!r} does not run on the board: {version.stderr.strip()[-300:]}",
+                    "install Python 3.8+ or point connection.python at it",
+                )
+            )
+            return None
+        found = tuple(int(p) for p in version.stdout.strip().split("."))
+        if found < _MIN_PYTHON:
+            findings.append(
+                Finding(
+                    "fail",
+                    "python",
+                    f"{conn.python} is {version.stdout.strip()}; the runner needs 3.8+",
+                    "install a newer Python and set connection.python to it",
+                )
+            )
+            return None
+        runner = device.push(RUNNER_PATH, DeployStats())
+        probe = device.execute(
+            f"{python} {shlex.quote(runner)} --probe {shlex.quote(session.workdir)}"
+        )
+        if probe.exit_status != 0:
+            findings.append(
+                Finding("fail", "runner", f"the runner's probe failed: {probe.stderr[-500:]}")
+            )
+            return None
+        return json.loads(probe.stdout)
+    finally:
+        device.close()
+
+
+_TOPIC = {
+    "host_key_unknown": "host key",
+    "host_key_changed": "host key",
+    "auth_failed": "login",
+    "device_unavailable": "reachable",
+}
+
+
+def judge_probe(
+    profile: DeviceProfile, probe: dict[str, Any], runtimes: list[str] | None
+) -> list[Finding]:
+    """Findings from the probe's facts (pure: tested with made-up probes too)."""
+    out: list[Finding] = []
+    out.append(Finding("ok", "python", f"Python {probe.get('python')}"))
+    arch, expected = probe.get("machine"), profile.hardware.arch
+    if profile.kind == "ssh" and expected and arch != expected:
+        out.append(
+            Finding(
+                "fail",
+                "arch",
+                f"the board is {arch}, its profile says {expected}: artifacts would be "
+                "built for the wrong CPU",
+                f'set hardware.arch = "{arch}" in the profile',
+            )
+        )
+    else:
+        out.append(Finding("ok", "arch", f"{arch}, {probe.get('cpu_model')}"))
+    cores = profile.hardware.cores
+    if profile.kind == "ssh" and cores and probe.get("cpu_count") not in (None, cores):
+        out.append(
+            Finding(
+                "warn",
+                "cores",
+                f"{probe.get('cpu_count')} cores, the profile says {cores}",
+                "fix hardware.cores in the profile",
+            )
+        )
+    packages = probe.get("packages") or {}
+    installed = {r: packages.get(r) for r in _INSTALL}
+    wanted = runtimes or []
+    for runtime, version in installed.items():
+        if version:
+            out.append(Finding("ok", runtime, f"{runtime} {version}"))
+        elif runtime in wanted:
+            out.append(
+                Finding("fail", runtime, "not installed; the suite uses it", _INSTALL[runtime])
+            )
+        else:
+            out.append(Finding("warn", runtime, "not installed", _INSTALL[runtime]))
+    if not wanted and not any(installed.values()):
+        out.append(
+            Finding(
+                "fail",
+                "runtimes",
+                "neither onnxruntime nor executorch is installed: nothing can run",
+                _INSTALL["onnxruntime"],
+            )
+        )
+    if not packages.get("numpy"):
+        out.append(Finding("fail", "numpy", "numpy is not installed", "pip install numpy"))
+    if not packages.get("psutil"):
+        out.append(
+            Finding(
+                "warn",
+                "psutil",
+                "psutil is not installed: CPU use (for modelled power) is read from /proc",
+                "pip install psutil",
+            )
+        )
+    if profile.kind == "ssh" and not probe.get("has_timeout"):
+        out.append(
+            Finding(
+                "fail",
+                "timeout",
+                "no `timeout` command: a hung run could not be stopped on the board",
+                "install coreutils (or busybox)",
+            )
+        )
+    out.extend(_resources(probe))
+    return out
+
+
+def _resources(probe: dict[str, Any]) -> list[Finding]:
+    out: list[Finding] = []
+    disk = probe.get("disk_free_mb")
+    where = probe.get("workdir")
+    if disk is not None:
+        level: Level = "ok"
+        if disk < _DISK_FAIL_MB:
+            level = "fail"
+        elif disk < _DISK_WARN_MB:
+            level = "warn"
+        out.append(
+            Finding(
+                level,
+                "disk",
+                f"{disk:.0f} MB free under {where}",
+                "" if level == "ok" else "free space, or point connection.workdir elsewhere",
+            )
+        )
+    memory = probe.get("mem_available_mb")
+    if memory is not None:
+        low = memory < _MEMORY_WARN_MB
+        out.append(
+            Finding(
+                "warn" if low else "ok",
+                "memory",
+                f"{memory:.0f} MB available",
+                "stop other programs on the board: large variants may not fit" if low else "",
+            )
+        )
+    governor = probe.get("governor")
+    if governor is None:
+        out.append(Finding("ok", "governor", "not exposed (no cpufreq)"))
+    elif governor != "performance":
+        out.append(
+            Finding(
+                "warn",
+                "governor",
+                f"{governor}: clocks change under load, so latency drifts",
+                "echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor",
+            )
+        )
+    else:
+        out.append(Finding("ok", "governor", governor))
+    temp = probe.get("temp_c")
+    if temp is None:
+        out.append(Finding("ok", "temperature", "no thermal zone exposed"))
+    elif temp >= _HOT_C:
+        out.append(
+            Finding(
+                "warn",
+                "temperature",
+                f"{temp:.0f} °C: near throttling",
+                "let it cool, add a heatsink or fan, or set measure.cooldown in the suite",
+            )
+        )
+    else:
+        out.append(Finding("ok", "temperature", f"{temp:.0f} °C"))
+    return out
