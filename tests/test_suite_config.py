@@ -139,6 +139,13 @@ def test_toml_syntax_error(tmp_path):
 def test_budget_for_unknown_device(tmp_path):
     err = _error(tmp_path, BASE + "[budgets.pi4]\np90_ms = 3\n")
     assert err.key == "budgets.pi4"
+    assert "board of a listed emulated device" in err.expected
+
+
+def test_budget_for_the_board_an_emulated_device_stands_for(tmp_path):
+    body = BASE.replace('devices = ["local"]', 'devices = ["pi4-emulated"]')
+    suite = load_suite(write_suite(tmp_path, body + "[budgets.pi4]\np90_ms = 3\n"))
+    assert suite.budgets["pi4"].p90_ms == 3
 
 
 def test_shipped_suites_and_presets_validate():

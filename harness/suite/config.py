@@ -277,9 +277,17 @@ def load_suite(path: str | Path) -> Suite:
             )
         devices.append(load_profile(profile_path))
 
+    # A budget names a device of the suite or the board an emulated one stands for
+    # (budgets.pi4 holds for pi4-emulated too).
+    boards = {d.board for d in devices if d.board}
     for name in data.budgets:
-        if name not in data.devices:
-            raise ConfigError(path, f"budgets.{name}", "a device listed in 'devices'", name)
+        if name not in data.devices and name not in boards:
+            raise ConfigError(
+                path,
+                f"budgets.{name}",
+                "a device listed in 'devices', or the board of a listed emulated device",
+                name,
+            )
 
     return Suite(
         name=data.name,
