@@ -3,6 +3,7 @@
 Exit codes (also in the README):
   0  every cell succeeded (run) / the command did what was asked
   1  the run finished but some cells failed (each is recorded with its reason)
+     / compare: a cell regressed or newly fails
   2  bad input: a suite, preset or profile that does not validate, an unknown run
   130 interrupted with Ctrl-C (finished cells are kept; the next run resumes)
 """
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
     from harness.devices.config import DeviceProfile
 
 EXIT_OK = 0
 EXIT_CELLS_FAILED = 1
+EXIT_REGRESSED = 1  # compare: something regressed
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -143,39 +145,292 @@ def _resolve_run(store, spec: str | None) -> int:
     return run_id
 
 
+REPORT_FORMATS = ("table", "markdown", "csv", "json", "html", "pytest-benchmark")
+
+
+def _report_text(store, run, fmt: str) -> str:
+    """A run's report in a text format (everything but the terminal table and HTML)."""
+    from harness.reports.cells import cells_to_dicts
+    from harness.reports.table import build_rows, lineage_lines, render_csv, render_markdown
+
+    cells = store.cells(run.id)
+    if fmt == "json":
+        return json.dumps(cells_to_dicts(cells), indent=2)
+    if fmt == "pytest-benchmark":
+        from harness.reports.pytest_benchmark import to_pytest_benchmark
+
+        samples = {c.id: store.samples(c.id) for c in cells if c.id is not None}
+        return json.dumps(to_pytest_benchmark(run, cells, samples), indent=2)
+    if fmt == "markdown":
+        text = f"## {run.suite_name} (run {run.id}, {run.status})\n\n"
+        text += render_markdown(build_rows(cells))
+        return text + "\nVariants:\n\n" + "".join(f"- {line}\n" for line in lineage_lines(cells))
+    return render_csv(build_rows(cells))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.reports.cells import cell_to_dict
-    from harness.reports.table import (
-        build_rows,
-        lineage_lines,
-        render_csv,
-        render_markdown,
-        render_rich,
-    )
+    from harness.reports.table import build_rows, lineage_lines, render_rich
 
     with _open_store(args.results) as store:
         run_id = _resolve_run(store, args.run)
         run = store.get_run(run_id)
+        if args.format == "html":
+            from harness.reports.html import write_html_report
+
+            out = args.output or Path(args.results) / "reports" / f"run-{run_id}.html"
+            report = write_html_report(store, run_id, out)
+            print(
+                f"wrote {report.path} ({len(report.images)} plots, also as PNGs in "
+                f"{report.image_dir})"
+            )
+            return EXIT_OK
+        if args.format != "table":
+            text = _report_text(store, run, args.format)
+            if args.output:
+                Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.output).write_text(text)
+            else:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            return EXIT_OK
         cells = store.cells(run_id)
-    if args.format == "json":
-        text = json.dumps([cell_to_dict(c) for c in cells], indent=2)
-    elif args.format == "markdown":
-        text = render_markdown(build_rows(cells))
-        text += "\nVariants:\n\n" + "".join(f"- {line}\n" for line in lineage_lines(cells))
-    elif args.format == "csv":
-        text = render_csv(build_rows(cells))
-    else:
-        console = (
-            _console() if args.output is None else Console(file=open(args.output, "w"), width=200)
-        )
-        render_rich(build_rows(cells), f"{run.suite_name} (run {run.id}, {run.status})", console)
+    title = f"{run.suite_name} (run {run.id}, {run.status})"
+
+    def print_table(console: Console) -> None:
+        render_rich(build_rows(cells), title, console)
         for line in lineage_lines(cells):
             console.print(f"  {line}", markup=False)
+
+    if args.output is None:
+        print_table(_console())
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.output, "w") as fh:
+            print_table(Console(file=fh, width=200, highlight=False))
+    return EXIT_OK
+
+
+# --- fit --------------------------------------------------------------------------
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Hardware fit of a run against per-device budgets (suite file, then --budget)."""
+    from harness.reports.fit import (
+        board_of,
+        boards_from_profiles,
+        device_selected,
+        fit_report,
+        load_suite_budgets,
+        parse_budget_options,
+        run_devices,
+        with_overrides,
+    )
+    from harness.reports.fit_render import render_json, render_markdown, render_rich
+    from harness.suite.config import Budget, default_dirs
+
+    overrides = parse_budget_options(args.budget or [])
+    with _open_store(args.results) as store:
+        run_id = _resolve_run(store, args.run)
+        run = store.get_run(run_id)
+        suite_path = args.suite or (Path(run.suite_path) if run.suite_path else None)
+        suite = None
+        if args.suite is not None or (suite_path is not None and suite_path.is_file()):
+            suite = load_suite_budgets(suite_path)
+        else:
+            print(
+                f"harness: note: the run's suite file {suite_path} is not there; "
+                "budgets come from --budget only",
+                file=sys.stderr,
+            )
+        boards = boards_from_profiles(
+            suite.device_dirs if suite else default_dirs(None, "devices", [])
+        )
+        present = run_devices(store.cells(run_id))
+        if not present:
+            raise HarnessError(f"run {run_id} has no cells to check")
+        wanted = args.device or None
+        for name in wanted or []:
+            if not any(device_selected(d, e, [name], boards) for d, e in present.items()):
+                raise HarnessError(
+                    f"--device {name}: run {run_id} has no cells on it or on a profile "
+                    f"emulating it (its devices: {', '.join(present)})"
+                )
+        targets = (
+            {name: board_of(name, present.get(name, False), boards) for name in wanted}
+            if wanted
+            else {d: board_of(d, e, boards) for d, e in present.items()}
+        )
+        budgets = with_overrides(suite.budgets if suite else {}, overrides, targets)
+        report = fit_report(store, run_id, budgets, boards=boards, devices=wanted)
+    if not report.devices:
+        where = (
+            f"the suite file {suite.path} has no [budgets.<device>] table for them"
+            if suite
+            else "no suite file to read budgets from"
+        )
+        raise HarnessError(
+            f"run {run_id}: no budget to check ({', '.join(report.devices_without_budget)}): "
+            f"{where}; add one or pass --budget KEY=VALUE (keys: {', '.join(Budget.model_fields)})"
+        )
+    if args.format == "table":
+        if args.output is None:
+            render_rich(report, _console())
+        else:
+            with open(args.output, "w") as fh:
+                render_rich(report, Console(file=fh, width=200, highlight=False))
         return EXIT_OK
+    text = render_json(report) if args.format == "json" else render_markdown(report)
     if args.output:
         Path(args.output).write_text(text)
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+# --- compare and history ----------------------------------------------------------
+
+
+def _stderr_console(quiet: bool) -> Console:
+    return Console(stderr=True, highlight=False, quiet=quiet)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two runs cell by cell; exit 1 when anything regressed (for CI)."""
+    from harness.reports.compare import (
+        render_comparison_json,
+        render_comparison_markdown,
+        render_comparison_rich,
+    )
+    from harness.results.compare import compare_runs, match_cells
+    from harness.results.selection import select_pair
+    from harness.results.thresholds import resolve_thresholds
+    from harness.runner.interleave import (
+        InterleaveEvent,
+        RoundsPlan,
+        device_dirs_of,
+        interleave_runs,
+    )
+    from harness.suite.config import CompareConfig, load_compare_config
+
+    if args.alpha is not None and not 0 < args.alpha < 0.5:
+        raise HarnessError(f"--alpha {args.alpha}: expected a level between 0 and 0.5")
+    for name in ("rounds", "max_rounds"):
+        value = getattr(args, name)
+        if value is not None and value < 6:
+            flag = "--" + name.replace("_", "-")
+            raise HarnessError(f"{flag} {value}: expected at least 6 rounds")
+    progress = _stderr_console(args.quiet or (args.format == "json" and args.output is None))
+    with _open_store(args.results) as store:
+        if args.from_interleave is not None:
+            record = store.get_interleave(args.from_interleave)
+            base, new = store.get_run(record.base_run_id), store.get_run(record.new_run_id)
+        else:
+            base, new = select_pair(store, args.base, args.new)
+        suite_file = args.suite or Path(new.suite_path)
+        config = (
+            load_compare_config(suite_file)
+            if args.suite is not None or suite_file.is_file()
+            else CompareConfig()
+        )
+        thresholds = resolve_thresholds(config.limits(), args.threshold or [])
+        alpha = args.alpha if args.alpha is not None else config.alpha
+        interleaved, interleave_id = None, None
+        if args.from_interleave is not None:
+            interleave_id = args.from_interleave
+            interleaved = {c.key: c for c in store.interleave_cells(interleave_id)}
+        elif config.interleave if args.interleave is None else args.interleave:
+            pairs = match_cells(store.cells(base.id), store.cells(new.id)).both_ok
+            plan = RoundsPlan.for_limit(
+                args.rounds or config.rounds,
+                args.max_rounds or config.max_rounds,
+                thresholds["latency_p50"].limit,
+            )
+            progress.print(
+                f"interleaving runs {base.id} and {new.id}: {len(pairs)} cells, "
+                f"{plan.min_rounds}-{plan.max_rounds} rounds each (base and new alternately, "
+                f"until the ratio is known to +-{plan.target_half_width * 100:g}%)"
+            )
+
+            def on_event(event: InterleaveEvent) -> None:
+                if event.kind == "cell_done" and event.record is not None:
+                    rec = event.record
+                    done = len(rec.turns) // 2
+                    status = f"{done} rounds" if rec.status == "ok" else f"failed: {rec.reason}"
+                    progress.print(
+                        f"[{event.index}/{event.total}] {' / '.join(event.key)}: {status}",
+                        markup=False,
+                    )
+
+            outcome = interleave_runs(
+                store,
+                args.results,
+                base,
+                new,
+                pairs,
+                plan=plan,
+                device_dirs=device_dirs_of(new),
+                on_event=on_event,
+            )
+            interleaved, interleave_id = outcome.cells, outcome.interleave_id
+        comparison = compare_runs(
+            store,
+            base.id,
+            new.id,
+            thresholds=thresholds,
+            alpha=alpha,
+            interleaved=interleaved,
+            interleave_id=interleave_id,
+        )
+    if args.format == "table":
+        if args.output is None:
+            render_comparison_rich(comparison, _console())
+        else:
+            with open(args.output, "w") as fh:
+                render_comparison_rich(comparison, Console(file=fh, width=200, highlight=False))
+    else:
+        text = (
+            render_comparison_json(comparison)
+            if args.format == "json"
+            else render_comparison_markdown(comparison)
+        )
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
+    return EXIT_REGRESSED if comparison.regressed else EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """A cell's p50 across runs, with the steps where its level changed."""
+    from harness.reports.compare import (
+        render_history_json,
+        render_history_markdown,
+        render_history_rich,
+    )
+    from harness.results.history import history
+    from harness.results.thresholds import COMMAND_LINE, parse_limit
+
+    try:
+        min_effect = parse_limit("latency", args.min_effect).limit
+    except ValueError as exc:
+        raise ConfigError(COMMAND_LINE, "--min-effect", str(exc), args.min_effect) from None
+    if not 0 < args.alpha < 0.5:
+        raise HarnessError(f"--alpha {args.alpha}: expected a level between 0 and 0.5")
+    with _open_store(args.results) as store:
+        series = history(
+            store, args.filter, suite=args.suite, min_effect=min_effect, alpha=args.alpha
+        )
+    if args.format == "table":
+        if args.output is None:
+            render_history_rich(series, _console())
+        else:
+            with open(args.output, "w") as fh:
+                render_history_rich(series, Console(file=fh, width=200, highlight=False))
+        return EXIT_OK
+    text = render_history_json(series) if args.format == "json" else render_history_markdown(series)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -382,12 +637,138 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="only the final table")
     run.set_defaults(func=cmd_run)
 
-    report = sub.add_parser("report", help="print a run's results")
+    report = sub.add_parser(
+        "report",
+        help="a run's results: table, markdown, CSV, JSON, HTML with plots, pytest-benchmark",
+    )
     report.add_argument("run", nargs="?", default=None, help="run id or 'latest' (default)")
     results_option(report)
-    report.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
-    report.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    report.add_argument(
+        "--format",
+        choices=REPORT_FORMATS,
+        default="table",
+        help="html: one self-contained file, default RESULTS/reports/run-ID.html, with the "
+        "plots also as PNGs in RESULTS/reports/run-ID/; pytest-benchmark: the JSON of "
+        "pytest --benchmark-json",
+    )
+    report.add_argument(
+        "-o", "--output", type=Path, help="write to this file instead of stdout (or the default)"
+    )
     report.set_defaults(func=cmd_report)
+
+    fit = sub.add_parser(
+        "fit",
+        help="which variants fit each device's budgets, and which one to ship",
+        description="Check a run's variants against per-device budgets: the suite's "
+        "[budgets.<device>] tables, with --budget limits laid over them. A budget for a board "
+        "(pi4) also holds for its emulated profile (pi4-emulated). Exit 0 when the report "
+        "was made, whether or not variants fit; 2 when there is no budget or bad input.",
+    )
+    fit.add_argument("run", nargs="?", default=None, help="run id or 'latest' (default)")
+    results_option(fit)
+    fit.add_argument(
+        "--suite",
+        type=Path,
+        help="read budgets from this suite file (default: the run's own suite file)",
+    )
+    fit.add_argument(
+        "--budget",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a limit, repeatable: p90_ms, peak_memory_mb, energy_mj, min_accuracy (0-1), "
+        "max_size_bytes; applies to the --device devices, else to every device of the run",
+    )
+    fit.add_argument(
+        "--device",
+        action="append",
+        metavar="NAME",
+        help="only this device (a board name also selects its emulated profiles); repeatable",
+    )
+    fit.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    fit.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    fit.set_defaults(func=cmd_fit)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs cell by cell; exit 1 when anything regressed",
+        description="Compare two runs cell by cell: latency (ratio of p50s, a significance "
+        "test and a minimum effect size), peak memory, artifact size and accuracy against "
+        "thresholds. Runs are named by id, 'latest', 'latest~N' or a git commit; with none, "
+        "the two most recent runs. Exit 0: nothing regressed; 1: something regressed or a "
+        "cell that ran in the base run fails in the new one; 2: bad input.",
+    )
+    compare.add_argument("base", nargs="?", default=None, help="base run (default: latest~1)")
+    compare.add_argument("new", nargs="?", default=None, help="new run (default: latest)")
+    results_option(compare)
+    compare.add_argument(
+        "--threshold",
+        action="append",
+        metavar="METRIC=LIMIT",
+        help="a limit, repeatable: latency=5%% (also the minimum effect size), memory=10%%, "
+        "size=2%%, accuracy=0.5pt (over the suite's [compare] table and the defaults)",
+    )
+    compare.add_argument(
+        "--alpha", type=float, default=None, help="significance level (default 0.05)"
+    )
+    compare.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-measure the base and new artifacts of every common cell alternately "
+        "(ABAB...) on its device and compare over the paired rounds: what makes a 5-10%% "
+        "slowdown detectable on a noisy machine (default: the suite's [compare] interleave)",
+    )
+    compare.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per cell at least (default 10); more are run until the "
+        "ratio is known to +-0.8 x the latency limit",
+    )
+    compare.add_argument(
+        "--max-rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per cell at most (default 60; equal to --rounds for a fixed "
+        "number)",
+    )
+    compare.add_argument(
+        "--from-interleave",
+        type=int,
+        metavar="ID",
+        default=None,
+        help="compare over a stored interleaved re-measurement instead of measuring again",
+    )
+    compare.add_argument(
+        "--suite",
+        type=Path,
+        help="read the [compare] table from this suite file (default: the new run's suite)",
+    )
+    compare.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    compare.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    compare.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    compare.set_defaults(func=cmd_compare)
+
+    hist = sub.add_parser(
+        "history",
+        help="a cell's p50 across runs, with the steps where it changed",
+        description="The p50 (with its 95%% CI) of every matching cell across the store's "
+        "runs, oldest first, and the runs where its level stepped up or down.",
+    )
+    hist.add_argument(
+        "filter",
+        help="model=NAME,variant=NAME,runtime=NAME,device=NAME (any subset, values may be "
+        "globs) or a glob on model/variant/runtime/device",
+    )
+    results_option(hist)
+    hist.add_argument("--suite", default=None, help="only runs of this suite (by name)")
+    hist.add_argument("--min-effect", default="5%", help="smallest step to report (default 5%%)")
+    hist.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of a step (default 0.05)"
+    )
+    hist.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    hist.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    hist.set_defaults(func=cmd_history)
 
     validate = sub.add_parser("validate", help="check a suite file without running it")
     validate.add_argument("suite", type=Path)

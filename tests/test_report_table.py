@@ -1,12 +1,16 @@
 """The comparative table from hand-built cells: ratios against the baseline of the same
-runtime, the note column (int8 format, unstructured sparsity told honestly) and failed
-cells with their reasons."""
+model, runtime and device, the note column (int8 format, unstructured sparsity told
+honestly), failed and invalid cells with their reasons, accuracy delta and power source,
+the grouping by model and device, and the JSON's verdict and baseline comparison."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.reports.table import COLUMNS, build_rows, render_csv, render_markdown
+import pytest
+
+from harness.reports.cells import cell_to_dict, cells_to_dicts, validity_reasons, verdict
+from harness.reports.table import COLUMNS, LEGEND, build_rows, render_csv, render_markdown
 from harness.results.store import CellRecord
 
 COL = {name: i for i, name in enumerate(COLUMNS)}
@@ -179,3 +183,128 @@ def test_no_baseline_means_no_ratios() -> None:
     assert build_rows([sparse])[0].values[COL["note"]] == (
         "sparse; dense kernels, no speedup expected"
     )
+
+
+# --- the reports issue: verdicts, accuracy delta, power, grouping, JSON comparison --------
+
+
+def measured(
+    variant: str,
+    device: str = "local",
+    *,
+    model: str = "digits-cnn",
+    recipes: tuple[str, ...] = (),
+    p50: float = 2.0,
+    accuracy: float | None = 0.99,
+    validity: object = "ok",
+    power_source: str | None = "measured:rapl",
+    energy_mj: float | None = 0.5,
+) -> CellRecord:
+    base = cell(variant, recipes=recipes, p50=p50, model=model)
+    result = {
+        **base.result,
+        "accuracy": accuracy,
+        "validity": validity,
+        "power_source": power_source,
+        "energy_mj": energy_mj,
+    }
+    return CellRecord(
+        model=model,
+        variant=variant,
+        runtime="onnxruntime",
+        device=device,
+        config_hash="h",
+        status="ok",
+        size_bytes=base.size_bytes,
+        result=result,
+    )
+
+
+def test_accuracy_delta_validity_and_power_columns() -> None:
+    cells = [
+        measured("fp32", accuracy=0.975),
+        measured("int8", recipes=("int8-static",), p50=1.0, accuracy=0.9611, energy_mj=0.25),
+        measured("hot", recipes=("int8-static",), validity=["throttled", "unstable"]),
+        measured("model", recipes=("int8-static",), power_source="modelled", accuracy=None),
+    ]
+    rows = {r.value("variant"): r for r in build_rows(cells)}
+    assert rows["fp32"].value("acc Δ pt") == "+0.0"
+    assert rows["int8"].value("acc Δ pt") == "-1.4"  # 96.11 - 97.5 points
+    assert rows["int8"].value("speedup") == "2.00x"
+    assert (rows["int8"].value("energy mJ"), rows["int8"].value("power")) == (
+        "0.250",
+        "measured:rapl",
+    )
+    hot = rows["hot"]
+    assert (hot.value("status"), hot.verdict, hot.ok) == ("INVALID", "invalid", True)
+    assert hot.value("validity") == "throttled, unstable"
+    assert hot.value("p50 ms") == "2.000"  # an invalid cell keeps its numbers, marked
+    assert rows["model"].value("power") == "modelled"
+    assert rows["model"].value("acc Δ pt") == "-"  # no accuracy, no delta
+    assert rows["fp32"].value("validity") == "ok"
+
+
+def test_failed_row_has_a_dash_in_every_measured_column() -> None:
+    failed = cell("fp16", recipes=("fp16",), status="failed", reason="unsupported: no fp16")
+    row = build_rows([failed])[0]
+    assert (row.verdict, row.ok, row.value("status")) == ("failed", False, "FAILED")
+    assert all(row.value(c) == "-" for c in COLUMNS[5:-1])
+    assert row.value("note") == "unsupported: no fp16"
+    assert row.cell_id == "digits-cnn/fp16/onnxruntime/local"
+
+
+def test_baseline_is_per_model_runtime_and_device_and_groups_keep_run_order() -> None:
+    cells = [
+        measured("fp32", "pi4-emulated", model="mlp", p50=8.0),
+        measured("fp32", "local", model="mlp", p50=2.0),
+        measured("int8", "pi4-emulated", model="mlp", recipes=("int8-static",), p50=4.0),
+        measured("int8", "local", model="mlp", recipes=("int8-static",), p50=1.0),
+        measured("fp32", "local", model="cnn", p50=3.0),
+    ]
+    rows = build_rows(cells)
+    # mlp first (the run met it first), pi4-emulated before local, then cnn.
+    assert [r.group for r in rows] == [
+        ("mlp", "pi4-emulated"),
+        ("mlp", "pi4-emulated"),
+        ("mlp", "local"),
+        ("mlp", "local"),
+        ("cnn", "local"),
+    ]
+    speedups = {(r.value("device"), r.value("variant")): r.value("speedup") for r in rows[:4]}
+    assert speedups[("pi4-emulated", "int8")] == "2.00x"  # against pi4-emulated's fp32
+    assert speedups[("local", "int8")] == "2.00x"
+
+
+def test_markdown_has_one_table_per_model_and_device() -> None:
+    cells = [measured("fp32", "local"), measured("fp32", "pi4-emulated")]
+    text = render_markdown(build_rows(cells))
+    assert "### digits-cnn on local" in text and "### digits-cnn on pi4-emulated" in text
+    assert text.count("| runtime | variant | status |") == 2
+    assert LEGEND in text
+
+
+def test_json_adds_verdict_and_comparison_to_the_baseline() -> None:
+    cells = [
+        measured("fp32", accuracy=0.975),
+        measured("int8", recipes=("int8-static",), p50=0.5, accuracy=0.9611),
+        cell("fp16", recipes=("fp16",), status="failed", reason="unsupported: no fp16"),
+        measured("alone", model="other", recipes=("int8-static",)),
+    ]
+    dicts = {d["variant"]: d for d in cells_to_dicts(cells)}
+    assert dicts["int8"]["verdict"] == "ok"
+    versus = dicts["int8"]["vs_baseline"]
+    assert versus["variant"] == "fp32" and versus["speedup"] == 4.0
+    assert versus["size_ratio"] == 1.0
+    assert versus["accuracy_delta_points"] == pytest.approx(-1.39)
+    assert dicts["fp16"]["verdict"] == "failed" and dicts["fp16"]["vs_baseline"] is None
+    assert dicts["alone"]["vs_baseline"] is None  # no baseline for that model
+    # The per-cell shape keeps every field it had.
+    assert set(cell_to_dict(cells[0])) < set(dicts["fp32"])
+
+
+def test_named_baseline_variants_count_as_baselines() -> None:
+    named = measured("reference", recipes=("int8-static",), p50=4.0)
+    other = measured("int8", recipes=("int8-static",), p50=2.0)
+    rows = {r.value("variant"): r for r in build_rows([named, other], {"reference"})}
+    assert rows["int8"].value("speedup") == "2.00x"
+    assert verdict(named) == "ok" and validity_reasons(named) == []

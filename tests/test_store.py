@@ -86,7 +86,7 @@ def test_migration_path_upgrades_an_older_store_and_keeps_its_data(tmp_path, mon
     with ResultsStore(db) as store:
         run = _run(store)
         store.record_cell(run, CellRecord("m", "fp32", "onnxruntime", "local", "h", "ok"), [1.5])
-        assert store.schema_version == 1
+        assert store.schema_version == SCHEMA_VERSION
 
     upgraded = {
         **MIGRATIONS,

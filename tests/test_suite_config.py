@@ -176,3 +176,20 @@ def test_invalid_recipe_values_name_the_preset_file_and_key(tmp_path, step, key)
     (presets / "mine.toml").write_text(f"[[steps]]\n{step}\n")
     err = _error(tmp_path, BASE + 'x = ["mine"]\n')
     assert err.file == str(presets / "mine.toml") and err.key == key
+
+
+def test_exclude_drops_matching_cells_and_checks_its_names(tmp_path):
+    body = BASE.replace('devices = ["local"]', 'devices = ["local", "pi4-emulated"]').replace(
+        'runtimes = ["onnxruntime"]', 'runtimes = ["onnxruntime", "executorch"]'
+    )
+    rule = '[[exclude]]\ndevice = "pi4-emulated"\nruntime = "executorch"\n'
+    cells = expand(load_suite(write_suite(tmp_path, body + rule)))
+    assert {(c.runtime, c.device.name) for c in cells} == {
+        ("onnxruntime", "local"),
+        ("executorch", "local"),
+        ("onnxruntime", "pi4-emulated"),
+    }
+    err = _error(tmp_path, body + '[[exclude]]\ndevice = "pi4-emulatd"\n')
+    assert err.key == "exclude[0].device" and "pi4-emulated" in err.expected
+    err = _error(tmp_path, body + "[[exclude]]\n")
+    assert err.key == "exclude[0]"

@@ -1,11 +1,16 @@
-"""The JSON shape of one cell, as ``harness report --format json`` prints it.
+"""What one cell reports: its JSON shape (``harness report --format json``), its verdict
+and how it stands against its baseline.
 
 Fields named by the foundation issue are always present (null where not measured);
-later features add fields, never remove these.
+later features add fields, never remove these. The baseline of a cell is the fp32
+variant (no recipes) of the same model, runtime and device: the one its speedup, size
+ratio and accuracy delta are taken against.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.results.store import CellRecord
@@ -14,6 +19,78 @@ _MEMORY_KEYS = ("baseline", "after_load", "peak")
 _LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std", "min", "cv", "ci95")
 # Added by the measurement issue: how the CI was built and the per-trial medians.
 _LATENCY_EXTRA = ("ci_basis", "trials", "trial_p50s", "cv_robust")
+
+BaselineKey = tuple[str, str, str]  # (model, runtime, device)
+
+
+def baseline_key(cell: CellRecord) -> BaselineKey:
+    return (cell.model, cell.runtime, cell.device)
+
+
+def is_baseline(cell: CellRecord, baseline_variants: Collection[str] = ()) -> bool:
+    """A variant with no recipes (empty lineage), or one named as a baseline (the
+    suite's :attr:`~harness.suite.config.Variant.is_baseline` variants)."""
+    return cell.variant in baseline_variants or not cell.result.get("lineage")
+
+
+def find_baselines(
+    cells: Iterable[CellRecord], baseline_variants: Collection[str] = ()
+) -> dict[BaselineKey, CellRecord]:
+    """Per (model, runtime, device): the first baseline cell that succeeded."""
+    out: dict[BaselineKey, CellRecord] = {}
+    for c in cells:
+        if c.status == "ok" and is_baseline(c, baseline_variants):
+            out.setdefault(baseline_key(c), c)
+    return out
+
+
+def validity_reasons(cell: CellRecord) -> list[str]:
+    """Why a measured cell's numbers are not to be trusted (empty: they are)."""
+    validity = cell.result.get("validity")
+    if isinstance(validity, list):
+        return [str(v) for v in validity]
+    if validity in (None, "ok"):
+        return []
+    return [str(validity)]
+
+
+def verdict(cell: CellRecord) -> str:
+    """``failed`` (no numbers), ``invalid`` (numbers with reasons not to trust them) or
+    ``ok``."""
+    if cell.status != "ok":
+        return "failed"
+    return "invalid" if validity_reasons(cell) else "ok"
+
+
+def _p50(cell: CellRecord) -> float | None:
+    return (cell.result.get("latency_ms") or {}).get("p50")
+
+
+@dataclass(frozen=True)
+class VsBaseline:
+    """A measured cell against its baseline: ``speedup`` is baseline p50 / cell p50
+    (above 1 is faster), ``size_ratio`` cell size / baseline size (below 1 is smaller),
+    ``accuracy_delta_points`` the accuracy difference in percentage points."""
+
+    variant: str
+    speedup: float | None
+    size_ratio: float | None
+    accuracy_delta_points: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vs_baseline(cell: CellRecord, base: CellRecord | None) -> VsBaseline | None:
+    """None when the cell failed or its model/runtime/device has no measured baseline."""
+    if cell.status != "ok" or base is None:
+        return None
+    p50, base_p50 = _p50(cell), _p50(base)
+    speedup = base_p50 / p50 if p50 and base_p50 is not None else None
+    size_ratio = cell.size_bytes / base.size_bytes if cell.size_bytes and base.size_bytes else None
+    acc, base_acc = cell.result.get("accuracy"), base.result.get("accuracy")
+    delta = (acc - base_acc) * 100 if acc is not None and base_acc is not None else None
+    return VsBaseline(base.variant, speedup, size_ratio, delta)
 
 
 def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
@@ -62,4 +139,21 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "cooldown": r.get("cooldown"),
         "validity": r.get("validity"),
         "profile": r.get("profile"),
+        # Added by the reports issue: the verdict (ok / invalid / failed).
+        "verdict": verdict(cell),
     }
+
+
+def cells_to_dicts(
+    cells: list[CellRecord], baseline_variants: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Every cell's JSON with ``vs_baseline`` added: against the fp32 baseline of the
+    same model, runtime and device (null when failed or there is none)."""
+    baselines = find_baselines(cells, baseline_variants)
+    out = []
+    for c in cells:
+        d = cell_to_dict(c)
+        comparison = vs_baseline(c, baselines.get(baseline_key(c)))
+        d["vs_baseline"] = comparison.to_dict() if comparison is not None else None
+        out.append(d)
+    return out

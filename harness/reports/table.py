@@ -1,15 +1,25 @@
-"""The comparative table: one row per cell, grouped by model and device, with speed and
-size against the fp32 baseline (the variant with no recipes) of the same runtime."""
+"""The comparative table: one row per cell, grouped by model and device, with speed, size
+and accuracy against the fp32 baseline (the variant with no recipes) of the same model,
+runtime and device, each cell's verdict (ok, invalid with the validity reasons, failed
+with its reason) and where its power figure came from."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
+from harness.reports.cells import (
+    baseline_key,
+    find_baselines,
+    validity_reasons,
+    verdict,
+    vs_baseline,
+)
 from harness.results.store import CellRecord
 
 COLUMNS = (
@@ -25,28 +35,45 @@ COLUMNS = (
     "size x",
     "peak MB",
     "accuracy",
+    "acc Δ pt",
     "agreement",
+    "energy mJ",
+    "power",
+    "validity",
     "note",
+)
+GROUP_COLUMNS = ("model", "device")
+_TEXT_COLUMNS = ("model", "device", "runtime", "variant", "status", "power", "validity", "note")
+STATUS_TEXT = {"ok": "ok", "invalid": "INVALID", "failed": "FAILED"}
+LEGEND = (
+    "speedup (baseline p50 / p50) and size x (size / baseline size) are against the fp32 "
+    "variant of the same model, runtime and device; acc Δ pt is the accuracy difference "
+    "from it in percentage points. INVALID: measured, but the validity column says why "
+    "the numbers are not to be trusted. FAILED: not measured, the note says why."
 )
 
 
 @dataclass(frozen=True)
 class Row:
     values: tuple[str, ...]
-    ok: bool
+    ok: bool  # the cell was measured (status ok), valid or not
+    verdict: str = "ok"  # "ok" | "invalid" | "failed"
+
+    def value(self, column: str) -> str:
+        return self.values[COLUMNS.index(column)]
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.value("model"), self.value("device"))
+
+    @property
+    def cell_id(self) -> str:
+        """``model/variant/runtime/device``: the cell's stable name in every report."""
+        return "/".join(self.value(c) for c in ("model", "variant", "runtime", "device"))
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-def _baselines(cells: list[CellRecord], baseline_variants: set[str]) -> dict[tuple, CellRecord]:
-    """Per (model, runtime, device): the fp32 baseline cell, if it succeeded."""
-    out = {}
-    for c in cells:
-        if c.status == "ok" and (c.variant in baseline_variants or not c.result.get("lineage")):
-            out.setdefault((c.model, c.runtime, c.device), c)
-    return out
 
 
 SPARSE_RECIPE = "prune-unstructured"
@@ -98,86 +125,134 @@ def _note(cell: CellRecord, base: CellRecord | None) -> str:
     return "; ".join(parts)
 
 
-def build_rows(cells: list[CellRecord], baseline_variants: set[str] | None = None) -> list[Row]:
-    """One row per cell; speedup and size against the same runtime's fp32 baseline.
+def _first_seen(values: list[str]) -> dict[str, int]:
+    order: dict[str, int] = {}
+    for v in values:
+        order.setdefault(v, len(order))
+    return order
+
+
+def _validity_text(cell: CellRecord, reasons: list[str]) -> str:
+    """The reasons not to trust a cell, "ok", or "-" for a cell from before validity was
+    recorded (not checked, so not called ok)."""
+    if reasons:
+        return ", ".join(reasons)
+    return "-" if cell.result.get("validity") is None else "ok"
+
+
+def _energy(cell: CellRecord) -> float | None:
+    return cell.result.get("energy_mj")
+
+
+def build_rows(
+    cells: list[CellRecord], baseline_variants: Collection[str] | None = None
+) -> list[Row]:
+    """One row per cell, grouped by model then device (in the order the run met them),
+    then runtime; speedup, size and accuracy against the fp32 baseline of the same model,
+    runtime and device.
 
     The note column says what a number cannot: an emulated device, the int8 format the
     exporter chose, and for unstructured sparsity its compressed size and that dense
-    kernels gain no speed from it.
+    kernels gain no speed from it. A failed cell's note is its reason.
     """
-    baselines = _baselines(cells, baseline_variants or set())
+    baselines = find_baselines(cells, baseline_variants or ())
+    models = _first_seen([c.model for c in cells])
+    devices = _first_seen([c.device for c in cells])
+    runtimes = _first_seen([c.runtime for c in cells])
     ordered = sorted(
         range(len(cells)),
-        key=lambda i: (cells[i].model, cells[i].device, cells[i].runtime, i),
+        key=lambda i: (
+            models[cells[i].model],
+            devices[cells[i].device],
+            runtimes[cells[i].runtime],
+            i,
+        ),
     )
     rows = []
     for i in ordered:
         c = cells[i]
-        base = baselines.get((c.model, c.runtime, c.device))
-        if c.status != "ok":
-            rows.append(
-                Row(
-                    (c.model, c.device, c.runtime, c.variant, "FAILED", *["-"] * 8, c.reason or ""),
-                    False,
-                )
-            )
+        status = verdict(c)
+        head = (c.model, c.device, c.runtime, c.variant, STATUS_TEXT[status])
+        if status == "failed":
+            blanks = ["-"] * (len(COLUMNS) - len(head) - 1)
+            rows.append(Row((*head, *blanks, c.reason or ""), False, status))
             continue
-        lat = c.result["latency_ms"]
-        speedup = size_x = None
-        if base is not None:
-            speedup = base.result["latency_ms"]["p50"] / lat["p50"] if lat["p50"] else None
-            if base.size_bytes and c.size_bytes:
-                size_x = c.size_bytes / base.size_bytes
+        base = baselines.get(baseline_key(c))
+        versus = vs_baseline(c, base)
+        lat = c.result.get("latency_ms") or {}
         peak = (c.result.get("memory_mb") or {}).get("peak")
         acc, agree = c.result.get("accuracy"), c.result.get("agreement")
-        note = _note(c, base)
+        speedup = versus.speedup if versus else None
+        reasons = validity_reasons(c)
         rows.append(
             Row(
                 (
-                    c.model,
-                    c.device,
-                    c.runtime,
-                    c.variant,
-                    "ok",
-                    _fmt(lat["p50"], ".3f"),
-                    _fmt(lat["p90"], ".3f"),
+                    *head,
+                    _fmt(lat.get("p50"), ".3f"),
+                    _fmt(lat.get("p90"), ".3f"),
                     _fmt(speedup, ".2f") + ("x" if speedup is not None else ""),
                     _fmt(c.size_bytes / 1024 if c.size_bytes else None, ".1f"),
-                    _fmt(size_x, ".2f"),
+                    _fmt(versus.size_ratio if versus else None, ".2f"),
                     _fmt(peak, ".0f"),
                     _fmt(acc * 100 if acc is not None else None, ".1f"),
+                    _fmt(versus.accuracy_delta_points if versus else None, "+.1f"),
                     _fmt(agree * 100 if agree is not None else None, ".1f"),
-                    note,
+                    _fmt(_energy(c), ".3f"),
+                    c.result.get("power_source") or "-",
+                    _validity_text(c, reasons),
+                    _note(c, base),
                 ),
                 True,
+                status,
             )
         )
     return rows
 
 
-def render_rich(rows: list[Row], title: str, console: Console) -> None:
-    table = Table(title=title, show_lines=False)
-    for col in COLUMNS:
-        justify = (
-            "right"
-            if col not in ("model", "device", "runtime", "variant", "status", "note")
-            else "left"
-        )
-        table.add_column(col, justify=justify, overflow="fold")
-    previous: tuple[str, str] | None = None
+_ROW_STYLE = {"ok": None, "invalid": "yellow", "failed": "red"}
+
+
+def _groups(rows: list[Row]) -> list[tuple[tuple[str, str], list[Row]]]:
+    """Consecutive rows of the same model and device (build_rows keeps them together)."""
+    groups: list[tuple[tuple[str, str], list[Row]]] = []
     for row in rows:
-        group = (row.values[0], row.values[1])
-        if previous is not None and group != previous:
-            table.add_section()
-        previous = group
-        table.add_row(*row.values, style=None if row.ok else "red")
-    console.print(table)
+        if not groups or groups[-1][0] != row.group:
+            groups.append((row.group, []))
+        groups[-1][1].append(row)
+    return groups
+
+
+def render_rich(rows: list[Row], title: str, console: Console) -> None:
+    """One table per model and device under the run's title. Every column but the note
+    keeps its values on one line; the note (a failure's reason) folds."""
+    inner = [c for c in COLUMNS if c not in GROUP_COLUMNS]
+    keep = [COLUMNS.index(c) for c in inner]
+    console.print(title, style="bold", markup=False, highlight=False)
+    for (model, device), group_rows in _groups(rows):
+        table = Table(title=f"{model} on {device}", title_justify="left", title_style="bold")
+        for col in inner:
+            justify = "left" if col in _TEXT_COLUMNS else "right"
+            table.add_column(col, justify=justify, no_wrap=col != "note", overflow="fold")
+        for row in group_rows:
+            table.add_row(*(row.values[i] for i in keep), style=_ROW_STYLE[row.verdict])
+        console.print(table)
+    if rows:
+        console.print(LEGEND, style="dim", markup=False, highlight=False)
+
+
+def _md_line(values: tuple[str, ...] | list[str]) -> str:
+    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
 
 def render_markdown(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in row.values) + " |")
+    """One table per model and device, under a heading naming both."""
+    inner = [c for c in COLUMNS if c not in GROUP_COLUMNS]
+    keep = [COLUMNS.index(c) for c in inner]
+    lines = [LEGEND]
+    for (model, device), group_rows in _groups(rows):
+        lines += ["", f"### {model} on {device}", "", _md_line(inner)]
+        lines.append("|" + "---|" * len(inner))
+        lines += [_md_line([row.values[i] for i in keep]) for row in group_rows]
     return "\n".join(lines) + "\n"
 
 

@@ -59,6 +59,50 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX cells_by_run ON cells (run_id)",
         "CREATE INDEX runs_by_suite ON runs (suite_name, id)",
     ],
+    # Regression tracking: runs are looked up by commit, and interleaved re-measurements
+    # (base and candidate artifacts run alternately, see harness.runner.interleave) are
+    # kept beside the runs they compare rather than as runs of their own, because both
+    # sides of one cell share a cell key and a run holds each cell once.
+    2: [
+        "CREATE INDEX runs_by_commit ON runs (git_commit, id)",
+        """CREATE TABLE interleaves (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            base_run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            new_run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'interrupted', 'complete')),
+            min_rounds INTEGER NOT NULL,
+            max_rounds INTEGER NOT NULL,
+            target_half_width REAL,
+            git_commit TEXT,
+            machine_fingerprint TEXT NOT NULL
+        )""",
+        """CREATE TABLE interleave_cells (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            interleave_id INTEGER NOT NULL REFERENCES interleaves(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            runtime TEXT NOT NULL,
+            device TEXT NOT NULL,
+            base_artifact_hash TEXT NOT NULL,
+            new_artifact_hash TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+            reason TEXT,
+            measure_json TEXT NOT NULL,
+            UNIQUE (interleave_id, model, variant, runtime, device)
+        )""",
+        """CREATE TABLE interleave_turns (
+            cell_id INTEGER NOT NULL REFERENCES interleave_cells(id) ON DELETE CASCADE,
+            round INTEGER NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('base', 'new')),
+            position INTEGER NOT NULL,
+            p50_ms REAL NOT NULL,
+            samples_json TEXT NOT NULL,
+            PRIMARY KEY (cell_id, round, side)
+        )""",
+        "CREATE INDEX interleaves_by_runs ON interleaves (base_run_id, new_run_id, id)",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -105,6 +149,44 @@ class CellRecord:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.model, self.variant, self.runtime, self.device)
+
+
+@dataclass(frozen=True)
+class InterleaveTurn:
+    """One runner process of an interleaved comparison: which side, in which round,
+    whether it ran first (``position`` 0) or second in that round, and its samples."""
+
+    round: int
+    side: str  # "base" | "new"
+    position: int
+    p50_ms: float
+    samples_ms: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class InterleaveCellRecord:
+    key: tuple[str, str, str, str]
+    base_artifact_hash: str
+    new_artifact_hash: str
+    status: str  # "ok" | "failed"
+    reason: str | None
+    measure: dict[str, Any]
+    turns: tuple[InterleaveTurn, ...]
+
+
+@dataclass(frozen=True)
+class InterleaveRecord:
+    id: int
+    base_run_id: int
+    new_run_id: int
+    started_at: str
+    finished_at: str | None
+    status: str
+    min_rounds: int
+    max_rounds: int
+    target_half_width: float | None  # stop a cell's rounds once its ratio is this precise
+    git_commit: str | None
+    machine_fingerprint: str
 
 
 class StoreError(HarnessError):
@@ -233,6 +315,15 @@ class ResultsStore:
             ).fetchone()
         return self._run_from_row(row) if row is not None else None
 
+    def runs_at_commit(self, prefix: str) -> list[RunRecord]:
+        """Runs whose git commit starts with ``prefix`` (a ``+dirty`` checkout included),
+        oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM runs WHERE substr(git_commit, 1, ?) = ? ORDER BY id",
+            (len(prefix), prefix),
+        ).fetchall()
+        return [self._run_from_row(r) for r in rows]
+
     # --- cells --------------------------------------------------------------------
 
     def record_cell(self, run_id: int, cell: CellRecord, samples_ms: list[float]) -> int:
@@ -305,3 +396,134 @@ class ResultsStore:
             "SELECT latency_ms FROM samples WHERE cell_id = ? ORDER BY seq", (cell_id,)
         ).fetchall()
         return [r[0] for r in rows]
+
+    # --- interleaved comparisons ------------------------------------------------------
+
+    def begin_interleave(
+        self,
+        base_run_id: int,
+        new_run_id: int,
+        min_rounds: int,
+        max_rounds: int,
+        target_half_width: float | None,
+        git_commit: str | None,
+        machine_fingerprint: str,
+    ) -> int:
+        with self._db:
+            cur = self._db.execute(
+                """INSERT INTO interleaves (base_run_id, new_run_id, started_at, status,
+                    min_rounds, max_rounds, target_half_width, git_commit, machine_fingerprint)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)""",
+                (
+                    base_run_id,
+                    new_run_id,
+                    _now(),
+                    min_rounds,
+                    max_rounds,
+                    target_half_width,
+                    git_commit,
+                    machine_fingerprint,
+                ),
+            )
+        return int(cur.lastrowid)
+
+    def set_interleave_status(self, interleave_id: int, status: str) -> None:
+        finished = _now() if status == "complete" else None
+        with self._db:
+            self._db.execute(
+                "UPDATE interleaves SET status = ?, finished_at = ? WHERE id = ?",
+                (status, finished, interleave_id),
+            )
+
+    def record_interleave_cell(self, interleave_id: int, cell: InterleaveCellRecord) -> int:
+        """One cell's interleaved turns, written in a single transaction."""
+        with self._db:
+            self._db.execute(
+                """DELETE FROM interleave_cells WHERE interleave_id = ? AND model = ?
+                   AND variant = ? AND runtime = ? AND device = ?""",
+                (interleave_id, *cell.key),
+            )
+            cur = self._db.execute(
+                """INSERT INTO interleave_cells (interleave_id, model, variant, runtime, device,
+                    base_artifact_hash, new_artifact_hash, status, reason, measure_json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    interleave_id,
+                    *cell.key,
+                    cell.base_artifact_hash,
+                    cell.new_artifact_hash,
+                    cell.status,
+                    cell.reason,
+                    json.dumps(cell.measure),
+                ),
+            )
+            cell_id = int(cur.lastrowid)
+            self._db.executemany(
+                """INSERT INTO interleave_turns (cell_id, round, side, position, p50_ms,
+                    samples_json) VALUES (?, ?, ?, ?, ?, ?)""",
+                [
+                    (cell_id, t.round, t.side, t.position, t.p50_ms, json.dumps(t.samples_ms))
+                    for t in cell.turns
+                ],
+            )
+        return cell_id
+
+    def _interleave_from_row(self, row: sqlite3.Row) -> InterleaveRecord:
+        return InterleaveRecord(
+            id=row["id"],
+            base_run_id=row["base_run_id"],
+            new_run_id=row["new_run_id"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            status=row["status"],
+            min_rounds=row["min_rounds"],
+            max_rounds=row["max_rounds"],
+            target_half_width=row["target_half_width"],
+            git_commit=row["git_commit"],
+            machine_fingerprint=row["machine_fingerprint"],
+        )
+
+    def get_interleave(self, interleave_id: int) -> InterleaveRecord:
+        row = self._db.execute(
+            "SELECT * FROM interleaves WHERE id = ?", (interleave_id,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no interleaved comparison with id {interleave_id}")
+        return self._interleave_from_row(row)
+
+    def interleaves(self) -> list[InterleaveRecord]:
+        rows = self._db.execute("SELECT * FROM interleaves ORDER BY id").fetchall()
+        return [self._interleave_from_row(r) for r in rows]
+
+    def interleave_cells(self, interleave_id: int) -> list[InterleaveCellRecord]:
+        cells = self._db.execute(
+            "SELECT * FROM interleave_cells WHERE interleave_id = ? ORDER BY id",
+            (interleave_id,),
+        ).fetchall()
+        out = []
+        for c in cells:
+            turns = self._db.execute(
+                "SELECT * FROM interleave_turns WHERE cell_id = ? ORDER BY round, position",
+                (c["id"],),
+            ).fetchall()
+            out.append(
+                InterleaveCellRecord(
+                    key=(c["model"], c["variant"], c["runtime"], c["device"]),
+                    base_artifact_hash=c["base_artifact_hash"],
+                    new_artifact_hash=c["new_artifact_hash"],
+                    status=c["status"],
+                    reason=c["reason"],
+                    measure=json.loads(c["measure_json"]),
+                    turns=tuple(
+                        InterleaveTurn(
+                            round=t["round"],
+                            side=t["side"],
+                            position=t["position"],
+                            p50_ms=t["p50_ms"],
+                            samples_ms=tuple(json.loads(t["samples_json"])),
+                        )
+                        for t in turns
+                    ),
+                )
+            )
+        return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.configfile import StrictModel, load_toml, validate
 from harness.devices.config import DeviceProfile, find_profile, load_profile
@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.export import EXPORTERS
 from harness.plugins import suggest
 from harness.recipes.config import ChainStep, check_chain, find_preset, load_preset, validate_step
+from harness.results.thresholds import parse_limit
 from harness.runner.job import MeasureSettings
 
 Runtime = Literal["onnxruntime", "executorch"]
@@ -94,6 +95,74 @@ class Budget(StrictModel):
     max_size_bytes: int | None = Field(None, gt=0)
 
 
+class CompareConfig(StrictModel):
+    """``[compare]``: what ``harness compare`` calls a regression in this suite's runs.
+
+    Each metric's limit is the smallest change that earns a verdict (``"5%"`` of the
+    base value; accuracy in percentage points, ``"0.5pt"``); for latency it is also the
+    minimum effect size next to the significance test at ``alpha``. ``interleave = true``
+    makes ``harness compare`` re-measure base and candidate alternately instead of
+    comparing the stored measurements: at least ``rounds`` pairs per cell, more until
+    the ratio is known to +-0.8 x the latency limit, at most ``max_rounds``.
+    """
+
+    latency: str = "5%"
+    memory: str = "10%"
+    size: str = "2%"
+    accuracy: str = "0.5pt"
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+    interleave: bool = False
+    rounds: int = Field(10, ge=6, le=1000)
+    max_rounds: int = Field(60, ge=6, le=1000)
+
+    @model_validator(mode="after")
+    def _rounds_order(self) -> CompareConfig:
+        if self.max_rounds < self.rounds:
+            raise ValueError(f"max_rounds ({self.max_rounds}) >= rounds ({self.rounds})")
+        return self
+
+    @field_validator("latency", "memory", "size", "accuracy")
+    @classmethod
+    def _limit_parses(cls, value: str, info: Any) -> str:
+        parse_limit(info.field_name, value)  # its ValueError says what is expected
+        return value
+
+    def limits(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in ("latency", "memory", "size", "accuracy")}
+
+
+def load_compare_config(path: str | Path) -> CompareConfig:
+    """Only the ``[compare]`` table of a suite file (defaults when it has none), so a
+    comparison does not depend on the rest of the suite still validating."""
+    path = Path(path)
+    data = load_toml(path)
+    return validate(CompareConfig, data.get("compare", {}), path, key_prefix="compare")
+
+
+class Exclude(StrictModel):
+    """One ``[[exclude]]`` table: the cells matching every key it gives are left out of
+    the matrix (as in a CI matrix's exclude), e.g. ``device = "pi4-emulated"`` with
+    ``runtime = "executorch"``."""
+
+    model: str | None = None
+    variant: str | None = None
+    runtime: str | None = None
+    device: str | None = None
+
+    @model_validator(mode="after")
+    def _some_key(self) -> Exclude:
+        if not any((self.model, self.variant, self.runtime, self.device)):
+            raise ValueError("at least one of model, variant, runtime, device")
+        return self
+
+    def matches(self, model: str, variant: str, runtime: str, device: str) -> bool:
+        wanted = (self.model, self.variant, self.runtime, self.device)
+        return all(
+            w is None or w == got
+            for w, got in zip(wanted, (model, variant, runtime, device), strict=True)
+        )
+
+
 class SuiteFile(StrictModel):
     name: str = Field(min_length=1)
     description: str = ""
@@ -103,6 +172,8 @@ class SuiteFile(StrictModel):
     devices: list[str] = Field(min_length=1)
     measure: MeasureConfig = MeasureConfig()
     budgets: dict[str, Budget] = {}
+    compare: CompareConfig = CompareConfig()
+    exclude: list[Exclude] = []
     recipe_dirs: list[str] = []
     device_dirs: list[str] = []
 
@@ -134,6 +205,11 @@ class Suite:
     devices: list[DeviceProfile]
     measure: MeasureConfig
     budgets: dict[str, Budget] = field(default_factory=dict)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    exclude: list[Exclude] = field(default_factory=list)
+
+    def excluded(self, model: str, variant: str, runtime: str, device: str) -> bool:
+        return any(e.matches(model, variant, runtime, device) for e in self.exclude)
 
     @property
     def directory(self) -> Path:
@@ -289,6 +365,8 @@ def load_suite(path: str | Path) -> Suite:
                 name,
             )
 
+    _check_excludes(data, path)
+
     return Suite(
         name=data.name,
         path=path,
@@ -299,4 +377,21 @@ def load_suite(path: str | Path) -> Suite:
         devices=devices,
         measure=data.measure,
         budgets=dict(data.budgets),
+        compare=data.compare,
+        exclude=list(data.exclude),
     )
+
+
+def _check_excludes(data: SuiteFile, path: Path) -> None:
+    """An exclude naming nothing in the suite is a typo that would silently keep cells."""
+    known = {
+        "model": [m.name for m in data.models],
+        "variant": list(data.variants),
+        "runtime": list(data.runtimes),
+        "device": list(data.devices),
+    }
+    for i, rule in enumerate(data.exclude):
+        for key, names in known.items():
+            value = getattr(rule, key)
+            if value is not None and value not in names:
+                raise ConfigError(path, f"exclude[{i}].{key}", suggest(value, names), value)

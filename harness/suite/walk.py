@@ -70,7 +70,8 @@ def expand(suite: Suite) -> list[Cell]:
         for variant in variants:
             for runtime in runtimes:
                 for device in suite.devices:
-                    cells.append(Cell(entry, variant, runtime, device))
+                    if not suite.excluded(entry.name, variant.name, runtime, device.name):
+                        cells.append(Cell(entry, variant, runtime, device))
     return cells
 
 

@@ -1,0 +1,489 @@
+"""One self-contained HTML page for a run: tables, plots, failures, fit and history.
+
+Everything the page needs is inside the file: the CSS inline, every plot a PNG in a
+``data:`` URI, no scripts or fonts fetched from anywhere. The PNGs are also written
+beside it (``run-<id>/<plot>.png``) for slides and issues.
+
+Stable hooks for tests and scripts: each cell's row in the results tables is
+``<tr data-cell="model/variant/runtime/device" data-verdict="ok|invalid|failed">``, each
+failed or invalid cell has a row ``data-problem-cell=...`` in the problems table with its
+reason, and each plot is ``<img data-plot="name" alt="...">``. A small inline script
+writes every image's ``naturalWidth`` into ``data-natural-width`` once the page has
+loaded, so a headless browser's DOM dump shows the images decoded.
+
+Two sections are optional and clearly marked (``<section data-optional="fit">`` and
+``data-optional="history"``): the hardware fit (:mod:`harness.reports.fit`) and the p50
+history across runs (:mod:`harness.results.history`). Both are imported lazily; when a
+module is missing or has nothing to say, the section says why instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.reports.cells import validity_reasons, verdict
+from harness.reports.plots import Plot, history_plots, make_plots
+from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
+from harness.results.store import CellRecord, ResultsStore, RunRecord
+
+log = logging.getLogger(__name__)
+
+VALIDITY_MEANING = {
+    "throttled": "the CPU was throttled (or began throttling) during the timed loop",
+    "unstable": "the trials' medians (or one trial's samples) spread more than measure.max_cv",
+    "too_few_samples": "the loop hit max_seconds before min_count samples",
+    "cooldown_timeout": "the CPU did not cool below cooldown_c before the loop",
+}
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem;
+       color: #1b1b1b; max-width: 1500px; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.25rem; margin-top: 2rem;
+     border-bottom: 1px solid #ccc; } h3 { font-size: 1.05rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.8rem; }
+th, td { border: 1px solid #d0d0d0; padding: 0.15rem 0.35rem; vertical-align: top;
+         white-space: nowrap; }
+th { background: #f0f0f0; text-align: left; position: sticky; top: 0; white-space: normal; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.text { white-space: normal; min-width: 14rem; }
+.meta td { white-space: normal; }
+tr.verdict-invalid td { background: #fff6d6; }
+tr.verdict-failed td { background: #fde2e2; }
+.meta td:first-child { font-weight: 600; white-space: nowrap; }
+.legend, .note, figcaption { color: #555; font-size: 0.85rem; max-width: 1100px; }
+figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto;
+         border: 1px solid #e0e0e0; }
+.optional { border-left: 4px solid #9ab; padding-left: 1rem; }
+code { font-size: 0.85rem; }
+"""
+
+# Lets a headless browser's DOM dump show that every image decoded (see the module doc).
+_IMAGE_CHECK_JS = """
+window.addEventListener("load", function () {
+  var images = document.images, decoded = 0;
+  for (var i = 0; i < images.length; i++) {
+    images[i].setAttribute("data-natural-width", String(images[i].naturalWidth));
+    if (images[i].complete && images[i].naturalWidth > 0) { decoded++; }
+  }
+  document.body.setAttribute("data-images-decoded", decoded + "/" + images.length);
+});
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)
+
+
+def cell_id(cell: CellRecord) -> str:
+    return f"{cell.model}/{cell.variant}/{cell.runtime}/{cell.device}"
+
+
+@dataclass(frozen=True)
+class OptionalSection:
+    """A section from another module: its data (a ``to_dict()``), or why there is none."""
+
+    data: Any = None
+    note: str = ""
+
+
+@dataclass
+class HtmlReport:
+    path: Path
+    image_dir: Path
+    images: list[Path] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)  # optional sections rendered
+
+
+# --- optional sections -------------------------------------------------------------------
+
+
+def _optional_module(name: str) -> Any | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def fit_section(
+    store: ResultsStore, run: RunRecord, budgets: Mapping[str, Any] | None
+) -> OptionalSection:
+    """The fit report's dict, with budgets given or read from the run's suite file."""
+    fit = _optional_module("harness.reports.fit")
+    if fit is None or not hasattr(fit, "fit_report"):
+        return OptionalSection(note="harness.reports.fit is not available in this install.")
+    boards: dict[str, str] = {}
+    if budgets is None:
+        suite_path = Path(run.suite_path) if run.suite_path else None
+        if suite_path is None or not suite_path.is_file():
+            budgets = {}
+            where = f"the run's suite file {run.suite_path} is not there"
+        else:
+            try:
+                suite = fit.load_suite_budgets(suite_path)
+                budgets = suite.budgets
+                boards = fit.boards_from_profiles(suite.device_dirs)
+                where = f"{suite_path} has no [budgets.<device>] tables"
+            except Exception as exc:  # a broken suite must not cost the rest of the page
+                return OptionalSection(note=f"budgets could not be read from {suite_path}: {exc}")
+    else:
+        where = "no budgets were given"
+    try:
+        report = fit.fit_report(store, run.id, budgets, boards=boards)
+    except Exception as exc:  # the fit is extra; report why and keep the page
+        log.warning("fit section skipped: %s", exc)
+        return OptionalSection(note=f"the fit report failed: {type(exc).__name__}: {exc}")
+    data = report.to_dict()
+    note = "" if data.get("devices") else f"No budgets to check: {where}."
+    return OptionalSection(data=data, note=note)
+
+
+def history_section(store: ResultsStore, run: RunRecord) -> OptionalSection:
+    """Every cell of the run's suite across the runs up to this one, with steps."""
+    history = _optional_module("harness.results.history")
+    if history is None or not hasattr(history, "history"):
+        return OptionalSection(note="harness.results.history is not available in this install.")
+    earlier = [r for r in store.runs() if r.suite_name == run.suite_name and r.id <= run.id]
+    if len(earlier) < 2:
+        return OptionalSection(note=f"Run {run.id} is the first run of {run.suite_name}.")
+    try:
+        series = history.history(store, "*", suite=run.suite_name)
+        out = []
+        for s in series:
+            if any(p.run_id > run.id for p in s.points):
+                # Later runs are not this report's business: steps only up to this run.
+                kept = [p for p in s.points if p.run_id <= run.id]
+                s = history.series_of(s.key, kept, min_effect=s.min_effect, alpha=s.alpha)
+            if s.points:
+                out.append(s.to_dict())
+    except Exception as exc:  # extra, as the fit
+        log.warning("history section skipped: %s", exc)
+        return OptionalSection(note=f"the history failed: {type(exc).__name__}: {exc}")
+    return OptionalSection(data=out)
+
+
+# --- page parts --------------------------------------------------------------------------
+
+
+def _img(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    return (
+        f'<figure id="plot-{_e(plot.name)}"><img src="data:image/png;base64,{data}" '
+        f'alt="{_e(plot.alt)}" data-plot="{_e(plot.name)}" title="{_e(plot.title)}">'
+        f"<figcaption>{_e(plot.caption)}</figcaption></figure>"
+    )
+
+
+def _header(run: RunRecord, cells: list[CellRecord], image_dir: str) -> str:
+    counts = {v: sum(1 for c in cells if verdict(c) == v) for v in ("ok", "invalid", "failed")}
+    m = run.machine
+    machine = (
+        f"{m.get('hostname')} · {m.get('cpu_model')} · {m.get('cpu_count')} CPUs · "
+        f"{m.get('mem_total_mb')} MB · {m.get('arch')} · kernel {m.get('kernel')}"
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(run.runtime_versions.items()))
+    rows = [
+        ("suite", f"{run.suite_name} ({run.suite_path})"),
+        ("run", f"{run.id}, {run.status}"),
+        ("started / finished", f"{run.started_at} / {run.finished_at or '-'}"),
+        ("git commit", run.git_commit or "-"),
+        ("machine", machine),
+        ("machine fingerprint", run.machine_fingerprint),
+        ("versions", versions),
+        (
+            "cells",
+            f"{len(cells)}: {counts['ok']} ok, {counts['invalid']} invalid, "
+            f"{counts['failed']} failed",
+        ),
+        ("plots as PNG", image_dir),
+    ]
+    body = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in rows)
+    return f'<table class="meta" id="run-info">{body}</table>'
+
+
+def _results_tables(rows: list[Row]) -> str:
+    inner = [c for c in COLUMNS if c not in GROUP_COLUMNS]
+    keep = [COLUMNS.index(c) for c in inner]
+    numeric = {c for c in inner if c not in ("runtime", "variant", "status", "power",
+                                             "validity", "note")}  # fmt: skip
+    head = "".join(f"<th>{_e(c)}</th>" for c in inner)
+    parts = [f'<p class="legend">{_e(LEGEND)}</p>']
+    group: tuple[str, str] | None = None
+    for row in rows:
+        if row.group != group:
+            if group is not None:
+                parts.append("</tbody></table>")
+            group = row.group
+            model, device = group
+            parts.append(
+                f'<h3 id="group-{_e(_slug(model))}-{_e(_slug(device))}">{_e(model)} on '
+                f'{_e(device)}</h3><table class="results" data-model="{_e(model)}" '
+                f'data-device="{_e(device)}"><thead><tr>{head}</tr></thead><tbody>'
+            )
+        cells = "".join(
+            f'<td class="num">{_e(row.values[i])}</td>'
+            if COLUMNS[i] in numeric
+            else f'<td class="text">{_e(row.values[i])}</td>'
+            if COLUMNS[i] == "note"
+            else f"<td>{_e(row.values[i])}</td>"
+            for i in keep
+        )
+        parts.append(
+            f'<tr id="cell-{_e(_slug(row.cell_id))}" class="verdict-{row.verdict}" '
+            f'data-cell="{_e(row.cell_id)}" data-verdict="{row.verdict}">{cells}</tr>'
+        )
+    if group is not None:
+        parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def _problems(cells: list[CellRecord]) -> str:
+    problems = [c for c in cells if verdict(c) != "ok"]
+    if not problems:
+        return '<p class="note" id="no-problems">Every cell was measured and is valid.</p>'
+    rows = []
+    for c in problems:
+        if c.status != "ok":
+            kind = c.result.get("failure_kind") or (c.reason or "").split(":")[0]
+            reason = c.reason or "(no reason recorded)"
+        else:
+            kind = "invalid: " + ", ".join(validity_reasons(c))
+            reason = "; ".join(
+                f"{r}: {VALIDITY_MEANING.get(r, 'see the cell JSON')}" for r in validity_reasons(c)
+            )
+        rows.append(
+            f'<tr class="verdict-{verdict(c)}" data-problem-cell="{_e(cell_id(c))}">'
+            f"<td>{_e(cell_id(c))}</td><td>{_e(verdict(c))}</td><td>{_e(kind)}</td>"
+            f'<td class="text">{_e(reason)}</td></tr>'
+        )
+    return (
+        '<table id="problems"><thead><tr><th>cell</th><th>verdict</th><th>kind</th>'
+        f"<th>reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _emulation(cells: list[CellRecord]) -> str:
+    """What each emulated device enforced, from its first measured cell."""
+    seen: dict[str, dict[str, Any]] = {}
+    for c in cells:
+        record = c.result.get("emulation")
+        if c.emulated and isinstance(record, dict) and c.device not in seen:
+            seen[c.device] = record
+    if not seen:
+        return ""
+    rows = []
+    for device, r in seen.items():
+        missing = "; ".join(r.get("not_enforced") or []) or "-"
+        warnings = "; ".join(r.get("warnings") or []) or "-"
+        rows.append(
+            f'<tr data-emulated-device="{_e(device)}"><td>{_e(device)}</td>'
+            f"<td>{_e(r.get('method'))}</td><td>{_e(r.get('cores'))}</td>"
+            f"<td>{_e(r.get('speed'))}</td><td>{_e(r.get('memory'))}</td>"
+            f'<td class="text">{_e(missing)}</td><td class="text">{_e(warnings)}</td></tr>'
+        )
+    return (
+        '<h2 id="emulation">Emulated devices</h2><p class="note">Emulated results are '
+        "estimates: this machine held to a board's caps. What was enforced:</p>"
+        "<table><thead><tr><th>device</th><th>method</th><th>cores</th><th>speed</th>"
+        "<th>memory</th><th>not enforced</th><th>warnings</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def _fit_html(section: OptionalSection) -> str:
+    parts = [
+        "<!-- optional section: hardware fit, from harness.reports.fit -->",
+        '<section id="fit" class="optional" data-optional="fit">',
+        "<h2>Hardware fit</h2>",
+    ]
+    if section.note:
+        parts.append(f'<p class="note">{_e(section.note)}</p>')
+    data = section.data or {}
+    for device in data.get("devices", []):
+        budget = ", ".join(f"{k} {v}" for k, v in (device.get("budget") or {}).items())
+        parts.append(
+            f'<h3 data-fit-device="{_e(device.get("device"))}">{_e(device.get("device"))} '
+            f'({_e(device.get("label"))})</h3><p class="note">budget (from '
+            f"{_e(device.get('budget_from'))}): {_e(budget)}</p>"
+        )
+        rows = "".join(
+            f'<tr class="verdict-{"ok" if v.get("verdict") == "fits" else "failed"}" '
+            f'data-fit-cell="{_e(v.get("model"))}/{_e(v.get("variant"))}/'
+            f'{_e(v.get("runtime"))}/{_e(device.get("device"))}">'
+            f"<td>{_e(v.get('model'))}</td><td>{_e(v.get('variant'))}</td>"
+            f"<td>{_e(v.get('runtime'))}</td><td>{_e(v.get('verdict'))}</td>"
+            f'<td class="text">{_e(v.get("summary"))}</td></tr>'
+            for v in device.get("variants", [])
+        )
+        parts.append(
+            "<table><thead><tr><th>model</th><th>variant</th><th>runtime</th>"
+            f"<th>verdict</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+        recs = "".join(
+            f"<li><b>{_e(r.get('model'))}</b>: "
+            f"{_e(r.get('variant') or 'nothing fits')}"
+            f"{' on ' + _e(r.get('runtime')) if r.get('runtime') else ''} "
+            f"({_e(r.get('reason'))})</li>"
+            for r in device.get("recommendations", [])
+        )
+        if recs:
+            parts.append(f"<p>Recommended:</p><ul>{recs}</ul>")
+    pairs = data.get("emulation_vs_real") or []
+    if pairs:
+        rows = "".join(
+            f"<tr><td>{_e(p.get('board'))}</td><td>{_e(p.get('model'))}/"
+            f"{_e(p.get('variant'))}/{_e(p.get('runtime'))}</td>"
+            f'<td class="num">{_fmt(p["p50_ms"].get("estimate"))}</td>'
+            f'<td class="num">{_fmt(p["p50_ms"].get("measured"))}</td>'
+            f'<td class="num">{_fmt(p["p50_ms"].get("ratio"), ".2f")}</td>'
+            f'<td class="num">{_fmt(p["peak_memory_mb"].get("ratio"), ".2f")}</td></tr>'
+            for p in pairs
+        )
+        parts.append(
+            "<h3>Emulated estimate against the real board</h3>"
+            '<table id="emulation-vs-real"><thead><tr><th>board</th><th>cell</th>'
+            "<th>p50 estimate ms</th><th>p50 measured ms</th><th>p50 ratio</th>"
+            f"<th>peak memory ratio</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    for t in data.get("emulation_trust") or []:
+        parts.append(
+            f'<p class="note">{_e(t.get("emulated_device"))} against {_e(t.get("board"))}: '
+            f"p50 estimate / measurement {_fmt(t.get('p50_ratio_geomean'), '.2f')} "
+            f"(geometric mean over {_e(t.get('pairs'))} pairs)</p>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _history_html(section: OptionalSection, plots: list[Plot]) -> str:
+    parts = [
+        "<!-- optional section: p50 history across runs, from harness.results.history -->",
+        '<section id="history" class="optional" data-optional="history">',
+        "<h2>History</h2>",
+    ]
+    if section.note:
+        parts.append(f'<p class="note">{_e(section.note)}</p>')
+    series = section.data or []
+    steps = [(s, step) for s in series for step in s.get("steps", [])]
+    if series:
+        parts.append(
+            f'<p class="note">{len(series)} cells across runs; {len(steps)} level change(s) '
+            "found (rank-based step detection; a step needs significance and a minimum "
+            "effect).</p>"
+        )
+    if steps:
+        rows = "".join(
+            f'<tr data-history-step="{_e(s.get("label"))}"><td>{_e(s.get("label"))}</td>'
+            f"<td>{_e(step.get('run_id'))}</td><td><code>{_e((step.get('git_commit') or '-')[:12])}"
+            f'</code></td><td class="num">{_fmt(step.get("before_ms"))}</td>'
+            f'<td class="num">{_fmt(step.get("after_ms"))}</td>'
+            f'<td class="num">{_fmt((step.get("change") or 0) * 100, "+.1f")}%</td>'
+            f'<td class="num">{_fmt(step.get("p_value"), ".3f")}</td></tr>'
+            for s, step in steps
+        )
+        parts.append(
+            '<table id="history-steps"><thead><tr><th>cell</th><th>from run</th>'
+            "<th>commit</th><th>p50 before ms</th><th>p50 after ms</th><th>change</th>"
+            f"<th>p</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    parts += [_img(p) for p in plots]
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html(
+    run: RunRecord,
+    cells: list[CellRecord],
+    plots: list[Plot],
+    *,
+    fit: OptionalSection | None = None,
+    history: OptionalSection | None = None,
+    history_figures: list[Plot] | None = None,
+    image_dir: str = "",
+) -> str:
+    """The page as a string (no file access: everything it shows is passed in)."""
+    title = f"{run.suite_name}: run {run.id}"
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        _header(run, cells, image_dir),
+        '<h2 id="results">Results by model and device</h2>',
+        _results_tables(build_rows(cells)),
+        '<h2 id="failed-invalid">Failed and invalid cells</h2>',
+        _problems(cells),
+        _emulation(cells),
+        '<h2 id="plots">Plots</h2>',
+        *[_img(p) for p in plots],
+        _fit_html(fit or OptionalSection(note="not computed")),
+        _history_html(history or OptionalSection(note="not computed"), history_figures or []),
+        '<h2 id="variants">Variants</h2><ul id="lineage">',
+        *[f"<li><code>{_e(line)}</code></li>" for line in lineage_lines(cells)],
+        "</ul>",
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n"
+        f"<body>{''.join(body)}<script>{_IMAGE_CHECK_JS}</script></body></html>\n"
+    )
+
+
+def write_html_report(
+    store: ResultsStore,
+    run_id: int,
+    out: Path,
+    *,
+    budgets: Mapping[str, Any] | None = None,
+    with_history: bool = True,
+) -> HtmlReport:
+    """Write the page to ``out`` and every plot as a PNG in ``out``'s stem directory
+    (``run-4.html`` -> ``run-4/``). ``budgets`` (device -> Budget) override the run's
+    suite file for the fit section."""
+    out = Path(out)
+    run = store.get_run(run_id)
+    cells = store.cells(run_id)
+    samples = {c.id: store.samples(c.id) for c in cells if c.id is not None}
+    image_dir = out.with_suffix("") if out.suffix else out.with_name(out.name + "-plots")
+    plots = make_plots(cells, samples)
+    fit = fit_section(store, run, budgets)
+    history = history_section(store, run) if with_history else OptionalSection(note="off")
+    history_figures = history_plots(history.data or [])
+    report = HtmlReport(path=out, image_dir=image_dir)
+    if fit.data is not None:
+        report.sections.append("fit")
+    if history.data:
+        report.sections.append("history")
+    page = render_html(
+        run,
+        cells,
+        plots,
+        fit=fit,
+        history=history,
+        history_figures=history_figures,
+        image_dir=str(image_dir),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for plot in [*plots, *history_figures]:
+        path = image_dir / f"{plot.name}.png"
+        path.write_bytes(plot.png)
+        report.images.append(path)
+    out.write_text(page, encoding="utf-8")
+    return report

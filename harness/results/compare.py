@@ -1,0 +1,685 @@
+"""Two runs compared cell by cell: did anything get slower, bigger or less accurate?
+
+Cells are matched by (model, variant, runtime, device). For each cell present and ``ok``
+in both runs, latency gets a ratio of p50s and a significance test, and peak memory,
+artifact size and accuracy get their change against a :class:`Threshold`. Cells in one
+run only and cells that failed on either side are listed with their reasons, never
+dropped.
+
+Latency verdicts: ``regressed``/``improved`` when the difference is significant at
+``alpha`` *and* at least the minimum effect size (the latency threshold, 5% by
+default); ``noise`` when it is significant but smaller; ``unchanged`` when it is not
+significant. What the test runs over (its *basis*) matters more than which test it is:
+
+* ``trials``: Mann-Whitney U over each cell's per-trial medians. Each trial is its own
+  runner process, and back-to-back processes here differ by 6-27% in p50 (memory
+  layout, frequency, co-tenants are drawn once per process), so trials are the
+  independent observations. Used when both cells have enough trials for the exact test
+  to reach ``alpha`` at all (4 and 4 at 0.05: with 3 and 3 the smallest possible
+  p-value is 0.1).
+* ``samples``: Mann-Whitney U over the raw samples, when trials are too few. Samples
+  share their process's draw of layout, frequency and co-tenants, so they are not
+  independent observations of the cell and this basis calls most A/A pairs
+  significant; the effect size then does the work, and the comparison warns.
+* ``interleaved``: the Wilcoxon signed-rank test over paired rounds of an interleaved
+  re-measurement (base and candidate run alternately, see
+  :mod:`harness.runner.interleave`); pairing removes the drift both sides share. The
+  ratio is then the Hodges-Lehmann estimate over the rounds, not a ratio of two p50s.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from scipy import stats as sps
+
+from harness.results.store import CellRecord, InterleaveCellRecord, ResultsStore, RunRecord
+from harness.results.thresholds import Threshold, default_thresholds
+
+DEFAULT_ALPHA = 0.05
+# Version keys that describe the harness itself, not the runtimes being measured: the
+# code digest changes with every edit of models/recipes/export and is no reason to warn.
+_NOT_RUNTIMES = frozenset({"harness", "harness_code"})
+
+CellKey = tuple[str, str, str, str]
+
+
+class Verdict(str, Enum):
+    REGRESSED = "regressed"
+    IMPROVED = "improved"
+    NOISE = "noise"
+    UNCHANGED = "unchanged"
+
+
+# A cell's verdict is its most important metric verdict, in this order.
+_VERDICT_ORDER = (Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOISE, Verdict.UNCHANGED)
+
+
+class Basis(str, Enum):
+    TRIALS = "trials"
+    SAMPLES = "samples"
+    INTERLEAVED = "interleaved"
+
+
+# --- the statistics ---------------------------------------------------------------------
+
+
+def mann_whitney_smallest_p(n_base: int, n_new: int) -> float:
+    """The smallest two-sided p-value the exact Mann-Whitney U test can return with
+    these sample sizes (complete separation, no ties): 2 / C(n1 + n2, n1)."""
+    if n_base < 1 or n_new < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_base + n_new, n_base))
+
+
+def trials_can_decide(n_base: int, n_new: int, alpha: float) -> bool:
+    """Whether a test over this many trials per side can be significant at ``alpha``
+    (and each side has a spread at all: one trial is one process)."""
+    return min(n_base, n_new) >= 2 and mann_whitney_smallest_p(n_base, n_new) < alpha
+
+
+def signed_rank_smallest_p(rounds: int) -> float:
+    """The smallest two-sided p-value of the exact signed-rank test over ``rounds``
+    pairs (every difference the same sign): 2 / 2**rounds."""
+    return min(1.0, 2.0 / 2.0**rounds) if rounds > 0 else 1.0
+
+
+def mann_whitney_p(base: Sequence[float], new: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U p-value (scipy picks the exact distribution for small
+    samples without ties); 1.0 when either side is empty or every value is equal."""
+    if not base or not new:
+        return 1.0
+    if min(min(base), min(new)) == max(max(base), max(new)):
+        return 1.0
+    p = float(sps.mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def signed_rank_p(differences: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (zeros dropped, as
+    in Wilcoxon's original test); 1.0 when nothing is left to rank."""
+    nonzero = [d for d in differences if d != 0]
+    if not nonzero:
+        return 1.0
+    p = float(sps.wilcoxon(nonzero, alternative="two-sided").pvalue)
+    return 1.0 if math.isnan(p) else p
+
+
+def _walsh_averages(values: Sequence[float]) -> list[float]:
+    return sorted(
+        (values[i] + values[j]) / 2.0 for i in range(len(values)) for j in range(i, len(values))
+    )
+
+
+def hodges_lehmann(differences: Sequence[float]) -> float:
+    """The one-sample Hodges-Lehmann estimate: the median of the Walsh averages (every
+    pairwise mean, each value with itself included). It is the location estimate that
+    goes with the signed-rank test; against the plain median it needs about two thirds
+    of the rounds for the same precision on normal noise and, like it, shrugs off a
+    disturbed round or two."""
+    if not differences:
+        raise ValueError("Hodges-Lehmann estimate of nothing")
+    return float(statistics.median(_walsh_averages(differences)))
+
+
+def hodges_lehmann_ci(
+    differences: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """The interval that inverts the signed-rank test: Walsh averages k and M + 1 - k of
+    the M sorted, with k from the normal approximation of the signed-rank statistic
+    (Hollander & Wolfe); the full range when there are too few values for one."""
+    walsh = _walsh_averages(differences)
+    n, m = len(differences), len(walsh)
+    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    k = math.floor(n * (n + 1) / 4.0 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0))
+    if k < 1:
+        return walsh[0], walsh[-1]
+    return walsh[k - 1], walsh[m - k]
+
+
+def latency_verdict(change: float, p_value: float, alpha: float, threshold: Threshold) -> Verdict:
+    if not p_value < alpha:
+        return Verdict.UNCHANGED
+    if not threshold.reaches(change):
+        return Verdict.NOISE
+    return Verdict.REGRESSED if threshold.worsening(change) > 0 else Verdict.IMPROVED
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """p50 of each side, their ratio (new / base) and the test behind the verdict.
+
+    ``n_base``/``n_new`` count the observations the test ran over (trials, samples or
+    rounds); ``ratio_ci95`` exists for the interleaved basis (the interval of the
+    Hodges-Lehmann ratio that inverts the signed-rank test)."""
+
+    base_p50: float
+    new_p50: float
+    ratio: float
+    basis: Basis
+    test: str
+    p_value: float
+    n_base: int
+    n_new: int
+    alpha: float
+    threshold: Threshold
+    verdict: Verdict
+    ratio_ci95: tuple[float, float] | None = None
+
+    @property
+    def change(self) -> float:
+        return self.ratio - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base_p50_ms": self.base_p50,
+            "new_p50_ms": self.new_p50,
+            "ratio": self.ratio,
+            "change": self.change,
+            "ratio_ci95": list(self.ratio_ci95) if self.ratio_ci95 else None,
+            "basis": self.basis.value,
+            "test": self.test,
+            "p_value": self.p_value,
+            "significant": self.p_value < self.alpha,
+            "n_base": self.n_base,
+            "n_new": self.n_new,
+            "min_effect": self.threshold.limit,
+            "verdict": self.verdict.value,
+        }
+
+
+def compare_latency_stored(
+    base_p50: float,
+    new_p50: float,
+    base_trial_p50s: Sequence[float],
+    new_trial_p50s: Sequence[float],
+    threshold: Threshold,
+    alpha: float,
+    load_samples: Callable[[], tuple[Sequence[float], Sequence[float]]],
+) -> LatencyComparison:
+    """Latency of two stored cells: the test over trials when they can decide, else over
+    the raw samples (``load_samples`` returns (base, new); called only then)."""
+    ratio = new_p50 / base_p50 if base_p50 > 0 else math.inf
+    if trials_can_decide(len(base_trial_p50s), len(new_trial_p50s), alpha):
+        basis, base_obs, new_obs = Basis.TRIALS, base_trial_p50s, new_trial_p50s
+    else:
+        basis = Basis.SAMPLES
+        base_obs, new_obs = load_samples()
+    p_value = mann_whitney_p(base_obs, new_obs)
+    return LatencyComparison(
+        base_p50=base_p50,
+        new_p50=new_p50,
+        ratio=ratio,
+        basis=basis,
+        test="mann-whitney-u",
+        p_value=p_value,
+        n_base=len(base_obs),
+        n_new=len(new_obs),
+        alpha=alpha,
+        threshold=threshold,
+        verdict=latency_verdict(ratio - 1.0, p_value, alpha, threshold),
+    )
+
+
+def compare_latency_paired(
+    rounds: Sequence[tuple[float, float]], threshold: Threshold, alpha: float
+) -> LatencyComparison:
+    """Latency from interleaved rounds, each a (base p50, new p50) pair measured back to
+    back. The test is the signed-rank test on the per-round log ratios (log, so that
+    +10% and -10% weigh alike); the ratio is its Hodges-Lehmann estimate, with the
+    interval that inverts the test."""
+    if not rounds:
+        raise ValueError("no interleaved rounds to compare")
+    log_ratios = [math.log(new / base) for base, new in rounds]
+    ratio = math.exp(hodges_lehmann(log_ratios))
+    low, high = hodges_lehmann_ci(log_ratios)
+    p_value = signed_rank_p(log_ratios)
+    return LatencyComparison(
+        base_p50=statistics.median(b for b, _ in rounds),
+        new_p50=statistics.median(n for _, n in rounds),
+        ratio=ratio,
+        basis=Basis.INTERLEAVED,
+        test="wilcoxon-signed-rank",
+        p_value=p_value,
+        n_base=len(rounds),
+        n_new=len(rounds),
+        alpha=alpha,
+        threshold=threshold,
+        verdict=latency_verdict(ratio - 1.0, p_value, alpha, threshold),
+        ratio_ci95=(math.exp(low), math.exp(high)),
+    )
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """A deterministic metric (peak memory, size, accuracy) against its threshold;
+    ``verdict`` is None when either side did not measure it."""
+
+    metric: str
+    base: float | None
+    new: float | None
+    change: float | None
+    threshold: Threshold
+    verdict: Verdict | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "base": self.base,
+            "new": self.new,
+            "change": self.change,
+            "limit": self.threshold.limit,
+            "kind": self.threshold.kind.value,
+            "verdict": self.verdict.value if self.verdict else None,
+        }
+
+
+def judge_delta(threshold: Threshold, base: float | None, new: float | None) -> MetricDelta:
+    if base is None or new is None:
+        return MetricDelta(threshold.metric, base, new, None, threshold, None)
+    change = threshold.change(float(base), float(new))
+    if not threshold.reaches(change):
+        verdict = Verdict.UNCHANGED
+    elif threshold.worsening(change) > 0:
+        verdict = Verdict.REGRESSED
+    else:
+        verdict = Verdict.IMPROVED
+    return MetricDelta(threshold.metric, base, new, change, threshold, verdict)
+
+
+def overall_verdict(verdicts: Sequence[Verdict | None]) -> Verdict:
+    present = set(v for v in verdicts if v is not None)
+    return next((v for v in _VERDICT_ORDER if v in present), Verdict.UNCHANGED)
+
+
+# --- cells and runs -----------------------------------------------------------------------
+
+
+def _key_dict(key: CellKey) -> dict[str, str]:
+    return dict(zip(("model", "variant", "runtime", "device"), key, strict=True))
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    key: CellKey
+    latency: LatencyComparison | None
+    deltas: tuple[MetricDelta, ...]
+    verdict: Verdict
+    same_artifact: bool
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **_key_dict(self.key),
+            "verdict": self.verdict.value,
+            "latency": self.latency.to_dict() if self.latency else None,
+            **{d.metric: d.to_dict() for d in self.deltas},
+            "same_artifact": self.same_artifact,
+            "notes": list(self.notes),
+        }
+
+
+class FailureChange(str, Enum):
+    NEWLY_FAILED = "newly_failed"  # ok in the base run, failed in the new one
+    STILL_FAILING = "still_failing"
+    FIXED = "fixed"  # failed in the base run, ok in the new one
+
+
+@dataclass(frozen=True)
+class FailedCell:
+    """A cell present in both runs that failed in at least one; ``newly_failed`` (ok in
+    the base, failed in the new run) counts as a regression."""
+
+    key: CellKey
+    base_status: str
+    base_reason: str | None
+    new_status: str
+    new_reason: str | None
+
+    @property
+    def newly_failed(self) -> bool:
+        return self.base_status == "ok" and self.new_status != "ok"
+
+    @property
+    def change(self) -> FailureChange:
+        if self.newly_failed:
+            return FailureChange.NEWLY_FAILED
+        return FailureChange.FIXED if self.new_status == "ok" else FailureChange.STILL_FAILING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **_key_dict(self.key),
+            "change": self.change.value,
+            "base_status": self.base_status,
+            "base_reason": self.base_reason,
+            "new_status": self.new_status,
+            "new_reason": self.new_reason,
+            "newly_failed": self.newly_failed,
+        }
+
+
+@dataclass(frozen=True)
+class UnmatchedCell:
+    """A cell in one run only (the matrix changed between the runs)."""
+
+    key: CellKey
+    status: str
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**_key_dict(self.key), "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    suite_name: str
+    status: str
+    git_commit: str | None
+    started_at: str
+    machine_fingerprint: str
+
+    @classmethod
+    def of(cls, run: RunRecord) -> RunSummary:
+        return cls(
+            run.id,
+            run.suite_name,
+            run.status,
+            run.git_commit,
+            run.started_at,
+            run.machine_fingerprint,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "suite": self.suite_name,
+            "status": self.status,
+            "git_commit": self.git_commit,
+            "started_at": self.started_at,
+            "machine_fingerprint": self.machine_fingerprint,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: RunSummary
+    new: RunSummary
+    alpha: float
+    thresholds: tuple[Threshold, ...]
+    cells: tuple[CellComparison, ...]
+    failed: tuple[FailedCell, ...] = ()
+    only_in_base: tuple[UnmatchedCell, ...] = ()
+    only_in_new: tuple[UnmatchedCell, ...] = ()
+    warnings: tuple[str, ...] = ()
+    interleave_id: int | None = None
+
+    @property
+    def regressed(self) -> bool:
+        """Anything regressed: a cell's verdict, or a cell that used to run and now fails."""
+        return any(c.verdict is Verdict.REGRESSED for c in self.cells) or any(
+            f.newly_failed for f in self.failed
+        )
+
+    def counts(self) -> dict[str, int]:
+        out = {v.value: 0 for v in _VERDICT_ORDER}
+        for c in self.cells:
+            out[c.verdict.value] += 1
+        for change in FailureChange:
+            out[change.value] = sum(f.change is change for f in self.failed)
+        out["only_in_base"] = len(self.only_in_base)
+        out["only_in_new"] = len(self.only_in_new)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base.to_dict(),
+            "new": self.new.to_dict(),
+            "alpha": self.alpha,
+            "thresholds": {t.metric: t.to_dict() for t in self.thresholds},
+            "interleave_id": self.interleave_id,
+            "regressed": self.regressed,
+            "counts": self.counts(),
+            "warnings": list(self.warnings),
+            "cells": [c.to_dict() for c in self.cells],
+            "failed": [f.to_dict() for f in self.failed],
+            "only_in_base": [u.to_dict() for u in self.only_in_base],
+            "only_in_new": [u.to_dict() for u in self.only_in_new],
+        }
+
+
+def _run_warnings(base: RunRecord, new: RunRecord) -> list[str]:
+    out = []
+    if base.id == new.id:
+        out.append(f"run {base.id} is compared with itself")
+    if base.machine_fingerprint != new.machine_fingerprint:
+        out.append(
+            f"the runs come from different machines (fingerprint {base.machine_fingerprint} "
+            f"vs {new.machine_fingerprint}): latency and memory differences may be the "
+            "machine's, not the code's"
+        )
+    changed = [
+        f"{name} {base.runtime_versions.get(name, 'absent')} -> "
+        f"{new.runtime_versions.get(name, 'absent')}"
+        for name in sorted(set(base.runtime_versions) | set(new.runtime_versions))
+        if name not in _NOT_RUNTIMES
+        and base.runtime_versions.get(name) != new.runtime_versions.get(name)
+    ]
+    if changed:
+        out.append("runtime versions differ: " + ", ".join(changed))
+    for which, run in (("base", base), ("new", new)):
+        if run.status != "complete":
+            out.append(f"the {which} run {run.id} is {run.status}, not complete")
+    return out
+
+
+def _validity_text(cell: CellRecord) -> str | None:
+    validity = cell.result.get("validity")
+    if validity in (None, "ok"):
+        return None
+    return ", ".join(validity) if isinstance(validity, list) else str(validity)
+
+
+def _cell_notes(base: CellRecord, new: CellRecord) -> list[str]:
+    notes = []
+    for which, cell in (("base", base), ("new", new)):
+        text = _validity_text(cell)
+        if text:
+            notes.append(f"{which} measurement not valid: {text}")
+    base_measure, new_measure = base.result.get("measure") or {}, new.result.get("measure") or {}
+    differing = sorted(
+        k for k in set(base_measure) | set(new_measure) if base_measure.get(k) != new_measure.get(k)
+    )
+    if differing:
+        notes.append(
+            "measure settings differ: "
+            + ", ".join(f"{k} {base_measure.get(k)} -> {new_measure.get(k)}" for k in differing)
+        )
+    base_rt, new_rt = base.result.get("runtime_version"), new.result.get("runtime_version")
+    if base_rt and new_rt and base_rt != new_rt:
+        notes.append(f"runtime version {base_rt} -> {new_rt}")
+    return notes
+
+
+def _peak_memory(cell: CellRecord) -> float | None:
+    return (cell.result.get("memory_mb") or {}).get("peak")
+
+
+def _trial_p50s(cell: CellRecord) -> list[float]:
+    return [float(v) for v in (cell.result.get("latency_ms") or {}).get("trial_p50s") or []]
+
+
+def paired_rounds(record: InterleaveCellRecord) -> list[tuple[float, float]]:
+    """(base p50, new p50) for every round where both sides were measured."""
+    by_round: dict[int, dict[str, float]] = {}
+    for turn in record.turns:
+        by_round.setdefault(turn.round, {})[turn.side] = turn.p50_ms
+    return [
+        (sides["base"], sides["new"])
+        for _, sides in sorted(by_round.items())
+        if "base" in sides and "new" in sides
+    ]
+
+
+def compare_cells(
+    store: ResultsStore,
+    base: CellRecord,
+    new: CellRecord,
+    thresholds: Mapping[str, Threshold],
+    alpha: float,
+    interleaved: InterleaveCellRecord | None = None,
+) -> CellComparison:
+    notes = _cell_notes(base, new)
+    latency = None
+    base_lat, new_lat = base.result.get("latency_ms"), new.result.get("latency_ms")
+    rounds = paired_rounds(interleaved) if interleaved and interleaved.status == "ok" else []
+    if interleaved is not None and not rounds:
+        notes.append(f"interleaved re-measurement failed: {interleaved.reason}; stored runs used")
+    if rounds:
+        latency = compare_latency_paired(rounds, thresholds["latency_p50"], alpha)
+        low, high = latency.ratio_ci95 or (latency.ratio, latency.ratio)
+        if (high - low) / 2.0 > latency.threshold.limit:
+            notes.append(
+                f"too noisy to resolve a {latency.threshold.text} change: the ratio's 95% "
+                f"interval is [{low:.3f}, {high:.3f}] over {len(rounds)} rounds; use more rounds"
+            )
+    elif base_lat and new_lat:
+
+        def load_samples() -> tuple[list[float], list[float]]:
+            return store.samples(base.id or -1), store.samples(new.id or -1)
+
+        latency = compare_latency_stored(
+            float(base_lat["p50"]),
+            float(new_lat["p50"]),
+            _trial_p50s(base),
+            _trial_p50s(new),
+            thresholds["latency_p50"],
+            alpha,
+            load_samples,
+        )
+    deltas = (
+        judge_delta(thresholds["memory_peak"], _peak_memory(base), _peak_memory(new)),
+        judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
+        judge_delta(
+            thresholds["accuracy"], base.result.get("accuracy"), new.result.get("accuracy")
+        ),
+    )
+    verdicts = [latency.verdict if latency else None, *(d.verdict for d in deltas)]
+    return CellComparison(
+        key=base.key,
+        latency=latency,
+        deltas=deltas,
+        verdict=overall_verdict(verdicts),
+        same_artifact=bool(base.artifact_hash) and base.artifact_hash == new.artifact_hash,
+        notes=tuple(notes),
+    )
+
+
+@dataclass(frozen=True)
+class _Matched:
+    both_ok: list[tuple[CellRecord, CellRecord]] = field(default_factory=list)
+    failed: list[FailedCell] = field(default_factory=list)
+    only_in_base: list[UnmatchedCell] = field(default_factory=list)
+    only_in_new: list[UnmatchedCell] = field(default_factory=list)
+
+
+def match_cells(base_cells: Sequence[CellRecord], new_cells: Sequence[CellRecord]) -> _Matched:
+    """Pair cells by key, in key order."""
+    base_by_key = {c.key: c for c in base_cells}
+    new_by_key = {c.key: c for c in new_cells}
+    matched = _Matched()
+    for key in sorted(set(base_by_key) | set(new_by_key)):
+        b, n = base_by_key.get(key), new_by_key.get(key)
+        if b is None and n is not None:
+            matched.only_in_new.append(UnmatchedCell(key, n.status, n.reason))
+        elif n is None and b is not None:
+            matched.only_in_base.append(UnmatchedCell(key, b.status, b.reason))
+        elif b is not None and n is not None:
+            if b.status == "ok" and n.status == "ok":
+                matched.both_ok.append((b, n))
+            else:
+                matched.failed.append(FailedCell(key, b.status, b.reason, n.status, n.reason))
+    return matched
+
+
+def compare_runs(
+    store: ResultsStore,
+    base_run_id: int,
+    new_run_id: int,
+    *,
+    thresholds: Mapping[str, Threshold] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    interleaved: Mapping[CellKey, InterleaveCellRecord] | None = None,
+    interleave_id: int | None = None,
+) -> Comparison:
+    """Compare every cell of ``new_run_id`` with the same cell of ``base_run_id``.
+
+    ``interleaved`` holds re-measurements of some cells (base and new artifacts run
+    alternately); those cells' latency is judged on the paired rounds.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    limits = dict(default_thresholds())
+    limits.update(thresholds or {})
+    base_run, new_run = store.get_run(base_run_id), store.get_run(new_run_id)
+    matched = match_cells(store.cells(base_run_id), store.cells(new_run_id))
+    interleaved = interleaved or {}
+    cells = tuple(
+        compare_cells(store, b, n, limits, alpha, interleaved.get(b.key))
+        for b, n in matched.both_ok
+    )
+    warnings = _run_warnings(base_run, new_run)
+    on_samples = [c for c in cells if c.latency and c.latency.basis is Basis.SAMPLES]
+    if on_samples:
+        keys = {c.key for c in on_samples}
+        sizes = sorted(
+            {
+                (len(_trial_p50s(b)), len(_trial_p50s(n)))
+                for b, n in matched.both_ok
+                if b.key in keys
+            }
+        )
+        trials_text = ", ".join(f"{a} vs {b}" for a, b in sizes)
+        warnings.append(
+            f"{len(on_samples)} cell(s) tested on raw samples: their trials ({trials_text}) are "
+            f"too few for a test over trials at alpha {alpha:g}, and samples of single runs "
+            "share each process's drift, so significance is overstated (the minimum effect "
+            "size decides); measure with [measure] trials >= 4 or compare with --interleave"
+        )
+    few_rounds = [
+        c
+        for c in cells
+        if c.latency
+        and c.latency.basis is Basis.INTERLEAVED
+        and not signed_rank_smallest_p(c.latency.n_base) < alpha
+    ]
+    if few_rounds:
+        warnings.append(
+            f"{len(few_rounds)} cell(s) have too few interleaved rounds to be significant at "
+            f"alpha {alpha:g} whatever the difference; use more --rounds"
+        )
+    failed_interleave = sum(
+        1 for r in interleaved.values() if r.status != "ok" or not paired_rounds(r)
+    )
+    if failed_interleave:
+        warnings.append(
+            f"{failed_interleave} cell(s) could not be re-measured interleaved; "
+            "their stored measurements were compared instead"
+        )
+    return Comparison(
+        base=RunSummary.of(base_run),
+        new=RunSummary.of(new_run),
+        alpha=alpha,
+        thresholds=tuple(limits[name] for name in sorted(limits)),
+        cells=cells,
+        failed=tuple(matched.failed),
+        only_in_base=tuple(matched.only_in_base),
+        only_in_new=tuple(matched.only_in_new),
+        warnings=tuple(warnings),
+        interleave_id=interleave_id,
+    )

@@ -1,0 +1,273 @@
+"""Interleaved re-measurement: a base and a candidate artifact, alternately, on one device.
+
+Two runs made at different times see different machines: on the shared 2-core
+reference machine a cell's p50 drifts by several percent between runner processes and
+more between sessions, so comparing stored runs cannot resolve a 5-10% slowdown. Here
+each round runs one runner trial of each side back to back, in alternating order
+(base-new, new-base, ...) so that neither side always runs first; whatever drifts
+during a round hits both sides alike, and the rounds are compared pairwise
+(:func:`harness.results.compare.compare_latency_paired`). Every turn is stored (the
+``interleaves`` tables of the results store), so a re-measurement is never lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import Artifact, ArtifactStore
+from harness.configfile import load_toml
+from harness.devices import open_device
+from harness.devices.base import Device
+from harness.devices.config import DeviceProfile, find_profile, load_profile
+from harness.errors import ConfigError, HarnessError, RunnerError
+from harness.machine import git_commit, machine_fingerprint, machine_info
+from harness.results.compare import hodges_lehmann_ci
+from harness.results.stats import percentile
+from harness.results.store import (
+    CellRecord,
+    InterleaveCellRecord,
+    InterleaveTurn,
+    ResultsStore,
+    RunRecord,
+)
+from harness.runner.job import MeasureSettings, make_job, settings_dict
+
+DEFAULT_TIMEOUT_S = 600.0
+SIDES = ("base", "new")
+
+
+@dataclass(frozen=True)
+class RoundsPlan:
+    """How many rounds a cell gets: at least ``min_rounds``, then more until the 95%
+    interval of its new/base ratio is no wider than +-``target_half_width`` (None: stop
+    at ``min_rounds``), and never more than ``max_rounds``.
+
+    Why adaptive: on a quiet machine a handful of rounds resolve a few percent, while
+    under load one round's ratio can be 10% off and dozens are needed. Stopping on the
+    interval's *width*, not on significance, barely moves the test's error rates (the
+    width hardly depends on which way the rounds lean).
+    """
+
+    min_rounds: int = 10
+    max_rounds: int = 60
+    target_half_width: float | None = 0.04
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_rounds <= self.max_rounds:
+            raise ValueError(
+                f"rounds: expected 1 <= min ({self.min_rounds}) <= max ({self.max_rounds})"
+            )
+
+    @classmethod
+    def for_limit(cls, min_rounds: int, max_rounds: int, latency_limit: float) -> RoundsPlan:
+        """Rounds until the ratio's 95% interval is +-0.8 x the latency threshold. Its
+        standard error is then ~0.41 x the threshold, so (normal approximation) an A/A
+        pair's estimate reaches the threshold in under 1% of cells, and a change of
+        twice the threshold stays above it in over 95%."""
+        return cls(min_rounds, max(min_rounds, max_rounds), 0.8 * latency_limit)
+
+    def done(self, pairs: Sequence[tuple[float, float]]) -> bool:
+        n = len(pairs)
+        if n < self.min_rounds:
+            return False
+        if n >= self.max_rounds or self.target_half_width is None:
+            return True
+        low, high = hodges_lehmann_ci([math.log(new / base) for base, new in pairs])
+        return (math.exp(high) - math.exp(low)) / 2.0 <= self.target_half_width
+
+
+@dataclass(frozen=True)
+class InterleaveEvent:
+    kind: str  # "cell_start" | "turn" | "cell_done"
+    key: tuple[str, str, str, str]
+    index: int = 0  # which cell, from 1
+    total: int = 0
+    round: int = 0
+    side: str = ""
+    p50_ms: float | None = None
+    record: InterleaveCellRecord | None = None
+
+
+@dataclass(frozen=True)
+class InterleaveOutcome:
+    interleave_id: int
+    cells: dict[tuple[str, str, str, str], InterleaveCellRecord]
+
+
+def _settings(cell: CellRecord) -> MeasureSettings:
+    """The candidate cell's measure settings, one trial per turn and no profiling (the
+    per-op profile costs time and is not what is being compared)."""
+    known = {f.name for f in dataclasses.fields(MeasureSettings)}
+    stored = {k: v for k, v in (cell.result.get("measure") or {}).items() if k in known}
+    return dataclasses.replace(MeasureSettings(**stored), trials=1, profile=False)
+
+
+def _input_shape(artifact: Artifact) -> list[int]:
+    from harness.models.loaders import load_file_model
+
+    return load_file_model(artifact.path).input_shape
+
+
+class _Devices:
+    """Device profiles by name, looked up in ``device_dirs``, opened once."""
+
+    def __init__(self, device_dirs: Sequence[Path]):
+        self.dirs = list(device_dirs)
+        self._open: dict[str, Device] = {}
+
+    def get(self, name: str) -> Device:
+        if name not in self._open:
+            path = find_profile(name, self.dirs)
+            if path is None:
+                raise HarnessError(
+                    f"device profile {name!r} not found in " + ", ".join(str(d) for d in self.dirs)
+                )
+            profile: DeviceProfile = load_profile(path)
+            self._open[name] = open_device(profile)
+        return self._open[name]
+
+    def close(self) -> None:
+        for device in self._open.values():
+            device.close()
+
+
+def _measure_cell(
+    base: CellRecord,
+    new: CellRecord,
+    artifacts: ArtifactStore,
+    devices: _Devices,
+    plan: RoundsPlan,
+    timeout_s: float,
+    on_turn: Callable[[int, str, float], None],
+) -> InterleaveCellRecord:
+    settings = _settings(new)
+    turns: list[InterleaveTurn] = []
+
+    def record(status: str, reason: str | None) -> InterleaveCellRecord:
+        return InterleaveCellRecord(
+            key=new.key,
+            base_artifact_hash=base.artifact_hash or "",
+            new_artifact_hash=new.artifact_hash or "",
+            status=status,
+            reason=reason,
+            measure=settings_dict(settings),
+            turns=tuple(turns),
+        )
+
+    found: dict[str, Artifact] = {}
+    for side, cell in zip(SIDES, (base, new), strict=True):
+        artifact = artifacts.get(cell.artifact_hash or "")
+        if artifact is None:
+            return record(
+                "failed",
+                f"artifact_missing: the {side} run's artifact {cell.artifact_hash} is not in "
+                f"{artifacts.root} (re-run its suite to rebuild it)",
+            )
+        found[side] = artifact
+    try:
+        device = devices.get(new.device)
+        jobs: dict[str, dict[str, Any]] = {}
+        for side, artifact in found.items():
+            power = device.profile.power
+            jobs[side] = make_job(
+                new.runtime,
+                str(artifact.path),
+                _input_shape(artifact),
+                settings,
+                power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
+            )
+        pairs: list[tuple[float, float]] = []
+        while not plan.done(pairs):
+            round_index = len(pairs)
+            # Alternate who goes first, so a drift within a round does not always favour
+            # the same side.
+            order = SIDES if round_index % 2 == 0 else SIDES[::-1]
+            p50s: dict[str, float] = {}
+            for position, side in enumerate(order):
+                run = device.run(jobs[side], found[side].path, None, timeout_s)
+                samples = [float(s) for s in run.result["samples_ms"]]
+                p50s[side] = percentile(sorted(samples), 50)
+                turns.append(
+                    InterleaveTurn(round_index, side, position, p50s[side], tuple(samples))
+                )
+                on_turn(round_index, side, p50s[side])
+            pairs.append((p50s["base"], p50s["new"]))
+    except RunnerError as exc:
+        return record("failed", f"{exc.kind}: {exc}"[:500])
+    except HarnessError as exc:  # no such device profile, an unreadable artifact
+        return record("failed", f"bad_input: {exc}"[:500])
+    except Exception as exc:  # a bug must not stop the other cells
+        return record("failed", f"internal_error: {type(exc).__name__}: {exc}"[:500])
+    return record("ok", None)
+
+
+def device_dirs_of(run: RunRecord) -> list[Path]:
+    """Where the run's device profiles are: its suite's ``device_dirs`` and the usual
+    places beside it (as :func:`harness.suite.config.load_suite` looks them up)."""
+    from harness.suite.config import default_dirs
+
+    suite_path = Path(run.suite_path)
+    if not suite_path.is_file():
+        return default_dirs(None, "devices", [])
+    try:
+        extra = load_toml(suite_path).get("device_dirs", [])
+    except ConfigError:
+        extra = []
+    return default_dirs(suite_path.parent, "devices", [str(e) for e in extra])
+
+
+def interleave_runs(
+    store: ResultsStore,
+    results_dir: Path,
+    base_run: RunRecord,
+    new_run: RunRecord,
+    pairs: Sequence[tuple[CellRecord, CellRecord]],
+    *,
+    plan: RoundsPlan | None = None,
+    device_dirs: Sequence[Path] = (),
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    on_event: Callable[[InterleaveEvent], None] | None = None,
+) -> InterleaveOutcome:
+    """Re-measure each (base cell, new cell) pair's artifacts alternately for as many
+    rounds as ``plan`` asks, storing each cell's turns as it finishes. A cell that cannot
+    be measured (artifact gone, device profile missing, runner failure) is stored as
+    failed with its reason and the others go on. Ctrl-C marks the interleave
+    interrupted."""
+    plan = plan or RoundsPlan()
+    emit = on_event or (lambda event: None)
+    info = machine_info()
+    interleave_id = store.begin_interleave(
+        base_run.id,
+        new_run.id,
+        plan.min_rounds,
+        plan.max_rounds,
+        plan.target_half_width,
+        git_commit(Path(__file__).resolve().parents[1]),
+        machine_fingerprint(info),
+    )
+    artifacts = ArtifactStore(Path(results_dir) / "artifacts")
+    devices = _Devices(device_dirs)
+    out: dict[tuple[str, str, str, str], InterleaveCellRecord] = {}
+    try:
+        for index, (base, new) in enumerate(pairs, start=1):
+            emit(InterleaveEvent("cell_start", new.key, index, len(pairs)))
+
+            def on_turn(round_index: int, side: str, p50: float, key=new.key, i=index) -> None:
+                emit(InterleaveEvent("turn", key, i, len(pairs), round_index, side, p50))
+
+            cell = _measure_cell(base, new, artifacts, devices, plan, timeout_s, on_turn)
+            store.record_interleave_cell(interleave_id, cell)
+            out[cell.key] = cell
+            emit(InterleaveEvent("cell_done", new.key, index, len(pairs), record=cell))
+    except KeyboardInterrupt:
+        store.set_interleave_status(interleave_id, "interrupted")
+        raise
+    finally:
+        devices.close()
+    store.set_interleave_status(interleave_id, "complete")
+    return InterleaveOutcome(interleave_id, out)

@@ -1,0 +1,1 @@
+"""The golden results database (``golden.db``) and the report outputs pinned on it."""

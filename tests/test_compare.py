@@ -1,0 +1,504 @@
+"""compare: statistics against sample sets with known answers, verdicts, matching, warnings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from harness.cli import main
+from harness.results.compare import (
+    Basis,
+    FailureChange,
+    Verdict,
+    compare_latency_paired,
+    compare_latency_stored,
+    compare_runs,
+    hodges_lehmann,
+    hodges_lehmann_ci,
+    judge_delta,
+    mann_whitney_p,
+    mann_whitney_smallest_p,
+    signed_rank_p,
+    signed_rank_smallest_p,
+    trials_can_decide,
+)
+from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
+from harness.results.thresholds import default_thresholds, parse_limit
+from harness.runner.interleave import RoundsPlan
+from tests.results_builders import VERSIONS, add_cell, new_run, two_runs
+
+LATENCY = default_thresholds()["latency_p50"]
+
+
+def _no_samples() -> tuple[list[float], list[float]]:
+    raise AssertionError("samples must not be loaded when trials can decide")
+
+
+# --- the tests themselves, against hand computation and scipy ---------------------------
+
+
+def test_smallest_mann_whitney_p_is_two_over_binomial():
+    assert mann_whitney_smallest_p(3, 3) == pytest.approx(2 / 20)
+    assert mann_whitney_smallest_p(4, 4) == pytest.approx(2 / 70)
+    assert mann_whitney_smallest_p(3, 5) == pytest.approx(2 / 56)
+    # Complete separation is exactly that p-value in scipy's exact test.
+    p = sps.mannwhitneyu([5, 6, 7, 8], [1, 2, 3, 4], alternative="two-sided").pvalue
+    assert p == pytest.approx(2 / 70)
+    assert mann_whitney_p([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]) == pytest.approx(2 / 70)
+
+
+def test_trials_decide_only_when_the_exact_test_can_reach_alpha():
+    assert not trials_can_decide(3, 3, 0.05)  # smallest p 0.1
+    assert not trials_can_decide(3, 4, 0.05)  # 2/35 = 0.057
+    assert trials_can_decide(4, 4, 0.05)
+    assert trials_can_decide(3, 5, 0.05)
+    assert not trials_can_decide(4, 4, 0.01)  # 0.029
+    assert trials_can_decide(5, 5, 0.01)  # 2/252 = 0.0079
+    assert not trials_can_decide(1, 50, 0.05)
+
+
+def test_mann_whitney_p_matches_scipy_and_a_hand_computed_case():
+    # base [1, 2, 3], new [2.5, 4, 5]: U(new) = 2 + 3 + 3 = 8 of 9. Of the C(6, 3) = 20
+    # equally likely rank arrangements, one gives U = 8 and one U = 9, so the exact
+    # two-sided p is 2 * 2/20 = 0.2.
+    assert mann_whitney_p([1.0, 2.0, 3.0], [2.5, 4.0, 5.0]) == pytest.approx(0.2)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(10, 1, 40).tolist(), rng.normal(10.5, 1, 50).tolist()
+    expected = sps.mannwhitneyu(b, a, alternative="two-sided").pvalue
+    assert mann_whitney_p(a, b) == pytest.approx(expected)
+    assert mann_whitney_p([2.0] * 5, [2.0] * 5) == 1.0
+    assert mann_whitney_p([], [1.0]) == 1.0
+
+
+def test_signed_rank_p_matches_scipy_and_the_all_one_sign_case():
+    assert signed_rank_p([0.1 * i for i in range(1, 11)]) == pytest.approx(2 / 1024)
+    assert signed_rank_smallest_p(10) == pytest.approx(2 / 1024)
+    rng = np.random.default_rng(5)
+    diffs = rng.normal(0.02, 0.05, 15).tolist()
+    assert signed_rank_p(diffs) == pytest.approx(sps.wilcoxon(diffs).pvalue)
+    assert signed_rank_p([0.0, 0.0]) == 1.0
+
+
+def test_hodges_lehmann_by_hand_and_its_interval_covers():
+    # Walsh averages of [1, 2, 3]: 1, 1.5, 2, 2, 2.5, 3; their median is 2.
+    assert hodges_lehmann([1.0, 2.0, 3.0]) == 2.0
+    assert hodges_lehmann([0.0, 0.0, 0.0, 10.0]) == 0.0  # one wild round does not move it
+    # n = 10: M = 55 Walsh averages; k = floor(27.5 - 1.96 * sqrt(96.25)) = 8.
+    values = [float(v) for v in range(1, 11)]
+    walsh = sorted((a + b) / 2 for i, a in enumerate(values) for b in values[i:])
+    assert hodges_lehmann_ci(values) == (walsh[7], walsh[47])
+    assert hodges_lehmann_ci([1.0, 2.0]) == (1.0, 2.0)  # too few: the full range
+    rng = np.random.default_rng(9)
+    hits = 0
+    for _ in range(400):
+        low, high = hodges_lehmann_ci(rng.normal(0.1, 0.05, 12).tolist())
+        hits += low <= 0.1 <= high
+    assert 0.92 <= hits / 400 <= 0.99
+
+
+# --- latency verdicts on sample sets with a known answer ---------------------------------
+
+
+def _levels(rng: np.random.Generator, n: int, level: float, spread: float) -> list[float]:
+    return (level * (1 + spread * rng.standard_normal(n))).tolist()
+
+
+def test_identical_distributions_are_not_significant_over_many_trials():
+    rng = np.random.default_rng(11)
+    verdicts = []
+    for _ in range(200):
+        base, new = _levels(rng, 8, 1.0, 0.03), _levels(rng, 8, 1.0, 0.03)
+        lat = compare_latency_stored(
+            float(np.median(base)), float(np.median(new)), base, new, LATENCY, 0.05, _no_samples
+        )
+        assert lat.basis is Basis.TRIALS and lat.n_base == 8
+        verdicts.append(lat.verdict)
+    # Significance alone happens at about alpha; a 5% effect on top almost never.
+    significant = sum(v is not Verdict.UNCHANGED for v in verdicts)
+    assert significant <= 200 * 0.05 * 2
+    assert verdicts.count(Verdict.REGRESSED) == 0
+
+
+def test_a_twenty_percent_slowdown_with_many_trials_is_a_regression():
+    rng = np.random.default_rng(12)
+    base, new = _levels(rng, 8, 1.0, 0.03), _levels(rng, 8, 1.2, 0.03)
+    lat = compare_latency_stored(1.0, 1.2, base, new, LATENCY, 0.05, _no_samples)
+    assert lat.verdict is Verdict.REGRESSED
+    assert lat.ratio == pytest.approx(1.2) and lat.change == pytest.approx(0.2)
+    # All 8 new trials above all 8 base ones: the exact two-sided p is 2 / C(16, 8).
+    assert lat.p_value == pytest.approx(2 / math.comb(16, 8))
+
+    faster = compare_latency_stored(1.2, 1.0, new, base, LATENCY, 0.05, _no_samples)
+    assert faster.verdict is Verdict.IMPROVED
+
+
+def test_significant_but_smaller_than_the_effect_size_is_noise():
+    rng = np.random.default_rng(13)
+    base, new = _levels(rng, 10, 1.0, 0.002), _levels(rng, 10, 1.02, 0.002)
+    lat = compare_latency_stored(1.0, 1.02, base, new, LATENCY, 0.05, _no_samples)
+    assert lat.p_value < 0.001 and lat.verdict is Verdict.NOISE
+    # With a 1% minimum effect the same data is a regression.
+    strict = parse_limit("latency", "1%")
+    again = compare_latency_stored(1.0, 1.02, base, new, strict, 0.05, _no_samples)
+    assert again.verdict is Verdict.REGRESSED
+
+
+def test_a_large_change_that_is_not_significant_stays_unchanged():
+    lat = compare_latency_stored(
+        1.0, 1.3, [1.0, 1.6, 0.7, 1.3], [1.3, 0.8, 1.7, 1.1], LATENCY, 0.05, _no_samples
+    )
+    assert lat.p_value > 0.05 and lat.verdict is Verdict.UNCHANGED
+
+
+def test_too_few_trials_fall_back_to_samples_which_overstate_significance():
+    """The issue's warning, reproduced: three trials per run whose levels drift by a few
+    percent, tight samples within each trial. Over samples, an A/A pair is 'significant';
+    the 5% effect size keeps it from being called a regression."""
+    rng = np.random.default_rng(14)
+    base_levels, new_levels = [1.0, 1.03, 0.99], [1.04, 1.02, 1.05]
+    base = [v for lvl in base_levels for v in lvl * (1 + 0.002 * rng.standard_normal(200))]
+    new = [v for lvl in new_levels for v in lvl * (1 + 0.002 * rng.standard_normal(200))]
+    loaded = []
+
+    def load() -> tuple[list[float], list[float]]:
+        loaded.append(True)
+        return base, new
+
+    lat = compare_latency_stored(
+        float(np.median(base)), float(np.median(new)), base_levels, new_levels, LATENCY, 0.05, load
+    )
+    assert loaded and lat.basis is Basis.SAMPLES and lat.n_base == 600
+    assert lat.p_value < 1e-6  # "significant" ...
+    assert lat.verdict is Verdict.NOISE  # ... but below the minimum effect
+
+
+def test_interleaved_pairs_cancel_drift_that_hides_a_ten_percent_slowdown():
+    """Both sides drift by +-30% across rounds (a board heating up, a co-tenant); the
+    candidate is 10% slower within every round. Unpaired, the drift swamps it; paired,
+    it is a clear regression."""
+    rng = np.random.default_rng(15)
+    drift = 1 + 0.3 * np.sin(np.linspace(0, 2 * np.pi, 12, endpoint=False))
+    base = drift * (1 + 0.01 * rng.standard_normal(12))
+    new = 1.10 * drift * (1 + 0.01 * rng.standard_normal(12))
+    rounds = list(zip(base.tolist(), new.tolist(), strict=True))
+    paired = compare_latency_paired(rounds, LATENCY, 0.05)
+    assert paired.basis is Basis.INTERLEAVED and paired.n_base == 12
+    assert paired.verdict is Verdict.REGRESSED
+    assert paired.ratio == pytest.approx(1.10, abs=0.02)
+    assert paired.p_value == pytest.approx(2 / 2**12)  # every round slower
+    low, high = paired.ratio_ci95
+    assert low <= paired.ratio <= high and low > 1.05
+    unpaired = compare_latency_stored(
+        float(np.median(base)), float(np.median(new)), base.tolist(), new.tolist(),
+        LATENCY, 0.05, _no_samples,
+    )  # fmt: skip
+    assert unpaired.verdict is Verdict.UNCHANGED
+
+
+def test_interleaved_a_a_with_drift_is_unchanged():
+    rng = np.random.default_rng(16)
+    drift = 1 + 0.3 * np.sin(np.linspace(0, 3, 10))
+    rounds = [
+        (d * (1 + 0.02 * rng.standard_normal()), d * (1 + 0.02 * rng.standard_normal()))
+        for d in drift
+    ]
+    assert compare_latency_paired(rounds, LATENCY, 0.05).verdict is Verdict.UNCHANGED
+
+
+def test_rounds_plan_stops_once_the_ratio_is_precise_enough():
+    plan = RoundsPlan(min_rounds=6, max_rounds=40, target_half_width=0.025)
+    steady = [(1.0, 1.1)] * 6
+    assert not plan.done(steady[:5]) and plan.done(steady)  # exact: stop at the minimum
+    rng = np.random.default_rng(10)
+    noisy = [(1.0, 1.1 * float(np.exp(rng.normal(0, 0.15)))) for _ in range(40)]
+    assert not plan.done(noisy[:20])  # +-15% a round: 20 rounds are not enough
+    assert plan.done(noisy)  # the cap
+    assert RoundsPlan(6, 40, None).done(noisy[:6])  # no target: fixed rounds
+    with pytest.raises(ValueError):
+        RoundsPlan(min_rounds=10, max_rounds=5)
+
+
+# --- deterministic metrics ----------------------------------------------------------------
+
+
+def test_memory_size_and_accuracy_against_their_thresholds():
+    t = default_thresholds()
+    assert judge_delta(t["memory_peak"], 100.0, 115.0).verdict is Verdict.REGRESSED
+    assert judge_delta(t["memory_peak"], 100.0, 105.0).verdict is Verdict.UNCHANGED
+    assert judge_delta(t["memory_peak"], 100.0, 80.0).verdict is Verdict.IMPROVED
+    assert judge_delta(t["size"], 1000, 1010).verdict is Verdict.UNCHANGED
+    assert judge_delta(t["size"], 1000, 1030).verdict is Verdict.REGRESSED
+    drop = judge_delta(t["accuracy"], 0.95, 0.94)
+    assert drop.verdict is Verdict.REGRESSED and drop.change == pytest.approx(-0.01)
+    assert judge_delta(t["accuracy"], 0.995, 0.990).verdict is Verdict.REGRESSED  # exactly 0.5pt
+    assert judge_delta(t["accuracy"], 0.94, 0.946).verdict is Verdict.IMPROVED
+    assert judge_delta(t["accuracy"], None, 0.9).verdict is None
+
+
+# --- whole runs ------------------------------------------------------------------------------
+
+
+def test_runs_with_many_trials_compare_over_trials(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0, 1.01, 0.99, 1.0, 1.02], [1.2] * 5)
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    assert cell.latency.basis is Basis.TRIALS
+    assert cell.verdict is Verdict.REGRESSED and comparison.regressed
+    assert not any("raw samples" in w for w in comparison.warnings)
+
+
+def test_three_trials_are_tested_on_samples_with_a_warning(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    assert cell.latency.basis is Basis.SAMPLES and cell.latency.n_base == 90
+    assert cell.verdict in (Verdict.UNCHANGED, Verdict.NOISE) and not comparison.regressed
+    [warning] = [w for w in comparison.warnings if "raw samples" in w]
+    assert "(3 vs 3)" in warning and "--interleave" in warning
+
+
+def test_cells_are_matched_and_nothing_is_dropped(tmp_path):
+    rng = np.random.default_rng(1)
+    with ResultsStore(tmp_path / "h.db") as store:
+        base = new_run(store)
+        new = new_run(store)
+        kept, gone, added = ("m", "fp32", "ort", "local"), ("m", "old", "ort", "local"), (
+            "m", "new", "ort", "local",
+        )  # fmt: skip
+        broke, broken = ("m", "int8", "ort", "local"), ("m", "fp16", "ort", "local")
+        for run in (base, new):
+            add_cell(store, run, kept, rng=rng)
+            add_cell(store, run, broken, status="failed", reason="unsupported: fp16")
+        add_cell(store, base, gone, rng=rng)
+        add_cell(store, new, added, status="failed", reason="export_error: boom")
+        add_cell(store, base, broke, rng=rng)
+        add_cell(store, new, broke, status="failed", reason="timeout: killed")
+        comparison = compare_runs(store, base, new)
+    assert [c.key for c in comparison.cells] == [kept]
+    assert [u.key for u in comparison.only_in_base] == [gone]
+    assert [(u.key, u.reason) for u in comparison.only_in_new] == [(added, "export_error: boom")]
+    failed = {f.key: f for f in comparison.failed}
+    assert set(failed) == {broke, broken}
+    assert failed[broke].newly_failed and failed[broke].new_reason == "timeout: killed"
+    assert not failed[broken].newly_failed
+    # A cell that ran before and fails now is a regression, whatever the latencies say.
+    assert comparison.regressed
+    counts = comparison.counts()
+    assert counts["newly_failed"] == 1 and counts["still_failing"] == 1 and counts["fixed"] == 0
+    assert failed[broken].change is FailureChange.STILL_FAILING
+    assert failed[broke].change is FailureChange.NEWLY_FAILED
+    assert counts["only_in_base"] == 1 and counts["only_in_new"] == 1
+
+
+def test_memory_rise_regresses_a_cell_whose_latency_held(tmp_path):
+    store, base, new = two_runs(
+        tmp_path / "h.db", [1.0] * 5, [1.0] * 5, peak_mb=130.0, accuracy=0.9
+    )
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    deltas = {d.metric: d for d in cell.deltas}
+    assert deltas["memory_peak"].verdict is Verdict.REGRESSED
+    assert deltas["memory_peak"].change == pytest.approx(0.3)
+    assert deltas["size"].verdict is Verdict.UNCHANGED
+    assert deltas["accuracy"].verdict is Verdict.UNCHANGED
+    assert cell.verdict is Verdict.REGRESSED and cell.same_artifact
+
+
+def test_thresholds_and_alpha_are_honoured(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0] * 5, [1.0] * 5, peak_mb=130.0)
+    with store:
+        loose = compare_runs(
+            store, base, new, thresholds={"memory_peak": parse_limit("memory", "50%")}
+        )
+        assert not loose.regressed
+        assert {t.metric: t.text for t in loose.thresholds}["memory_peak"] == "50%"
+        with pytest.raises(ValueError):
+            compare_runs(store, base, new, alpha=0)
+
+
+def test_warnings_for_other_machines_runtime_versions_and_unfinished_runs(tmp_path):
+    rng = np.random.default_rng(2)
+    with ResultsStore(tmp_path / "h.db") as store:
+        base = new_run(store)
+        other = dict(VERSIONS, onnxruntime="1.31.0", harness_code="other")
+        new = new_run(store, fingerprint="machine-b", versions=other, status="interrupted")
+        add_cell(store, base, rng=rng)
+        add_cell(store, new, rng=rng)
+        warnings = compare_runs(store, base, new).warnings
+        same = compare_runs(store, base, base).warnings
+    text = "\n".join(warnings)
+    assert "different machines" in text and "machine-a vs machine-b" in text
+    assert "onnxruntime 1.31.1 -> 1.31.0" in text
+    assert "harness_code" not in text  # the harness's own code digest is not a runtime
+    assert f"the new run {new} is interrupted" in text
+    assert any("compared with itself" in w for w in same)
+
+
+def test_cell_notes_name_invalid_measurements_and_changed_settings(tmp_path):
+    store, base, new = two_runs(
+        tmp_path / "h.db",
+        [1.0] * 5,
+        [1.0] * 5,
+        validity=["throttled"],
+        measure={"trials": 5, "min_count": 100},
+        artifact_hash="art-2",
+    )
+    with store:
+        [cell] = compare_runs(store, base, new).cells
+    assert "new measurement not valid: throttled" in cell.notes
+    assert any("min_count 30 -> 100" in n for n in cell.notes)
+    assert not cell.same_artifact
+
+
+def test_interleaved_records_replace_the_stored_latency_basis(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0] * 3, [1.0] * 3)
+    key = ("net", "fp32", "onnxruntime", "local")
+    drift = 1 + 0.2 * np.sin(np.arange(10))
+    turns = tuple(
+        InterleaveTurn(r, side, pos, float(drift[r] * (1.2 if side == "new" else 1.0)))
+        for r in range(10)
+        for pos, side in enumerate(("base", "new") if r % 2 == 0 else ("new", "base"))
+    )
+    record = InterleaveCellRecord(key, "art-1", "art-1", "ok", None, {}, turns)
+    failed = dataclasses.replace(record, status="failed", reason="timeout: killed", turns=())
+    with store:
+        comparison = compare_runs(store, base, new, interleaved={key: record}, interleave_id=7)
+        fallback = compare_runs(store, base, new, interleaved={key: failed})
+    [cell] = comparison.cells
+    assert cell.latency.basis is Basis.INTERLEAVED and cell.verdict is Verdict.REGRESSED
+    assert cell.latency.ratio == pytest.approx(1.2) and comparison.interleave_id == 7
+    [cell] = fallback.cells
+    assert cell.latency.basis is Basis.SAMPLES
+    assert any("interleaved re-measurement failed: timeout" in n for n in cell.notes)
+    assert any("could not be re-measured" in w for w in fallback.warnings)
+
+
+def test_results_are_frozen_and_serialise_to_json(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0] * 3, [1.3] * 3, size_bytes=0)
+    with store:
+        comparison = compare_runs(store, base, new)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        comparison.alpha = 0.1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        comparison.cells[0].verdict = Verdict.UNCHANGED  # type: ignore[misc]
+    data = comparison.to_dict()
+    from harness.reports.compare import render_comparison_json
+
+    back = json.loads(render_comparison_json(comparison))
+    assert back["cells"][0]["size"]["change"] == -1.0
+    assert data["base"]["id"] == base and data["new"]["git_commit"] == "bbbb2222"
+    assert set(data["cells"][0]) >= {"model", "verdict", "latency", "memory_peak", "accuracy"}
+    assert back["cells"][0]["latency"]["basis"] == "samples"
+
+
+# --- the golden pin ---------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN_DB = REPO / "tests" / "golden" / "golden.db"
+EXPECTED_DIR = REPO / "tests" / "golden" / "expected"
+# (base, new): the A/A pair, the injected regression (with a newly failing cell), and the
+# move to another machine with another onnxruntime (warnings, a fixed cell).
+GOLDEN_PAIRS = (("1", "2"), ("2", "3"), ("3", "4"))
+
+
+def compare_json_on_golden(workdir: Path, base: str, new: str) -> str:
+    """``harness compare BASE NEW --format json`` on a copy of golden.db, with default
+    thresholds (an empty suite file, so a suites/golden.toml cannot change them)."""
+    results = workdir / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(GOLDEN_DB, results / "harness.db")
+    suite = workdir / "defaults.toml"
+    suite.write_text('name = "defaults"\n')
+    out = workdir / f"compare-{base}-{new}.json"
+    args = ["--results", str(results), "--suite", str(suite), "--format", "json", "-o", str(out)]
+    main(["compare", base, new, *args])
+    return out.read_text()
+
+
+def _rounded(value: object) -> object:
+    """Floats to 10 significant digits: the pin is about the numbers, not the last ulp."""
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def expected_compare_path(base: str, new: str) -> Path:
+    return EXPECTED_DIR / f"compare-{base}-{new}.json"
+
+
+def write_expected() -> list[Path]:
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for base, new in GOLDEN_PAIRS:
+            path = expected_compare_path(base, new)
+            path.write_text(compare_json_on_golden(Path(tmp) / f"{base}-{new}", base, new))
+            written.append(path)
+    return written
+
+
+@pytest.mark.parametrize(("base", "new"), GOLDEN_PAIRS)
+def test_compare_json_on_the_golden_database_is_pinned(tmp_path, base, new):
+    expected = expected_compare_path(base, new)
+    assert expected.is_file(), "generate it: python -m tests.test_compare --write-expected"
+    got = json.loads(compare_json_on_golden(tmp_path, base, new))
+    assert _rounded(got) == _rounded(json.loads(expected.read_text())), (
+        f"harness compare {base} {new} changed on golden.db; if that is intended, regenerate "
+        "with python -m tests.test_compare --write-expected and review the diff"
+    )
+
+
+def test_golden_regression_is_found_and_the_a_a_pair_mostly_is_not(tmp_path):
+    injected = json.loads(compare_json_on_golden(tmp_path / "a", "2", "3"))
+    regressed = {
+        (c["model"], c["variant"], c["runtime"], c["device"])
+        for c in injected["cells"]
+        if c["latency"]["verdict"] == "regressed"
+    }
+    # The builder's REGRESSED_CELLS: digits-cnn int8/pruned-int8 on executorch, x1.25.
+    assert {
+        ("digits-cnn", v, "executorch", d)
+        for v in ("int8", "pruned-int8")
+        for d in ("local", "pi4-emulated")
+    } <= regressed
+    memory = {
+        (c["model"], c["variant"]) for c in injected["cells"]
+        if c["memory_peak"]["verdict"] == "regressed"
+    }  # fmt: skip
+    assert memory == {("mlp", v) for v in ("fp32", "int8", "prune-50", "pruned-int8")}
+    [newly] = [f for f in injected["failed"] if f["newly_failed"]]
+    assert (newly["model"], newly["variant"], newly["runtime"]) == ("mlp", "prune-50", "executorch")
+    assert injected["regressed"]
+
+    machines = json.loads(compare_json_on_golden(tmp_path / "b", "3", "4"))
+    assert any("different machines" in w for w in machines["warnings"])
+    assert any("onnxruntime 1.31.1 -> 1.31.0" in w for w in machines["warnings"])
+    assert any("(3 vs 3)" in w for w in machines["warnings"])
+
+    # Three trials per cell leave only the raw samples to test on: the A/A pair still
+    # calls most cells unchanged or noise, the effect size doing the work (see the doc).
+    a_a = json.loads(compare_json_on_golden(tmp_path / "c", "1", "2"))
+    assert a_a["counts"]["regressed"] + a_a["counts"]["improved"] <= 2
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write-expected"]:
+        sys.exit("usage: python -m tests.test_compare --write-expected")
+    for written_path in write_expected():
+        print(f"wrote {written_path}")

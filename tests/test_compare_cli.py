@@ -1,0 +1,219 @@
+"""``harness compare``: run selection, output formats and exit codes (0 nothing regressed,
+1 something regressed, 2 bad input), and the interleaved re-measurement end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.artifacts import ArtifactStore
+from harness.cli import main
+from harness.results.store import ResultsStore
+from tests.onnx_models import matmul_model
+from tests.results_builders import KEY, add_cell, new_run
+from tests.suite_files import write_suite
+
+SUITE = """
+name = "s"
+runtimes = ["onnxruntime"]
+devices = ["local"]
+
+[[models]]
+name = "tiny"
+factory = "tinymodel:make"
+
+[variants]
+fp32 = []
+"""
+FAST = {
+    "trials": 1,
+    "warmup_count": 2,
+    "warmup_seconds": 0.0,
+    "min_count": 5,
+    "min_seconds": 0.02,
+    "max_seconds": 2.0,
+}
+
+
+def _results(
+    tmp_path: Path,
+    new_levels: list[float],
+    *,
+    new_peak: float = 100.0,
+    suite_extra: str = "",
+    artifact_hash: str = "art-1",
+) -> Path:
+    """Two runs (commits aaaa1111, bbbb2222) of one cell with 5 trials each."""
+    results = tmp_path / "results"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    suite = write_suite(tmp_path, SUITE + suite_extra)
+    rng = np.random.default_rng(0)
+    with ResultsStore(results / "harness.db") as store:
+        base = new_run(store, commit="aaaa1111", suite_path=str(suite))
+        add_cell(store, base, levels=[1.0, 1.01, 0.99, 1.0, 1.0], rng=rng, measure=FAST,
+                 artifact_hash=artifact_hash)  # fmt: skip
+        new = new_run(store, commit="bbbb2222", suite_path=str(suite))
+        add_cell(store, new, levels=new_levels, rng=rng, peak_mb=new_peak, measure=FAST,
+                 artifact_hash=artifact_hash)  # fmt: skip
+    return results
+
+
+def compare(results: Path, *args: str) -> int:
+    return main(["compare", *args, "--results", str(results)])
+
+
+def test_nothing_regressed_exits_0(tmp_path, capsys):
+    results = _results(tmp_path, [1.0, 0.99, 1.01, 1.0, 1.0])
+    assert compare(results) == 0
+    out = capsys.readouterr().out
+    assert "run 1 @ aaaa1111 -> run 2 @ bbbb2222" in out and "no regression" in out
+
+
+def test_a_regression_exits_1_in_every_format(tmp_path, capsys):
+    results = _results(tmp_path, [1.25, 1.26, 1.24, 1.25, 1.25])
+    assert compare(results, "--format", "json") == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressed"] and data["counts"]["regressed"] == 1
+    [cell] = data["cells"]
+    assert cell["verdict"] == "regressed" and cell["latency"]["basis"] == "trials"
+    assert cell["latency"]["ratio"] == pytest.approx(1.25, abs=0.02)
+    assert compare(results, "--format", "markdown") == 1
+    assert "| net | fp32 | onnxruntime | local | regressed |" in capsys.readouterr().out
+    assert compare(results) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+    out_file = tmp_path / "cmp.json"
+    assert compare(results, "--format", "json", "-o", str(out_file)) == 1
+    assert json.loads(out_file.read_text())["regressed"]
+
+
+def test_a_looser_threshold_or_the_suites_compare_table_clears_it(tmp_path):
+    results = _results(tmp_path, [1.0, 0.99, 1.01, 1.0, 1.0], new_peak=130.0)
+    assert compare(results) == 1  # peak memory +30% against 10%
+    assert compare(results, "--threshold", "memory=40%") == 0
+    relaxed = _results(
+        tmp_path / "b", [1.0, 0.99, 1.01, 1.0, 1.0], new_peak=130.0,
+        suite_extra='\n[compare]\nmemory = "50%"\n',
+    )  # fmt: skip
+    assert compare(relaxed) == 0
+    assert compare(relaxed, "--threshold", "memory=20%") == 1  # the command line wins
+
+
+def test_a_newly_failing_cell_exits_1(tmp_path, capsys):
+    results = tmp_path / "results"
+    with ResultsStore(results / "harness.db") as store:
+        base, new = new_run(store), new_run(store)
+        add_cell(store, base)
+        add_cell(store, new, status="failed", reason="export_error: boom")
+    assert compare(results) == 1
+    assert "NEWLY FAILING: net / fp32 / onnxruntime / local" in capsys.readouterr().out
+
+
+def test_runs_are_selected_by_id_latest_and_commit(tmp_path, capsys):
+    results = _results(tmp_path, [1.25] * 5)
+    with ResultsStore(results / "harness.db") as store:
+        third = new_run(store, commit="cccc3333")
+        add_cell(store, third, levels=[1.0] * 5)
+
+    def selected(*args: str) -> tuple[int, int]:
+        compare(results, *args, "--format", "json")
+        data = json.loads(capsys.readouterr().out)
+        return data["base"]["id"], data["new"]["id"]
+
+    assert selected() == (2, 3)
+    assert selected("1", "2") == (1, 2)
+    assert selected("latest~2", "latest~1") == (1, 2)
+    assert selected("aaaa", "bbbb2222") == (1, 2)
+    assert selected("1") == (1, 3)  # the new run defaults to the latest
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["7", "latest"], "no run with id 7"),
+        (["latest~9"], "holds only 3 runs"),
+        (["not-a-run!"], "expected a run id, 'latest', 'latest~N' or a git commit"),
+        (["ffff9999"], "no run in"),
+        (["--threshold", "latency=5"], "key '--threshold latency'"),
+        (["--alpha", "0.9"], "--alpha 0.9"),
+        (["--rounds", "2", "--interleave"], "at least 6 rounds"),
+        (["--max-rounds", "3", "--interleave"], "--max-rounds 3: expected at least 6"),
+        (["--from-interleave", "4"], "no interleaved comparison with id 4"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, capsys, args, message):
+    results = _results(tmp_path, [1.0] * 5)
+    with ResultsStore(results / "harness.db") as store:
+        new_run(store, commit="aaaa9999")
+    assert compare(results, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_ambiguous_commit_prefix_or_too_few_runs_exit_2(tmp_path, capsys):
+    results = tmp_path / "results"
+    with ResultsStore(results / "harness.db") as store:
+        new_run(store, commit="abcd1111")
+    assert compare(results) == 2
+    assert "comparing needs two" in capsys.readouterr().err
+    with ResultsStore(results / "harness.db") as store:
+        new_run(store, commit="abcd2222")
+    assert compare(results, "abcd") == 2
+    assert "ambiguous" in capsys.readouterr().err
+    assert main(["compare", "--results", str(tmp_path / "empty")]) == 2
+    assert "no results store" in capsys.readouterr().err
+
+
+def test_a_bad_compare_table_in_the_runs_suite_exits_2(tmp_path, capsys):
+    results = _results(tmp_path, [1.0] * 5, suite_extra='\n[compare]\nlatency = "fast"\n')
+    assert compare(results) == 2
+    assert "key 'compare.latency'" in capsys.readouterr().err
+
+
+def test_interleave_re_measures_both_artifacts_alternately_and_stores_every_turn(tmp_path, capsys):
+    """A real runner on this machine: the same tiny ONNX model as base and candidate."""
+    artifacts = ArtifactStore(tmp_path / "results" / "artifacts")
+    staged = artifacts.staging_path("art-1", ".onnx")
+    matmul_model(staged, size=16, layers=2)
+    artifacts.commit("art-1", staged, ".onnx", {"runtime": "onnxruntime"})
+    results = _results(tmp_path, [1.0] * 5)
+
+    code = compare(
+        results, "--interleave", "--rounds", "6", "--max-rounds", "6", "--format", "json"
+    )
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err
+    data = json.loads(captured.out)
+    [cell] = data["cells"]
+    assert cell["latency"]["basis"] == "interleaved" and cell["latency"]["n_base"] == 6
+    assert data["interleave_id"] == 1 and data["warnings"] == []
+    with ResultsStore(results / "harness.db") as store:
+        [record] = store.interleaves()
+        assert (record.base_run_id, record.new_run_id, record.status) == (1, 2, "complete")
+        assert (record.min_rounds, record.max_rounds) == (6, 6)
+        assert record.target_half_width == pytest.approx(0.04)
+        [stored] = store.interleave_cells(1)
+    assert stored.key == KEY and stored.status == "ok" and len(stored.turns) == 12
+    # ABBA...: the base goes first in even rounds, second in odd ones.
+    firsts = [t.side for t in stored.turns if t.position == 0]
+    assert firsts == ["base", "new"] * 3
+    assert all(t.samples_ms and t.p50_ms > 0 for t in stored.turns)
+    assert stored.measure["trials"] == 1 and stored.measure["min_count"] == 5
+
+    # The stored rounds give the same comparison without measuring again.
+    assert compare(results, "--from-interleave", "1", "--format", "json") == code
+    again = json.loads(capsys.readouterr().out)
+    assert again["cells"] == data["cells"]
+
+
+def test_interleave_records_a_missing_artifact_and_falls_back(tmp_path, capsys):
+    results = _results(tmp_path, [1.25] * 5, artifact_hash="gone")
+    assert compare(results, "--interleave", "--rounds", "6", "--format", "json") == 1
+    data = json.loads(capsys.readouterr().out)
+    [cell] = data["cells"]
+    assert cell["latency"]["basis"] == "trials"
+    assert any("artifact_missing" in n for n in cell["notes"])
+    with ResultsStore(results / "harness.db") as store:
+        [stored] = store.interleave_cells(1)
+    assert stored.status == "failed" and "artifact_missing" in stored.reason
