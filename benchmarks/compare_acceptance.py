@@ -16,7 +16,7 @@ and >= 95% of the slowed cells regressed at +10%. This script:
    with the A run just before it;
 3. judges every pair three ways, all with the default thresholds (5% minimum effect,
    alpha 0.05): the stored runs as a default suite measures them (the first 3 trials:
-   too few for a test over trials, so the raw-samples basis), the stored runs with all
+   Welch's t over the log trial medians), the stored runs with all
    ``--trials`` trials (the trials basis), and an interleaved re-measurement planned as
    ``harness compare --interleave`` plans it (base and candidate alternately, at least
    ``--rounds`` rounds per cell, more until the ratio is known to +-4%, at most
@@ -224,10 +224,10 @@ def main() -> int:
             elif last_a is not None:
                 pairs.append((kind, last_a, run_id))
 
-        samples_mode = f"stored, {DEFAULT_TRIALS_OF_A_SUITE} trials (raw-samples basis)"
-        trials_mode = f"stored, {args.trials} trials (trials basis)"
+        default_mode = f"stored, {DEFAULT_TRIALS_OF_A_SUITE} trials (Welch over trials)"
+        trials_mode = f"stored, {args.trials} trials (Mann-Whitney over trials)"
         interleaved_mode = f"interleaved, {args.rounds}-{args.max_rounds} rounds"
-        modes = {samples_mode: Tally(), trials_mode: Tally()}
+        modes = {default_mode: Tally(), trials_mode: Tally()}
         if not args.no_interleave:
             modes[interleaved_mode] = Tally()
         measured_ratios: dict[str, list[float]] = {}
@@ -239,7 +239,7 @@ def main() -> int:
         with ResultsStore(results / "harness.db") as store:
             for kind, base, new in pairs:
                 for verdict in judge_as_default_suite(store, base, new, DEFAULT_TRIALS_OF_A_SUITE):
-                    modes[samples_mode].add(kind, verdict)
+                    modes[default_mode].add(kind, verdict)
                 for cell in compare_runs(store, base, new).cells:
                     modes[trials_mode].add(kind, cell.latency.verdict)
                 if args.no_interleave:

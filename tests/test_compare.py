@@ -29,6 +29,7 @@ from harness.results.compare import (
     signed_rank_p,
     signed_rank_smallest_p,
     trials_can_decide,
+    welch_log_p,
 )
 from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
 from harness.results.thresholds import default_thresholds, parse_limit
@@ -158,14 +159,13 @@ def test_a_large_change_that_is_not_significant_stays_unchanged():
     assert lat.p_value > 0.05 and lat.verdict is Verdict.UNCHANGED
 
 
-def test_too_few_trials_fall_back_to_samples_which_overstate_significance():
-    """The issue's warning, reproduced: three trials per run whose levels drift by a few
-    percent, tight samples within each trial. Over samples, an A/A pair is 'significant';
-    the 5% effect size keeps it from being called a regression."""
+def test_one_trial_falls_back_to_samples_which_overstate_significance():
+    """The issue's warning, reproduced: one trial per run, levels a few percent apart,
+    tight samples within each trial. Over samples, an A/A pair is 'significant'; the 5%
+    effect size keeps it from being called a regression."""
     rng = np.random.default_rng(14)
-    base_levels, new_levels = [1.0, 1.03, 0.99], [1.04, 1.02, 1.05]
-    base = [v for lvl in base_levels for v in lvl * (1 + 0.002 * rng.standard_normal(200))]
-    new = [v for lvl in new_levels for v in lvl * (1 + 0.002 * rng.standard_normal(200))]
+    base = (1.0 * (1 + 0.002 * rng.standard_normal(200))).tolist()
+    new = (1.04 * (1 + 0.002 * rng.standard_normal(200))).tolist()
     loaded = []
 
     def load() -> tuple[list[float], list[float]]:
@@ -173,11 +173,36 @@ def test_too_few_trials_fall_back_to_samples_which_overstate_significance():
         return base, new
 
     lat = compare_latency_stored(
-        float(np.median(base)), float(np.median(new)), base_levels, new_levels, LATENCY, 0.05, load
+        float(np.median(base)), float(np.median(new)), [1.0], [1.04], LATENCY, 0.05, load
     )
-    assert loaded and lat.basis is Basis.SAMPLES and lat.n_base == 600
+    assert loaded and lat.basis is Basis.SAMPLES and lat.n_base == 200
     assert lat.p_value < 1e-6  # "significant" ...
     assert lat.verdict is Verdict.NOISE  # ... but below the minimum effect
+
+
+def test_welch_on_log_medians_against_scipy():
+    base, new = [1.0, 1.03, 0.99], [1.2, 1.25, 1.18]
+    expected = sps.ttest_ind(np.log(new), np.log(base), equal_var=False).pvalue
+    assert welch_log_p(base, new) == pytest.approx(expected)
+    assert welch_log_p(base, new) == welch_log_p(new, base)
+    assert welch_log_p([1.0], new) == 1.0  # no spread on one side: nothing to test
+    assert welch_log_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert welch_log_p([1.0, 1.0], [2.0, 2.0]) == 0.0
+
+
+def test_three_trials_are_tested_over_trials_with_welch():
+    """A default suite measures three trials: too few for Mann-Whitney at 0.05, enough
+    for Welch's t on the log medians, so the test stays over independent processes."""
+    drifting = [1.0, 1.06, 0.97]  # the drift seen between back-to-back processes here
+    a_a = compare_latency_stored(
+        1.0, 1.03, drifting, [1.03, 0.98, 1.05], LATENCY, 0.05, _no_samples
+    )
+    assert a_a.basis is Basis.TRIALS and a_a.test == "welch-t-log" and a_a.n_base == 3
+    assert a_a.verdict is Verdict.UNCHANGED  # the samples basis called this kind significant
+    slower = compare_latency_stored(
+        1.0, 1.3, [1.0, 1.02, 0.99], [1.3, 1.32, 1.28], LATENCY, 0.05, _no_samples
+    )
+    assert slower.p_value < 0.01 and slower.verdict is Verdict.REGRESSED
 
 
 def test_interleaved_pairs_cancel_drift_that_hides_a_ten_percent_slowdown():
@@ -256,15 +281,25 @@ def test_runs_with_many_trials_compare_over_trials(tmp_path):
     assert not any("raw samples" in w for w in comparison.warnings)
 
 
-def test_three_trials_are_tested_on_samples_with_a_warning(tmp_path):
+def test_three_trials_are_tested_over_trials_without_a_warning(tmp_path):
     store, base, new = two_runs(tmp_path / "h.db", [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
     with store:
         comparison = compare_runs(store, base, new)
     [cell] = comparison.cells
-    assert cell.latency.basis is Basis.SAMPLES and cell.latency.n_base == 90
+    assert cell.latency.basis is Basis.TRIALS and cell.latency.test == "welch-t-log"
+    assert cell.verdict in (Verdict.UNCHANGED, Verdict.NOISE) and not comparison.regressed
+    assert not any("raw samples" in w for w in comparison.warnings)
+
+
+def test_one_trial_is_tested_on_samples_with_a_warning(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", [1.0], [1.0])
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    assert cell.latency.basis is Basis.SAMPLES and cell.latency.n_base == 30
     assert cell.verdict in (Verdict.UNCHANGED, Verdict.NOISE) and not comparison.regressed
     [warning] = [w for w in comparison.warnings if "raw samples" in w]
-    assert "(3 vs 3)" in warning and "--interleave" in warning
+    assert "trials 1 vs 1" in warning and "--interleave" in warning
 
 
 def test_cells_are_matched_and_nothing_is_dropped(tmp_path):
@@ -379,7 +414,7 @@ def test_interleaved_records_replace_the_stored_latency_basis(tmp_path):
     assert cell.latency.basis is Basis.INTERLEAVED and cell.verdict is Verdict.REGRESSED
     assert cell.latency.ratio == pytest.approx(1.2) and comparison.interleave_id == 7
     [cell] = fallback.cells
-    assert cell.latency.basis is Basis.SAMPLES
+    assert cell.latency.basis is Basis.TRIALS
     assert any("interleaved re-measurement failed: timeout" in n for n in cell.notes)
     assert any("could not be re-measured" in w for w in fallback.warnings)
 
@@ -399,7 +434,7 @@ def test_results_are_frozen_and_serialise_to_json(tmp_path):
     assert back["cells"][0]["size"]["change"] == -1.0
     assert data["base"]["id"] == base and data["new"]["git_commit"] == "bbbb2222"
     assert set(data["cells"][0]) >= {"model", "verdict", "latency", "memory_peak", "accuracy"}
-    assert back["cells"][0]["latency"]["basis"] == "samples"
+    assert back["cells"][0]["latency"]["basis"] == "trials"
 
 
 # --- the golden pin ---------------------------------------------------------------------------
@@ -487,12 +522,13 @@ def test_golden_regression_is_found_and_the_a_a_pair_mostly_is_not(tmp_path):
     machines = json.loads(compare_json_on_golden(tmp_path / "b", "3", "4"))
     assert any("different machines" in w for w in machines["warnings"])
     assert any("onnxruntime 1.31.1 -> 1.31.0" in w for w in machines["warnings"])
-    assert any("(3 vs 3)" in w for w in machines["warnings"])
+    assert not any("raw samples" in w for w in machines["warnings"])
 
-    # Three trials per cell leave only the raw samples to test on: the A/A pair still
-    # calls most cells unchanged or noise, the effect size doing the work (see the doc).
+    # Three trials per cell, tested over the trials (Welch on the log medians): the A/A
+    # pair, whose trials drift by a few percent, has nothing regressed or improved.
     a_a = json.loads(compare_json_on_golden(tmp_path / "c", "1", "2"))
-    assert a_a["counts"]["regressed"] + a_a["counts"]["improved"] <= 2
+    assert a_a["counts"]["regressed"] + a_a["counts"]["improved"] == 0
+    assert not a_a["regressed"]
 
 
 if __name__ == "__main__":

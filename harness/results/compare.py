@@ -11,16 +11,18 @@ Latency verdicts: ``regressed``/``improved`` when the difference is significant 
 default); ``noise`` when it is significant but smaller; ``unchanged`` when it is not
 significant. What the test runs over (its *basis*) matters more than which test it is:
 
-* ``trials``: Mann-Whitney U over each cell's per-trial medians. Each trial is its own
-  runner process, and back-to-back processes here differ by 6-27% in p50 (memory
-  layout, frequency, co-tenants are drawn once per process), so trials are the
-  independent observations. Used when both cells have enough trials for the exact test
-  to reach ``alpha`` at all (4 and 4 at 0.05: with 3 and 3 the smallest possible
-  p-value is 0.1).
-* ``samples``: Mann-Whitney U over the raw samples, when trials are too few. Samples
-  share their process's draw of layout, frequency and co-tenants, so they are not
-  independent observations of the cell and this basis calls most A/A pairs
-  significant; the effect size then does the work, and the comparison warns.
+* ``trials``: a test over each cell's per-trial medians. Each trial is its own runner
+  process, and back-to-back processes here differ by 6-27% in p50 (memory layout,
+  frequency, co-tenants are drawn once per process), so trials are the independent
+  observations. Mann-Whitney U when both cells have enough trials for the exact test to
+  reach ``alpha`` at all (4 and 4 at 0.05); with 2 or 3 trials a side (3 is the default
+  of a suite, where the smallest possible Mann-Whitney p-value is 0.1) Welch's t-test
+  on the log trial medians, which can decide with so few because it uses their spread.
+* ``samples``: Mann-Whitney U over the raw samples, when a cell has a single trial and
+  so no spread between processes to test against. Samples share their process's draw
+  of layout, frequency and co-tenants, so they are not independent observations of the
+  cell and this basis calls most A/A pairs significant; the effect size then does the
+  work, and the comparison warns.
 * ``interleaved``: the Wilcoxon signed-rank test over paired rounds of an interleaved
   re-measurement (base and candidate run alternately, see
   :mod:`harness.runner.interleave`); pairing removes the drift both sides share. The
@@ -81,6 +83,20 @@ def trials_can_decide(n_base: int, n_new: int, alpha: float) -> bool:
     """Whether a test over this many trials per side can be significant at ``alpha``
     (and each side has a spread at all: one trial is one process)."""
     return min(n_base, n_new) >= 2 and mann_whitney_smallest_p(n_base, n_new) < alpha
+
+
+def welch_log_p(base: Sequence[float], new: Sequence[float]) -> float:
+    """Two-sided Welch t-test p-value on the logs of two sets of positive values (trial
+    medians): log, because process-to-process drift is multiplicative. 1.0 when a side
+    has fewer than two values or nothing varies at all."""
+    if len(base) < 2 or len(new) < 2:
+        return 1.0
+    log_base, log_new = [math.log(v) for v in base], [math.log(v) for v in new]
+    if statistics.pvariance(log_base) == 0 and statistics.pvariance(log_new) == 0:
+        # Identical trials on each side: nothing to test against (scipy would divide by 0).
+        return 1.0 if log_base[0] == log_new[0] else 0.0
+    p = float(sps.ttest_ind(log_new, log_base, equal_var=False).pvalue)
+    return 1.0 if math.isnan(p) else p
 
 
 def signed_rank_smallest_p(rounds: int) -> float:
@@ -202,21 +218,29 @@ def compare_latency_stored(
     alpha: float,
     load_samples: Callable[[], tuple[Sequence[float], Sequence[float]]],
 ) -> LatencyComparison:
-    """Latency of two stored cells: the test over trials when they can decide, else over
-    the raw samples (``load_samples`` returns (base, new); called only then)."""
+    """Latency of two stored cells: a test over trials when both have two or more
+    (Mann-Whitney U when it can reach ``alpha``, else Welch's t on the log medians), else
+    over the raw samples (``load_samples`` returns (base, new); called only then)."""
     ratio = new_p50 / base_p50 if base_p50 > 0 else math.inf
-    if trials_can_decide(len(base_trial_p50s), len(new_trial_p50s), alpha):
-        basis, base_obs, new_obs = Basis.TRIALS, base_trial_p50s, new_trial_p50s
+    n_base, n_new = len(base_trial_p50s), len(new_trial_p50s)
+    base_obs: Sequence[float] = base_trial_p50s
+    new_obs: Sequence[float] = new_trial_p50s
+    if trials_can_decide(n_base, n_new, alpha):
+        basis, test = Basis.TRIALS, "mann-whitney-u"
+        p_value = mann_whitney_p(base_obs, new_obs)
+    elif min(n_base, n_new) >= 2:
+        basis, test = Basis.TRIALS, "welch-t-log"
+        p_value = welch_log_p(base_obs, new_obs)
     else:
-        basis = Basis.SAMPLES
+        basis, test = Basis.SAMPLES, "mann-whitney-u"
         base_obs, new_obs = load_samples()
-    p_value = mann_whitney_p(base_obs, new_obs)
+        p_value = mann_whitney_p(base_obs, new_obs)
     return LatencyComparison(
         base_p50=base_p50,
         new_p50=new_p50,
         ratio=ratio,
         basis=basis,
-        test="mann-whitney-u",
+        test=test,
         p_value=p_value,
         n_base=len(base_obs),
         n_new=len(new_obs),
@@ -646,10 +670,11 @@ def compare_runs(
         )
         trials_text = ", ".join(f"{a} vs {b}" for a, b in sizes)
         warnings.append(
-            f"{len(on_samples)} cell(s) tested on raw samples: their trials ({trials_text}) are "
-            f"too few for a test over trials at alpha {alpha:g}, and samples of single runs "
-            "share each process's drift, so significance is overstated (the minimum effect "
-            "size decides); measure with [measure] trials >= 4 or compare with --interleave"
+            f"{len(on_samples)} cell(s) tested on raw samples: with trials {trials_text} there "
+            "is no spread between processes to test against, and samples of one process "
+            "share its drift, so significance is overstated (the minimum effect size "
+            "decides); measure with [measure] trials >= 2 (3 by default) or compare with "
+            "--interleave"
         )
     few_rounds = [
         c
