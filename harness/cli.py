@@ -132,17 +132,15 @@ def _open_store(results: Path):
 
 
 def _resolve_run(store, spec: str | None) -> int:
-    if spec in (None, "latest"):
+    """A run named as compare names one: an id, latest, latest~N or a git commit."""
+    from harness.results.selection import resolve_run
+
+    if spec is None or spec.strip() == "latest":
         latest = store.latest_run()
         if latest is None:
             raise HarnessError(f"{store.path}: the store has no runs yet")
         return latest.id
-    try:
-        run_id = int(spec)
-    except ValueError:
-        raise HarnessError(f"run {spec!r}: expected a run id (an integer) or 'latest'") from None
-    store.get_run(run_id)
-    return run_id
+    return resolve_run(store, spec).id
 
 
 REPORT_FORMATS = ("table", "markdown", "csv", "json", "html", "pytest-benchmark")

@@ -297,6 +297,39 @@ def test_unknown_and_failed_variants_are_never_recommended():
     assert recommend("digits-cnn", variants, 0.005).variant == "c"
 
 
+def test_a_valid_measurement_that_fits_is_preferred_to_an_invalid_one():
+    variants = fits(
+        [
+            ok_cell("int8", accuracy=0.99, p90=2.0, validity=["unstable"]),  # best on paper
+            ok_cell("pruned", accuracy=0.97, p90=3.0),
+            ok_cell("fp32", accuracy=0.96, p90=4.0, validity=["throttled"]),
+        ]
+    )
+    assert [v.verdict.value for v in variants] == ["fits"] * 3  # verdicts stay per budget
+    rec = recommend("digits-cnn", variants, 0.005)
+    assert (rec.variant, rec.fitting) == ("pruned", 3)
+    assert rec.reason == (
+        "the only validly measured variant that fits every budget (accuracy 97.0%); "
+        "set aside as not validly measured: int8/onnxruntime (unstable), "
+        "fp32/onnxruntime (throttled)"
+    )
+
+
+def test_a_pick_among_invalid_measurements_says_to_measure_again():
+    variants = fits(
+        [
+            ok_cell("int8", accuracy=0.99, p90=2.0, validity=["unstable"]),
+            ok_cell("fp32", accuracy=0.96, p90=4.0, validity=["throttled", "unstable"]),
+        ]
+    )
+    rec = recommend("digits-cnn", variants, 0.005)
+    assert rec.variant == "int8"
+    assert rec.reason.endswith(
+        "but no variant that fits has a valid measurement (throttled, unstable): "
+        "measure again before shipping on this number"
+    )
+
+
 # --- budgets: inheritance, overrides, parsing ----------------------------------------
 
 

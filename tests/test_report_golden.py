@@ -125,3 +125,30 @@ def test_pinned_json_keeps_the_foundation_fields_and_adds_the_comparison() -> No
     failed = [c for c in cells if c["verdict"] == "failed"]
     assert failed and all(c["vs_baseline"] is None and c["reason"] for c in failed)
     assert [c["verdict"] for c in cells].count("invalid") == 1
+
+
+@pytest.mark.parametrize("spec", ["latest", "latest~1", "2", "8b0e4d2c"])
+def test_report_and_fit_name_runs_as_compare_does(
+    golden_results: Path, spec: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An id, latest, latest~N or a commit prefix: the same names compare takes."""
+    from harness.cli import main
+
+    expected_run = {"latest": 4, "latest~1": 3, "2": 2, "8b0e4d2c": 2}[spec]
+    assert main(["report", spec, "--results", str(golden_results), "--format", "json"]) == 0
+    cells = json.loads(capsys.readouterr().out)
+    with ResultsStore(golden_results / "harness.db") as store:
+        assert len(cells) == len(store.cells(expected_run))
+    code = main(
+        ["fit", spec, "--results", str(golden_results), "--budget", "p90_ms=5", "--format", "json"]
+    )
+    assert code == 0 and json.loads(capsys.readouterr().out)["run_id"] == expected_run
+
+
+def test_report_refuses_a_run_name_it_cannot_resolve(
+    golden_results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    assert main(["report", "no-such-run", "--results", str(golden_results)]) == 2
+    assert "expected a run id, 'latest', 'latest~N' or a git commit" in capsys.readouterr().err

@@ -723,20 +723,48 @@ def _show_quality(basis: str, value: float) -> str:
     return f"{basis} {value * 100:.1f}%"
 
 
+def _validity_reasons(fit: VariantFit) -> list[str]:
+    if fit.validity in (None, "ok"):
+        return []
+    return [str(r) for r in fit.validity] if isinstance(fit.validity, list) else [str(fit.validity)]
+
+
 def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recommendation:
     """The variant to ship: the best accuracy among those that fit; accuracies within
-    ``tolerance`` of the best are a tie, which the lowest p90 latency breaks."""
-    fits = [f for f in variants if f.verdict is Verdict.FITS]
-    if not fits:
+    ``tolerance`` of the best are a tie, which the lowest p90 latency breaks. Variants
+    whose measurement is not valid (throttled, unstable, ...) still get their verdict,
+    but a valid one that fits is preferred, and a pick from invalid ones says so."""
+    fitting = [f for f in variants if f.verdict is Verdict.FITS]
+    if not fitting:
         return Recommendation(model, None, None, 0, _no_fit_reason(model, variants))
+    valid = [f for f in fitting if not _validity_reasons(f)]
+    set_aside = [f for f in fitting if _validity_reasons(f)]
+    fits = valid or fitting
+    pick, reason = _rank(fits, tolerance, "validly measured " if set_aside and valid else "")
+    if valid and set_aside:
+        names = ", ".join(f"{f.name} ({', '.join(_validity_reasons(f))})" for f in set_aside)
+        reason += f"; set aside as not validly measured: {names}"
+    elif not valid:
+        reasons = sorted({r for f in fitting for r in _validity_reasons(f)})
+        reason += (
+            f"; but no variant that fits has a valid measurement ({', '.join(reasons)}): "
+            "measure again before shipping on this number"
+        )
+    return Recommendation(model, pick.variant, pick.runtime, len(fitting), reason)
+
+
+def _rank(fits: list[VariantFit], tolerance: float, qualifier: str = "") -> tuple[VariantFit, str]:
+    """The best of ``fits`` (not empty) by quality with the latency tie-break, and why;
+    ``qualifier`` narrows what the reason calls them ("validly measured ")."""
     basis = _quality_basis(fits)
     if basis is None:
         pick = min(fits, key=_p90_key)
         reason = (
-            f"the lowest p90 ({_num(_p90_key(pick))} ms) of the {len(fits)} variants that fit; "
+            f"the lowest p90 ({_num(_p90_key(pick))} ms) of the {len(fits)} "
+            f"{qualifier}variants that fit; "
             "not every one has an accuracy or agreement to rank by"
         )
-        return Recommendation(model, pick.variant, pick.runtime, len(fits), reason)
+        return pick, reason
 
     def quality(fit: VariantFit) -> float:
         value = fit.metrics[basis]
@@ -745,8 +773,9 @@ def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recom
 
     if len(fits) == 1:
         [pick] = fits
-        reason = f"the only variant that fits every budget ({_show_quality(basis, quality(pick))})"
-        return Recommendation(model, pick.variant, pick.runtime, 1, reason)
+        shown = _show_quality(basis, quality(pick))
+        reason = f"the only {qualifier}variant that fits every budget ({shown})"
+        return pick, reason
     best = max(quality(f) for f in fits)
     # A small epsilon: 0.985 - 0.005 must tie with 0.98 despite binary floats.
     tied = [f for f in fits if quality(f) >= best - tolerance - 1e-12]
@@ -756,24 +785,26 @@ def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recom
     if len(tied) == 1:
         runner_up = max((f for f in fits if f is not pick), key=quality)
         reason = (
-            f"the best {basis} ({pct[id(pick)]}) of the {len(fits)} variants that fit; "
+            f"the best {basis} ({pct[id(pick)]}) of the {len(fits)} {qualifier}variants "
+            "that fit; "
             f"next: {runner_up.name} at {pct[id(runner_up)]}"
         )
     elif quality(pick) >= best - 1e-12:
         slower = min((f for f in tied if f is not pick), key=_p90_key)
         reason = (
-            f"the best {basis} ({pct[id(pick)]}) of the {len(fits)} variants that fit; "
+            f"the best {basis} ({pct[id(pick)]}) of the {len(fits)} {qualifier}variants "
+            "that fit; "
             f"{slower.name} is {tie} ({pct[id(slower)]}) but slower "
             f"(p90 {_num(_p90_key(pick))} ms against {_num(_p90_key(slower))} ms)"
         )
     else:
         most = max(tied, key=lambda f: (quality(f), -_p90_key(f)))
         reason = (
-            f"{basis} {pct[id(pick)]} is {tie} of the best of the {len(fits)} variants that "
-            f"fit ({most.name}, {pct[id(most)]}) and its p90 is lower "
+            f"{basis} {pct[id(pick)]} is {tie} of the best of the {len(fits)} "
+            f"{qualifier}variants that fit ({most.name}, {pct[id(most)]}) and its p90 is lower "
             f"({_num(_p90_key(pick))} ms against {_num(_p90_key(most))} ms)"
         )
-    return Recommendation(model, pick.variant, pick.runtime, len(fits), reason)
+    return pick, reason
 
 
 def assess_device(

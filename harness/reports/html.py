@@ -308,6 +308,13 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
+def _validity_text(validity: Any) -> str:
+    """A fit variant's validity ("ok", a list of reasons, or None when not measured)."""
+    if validity is None:
+        return "-"
+    return ", ".join(map(str, validity)) if isinstance(validity, list) else str(validity)
+
+
 def _fit_html(section: OptionalSection) -> str:
     parts = [
         "<!-- optional section: hardware fit, from harness.reports.fit -->",
@@ -330,12 +337,14 @@ def _fit_html(section: OptionalSection) -> str:
             f'{_e(v.get("runtime"))}/{_e(device.get("device"))}">'
             f"<td>{_e(v.get('model'))}</td><td>{_e(v.get('variant'))}</td>"
             f"<td>{_e(v.get('runtime'))}</td><td>{_e(v.get('verdict'))}</td>"
-            f'<td class="text">{_e(v.get("summary"))}</td></tr>'
+            f'<td class="text">{_e(v.get("summary"))}</td>'
+            f"<td>{_e(_validity_text(v.get('validity')))}</td></tr>"
             for v in device.get("variants", [])
         )
         parts.append(
             "<table><thead><tr><th>model</th><th>variant</th><th>runtime</th>"
-            f"<th>verdict</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+            "<th>verdict</th><th>why</th><th>validity</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
         )
         recs = "".join(
             f"<li><b>{_e(r.get('model'))}</b>: "
