@@ -222,7 +222,7 @@ def test_in_headless_chromium_every_row_and_image_is_there_and_nothing_logged(
         [
             *common,
             f"--user-data-dir={tmp_path / 'profile-shot'}",
-            "--window-size=1280,2000",
+            "--window-size=1280,9000",  # tall enough for the plots, not only the tables
             f"--screenshot={screenshot}",
             url,
         ],
