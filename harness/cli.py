@@ -542,12 +542,22 @@ def cmd_devices_trust(args: argparse.Namespace) -> int:
         raise HarnessError(
             f"device {profile.name} is {profile.kind!r}: only ssh devices have a host key"
         )
+    import paramiko
+
     target = resolve_target(profile)
     try:
         presented = fetch_host_key(target)
     except OSError as exc:
         raise HarnessError(
             f"cannot reach {target.host}:{target.port} to read its host key: {exc}"
+        ) from None
+    except (paramiko.SSHException, EOFError) as exc:
+        # Something answered but no key exchange happened: not an sshd on that port, or
+        # one that closed on us (MaxStartups, a firewall, a banner it never sent).
+        raise HarnessError(
+            f"{target.host}:{target.port} did not complete an SSH key exchange, so there "
+            f"is no host key to show ({type(exc).__name__}: {exc}); check connection.host "
+            f"and connection.port in the profile of {profile.name} and that sshd runs there"
         ) from None
     console = _console()
     console.print(

@@ -35,6 +35,11 @@ class UnsupportedError(HarnessError):
     """A runtime or recipe cannot do what was asked on this target (e.g. no fp16 kernels)."""
 
 
+class ModelError(HarnessError):
+    """A user's model source failed to build (e.g. its factory raised); the message
+    names the source and the original error, which is chained as the cause."""
+
+
 class RecipeError(HarnessError):
     """A recipe failed while transforming a model."""
 

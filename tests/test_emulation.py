@@ -1,16 +1,20 @@
 """Emulated devices: caps through real cgroups (as root), and the fallback without them.
 
-Tests that need writable cgroups skip with the reason when they are not; the fallback
-tests point the cgroup root at a read-only temporary directory.
+Tests that need writable cgroups skip with the reason when they are not. The fallback
+tests point the cgroup root at a directory that is not a cgroup tree, or at a cgroup
+tree mounted read-only (a bind of the real v1 hierarchies, a v2-shaped tmpfs), which
+takes the "there but not writable" branches.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import statistics
 import subprocess
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,10 +49,72 @@ needs_cgroups = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 
 @pytest.fixture
 def readonly_root(tmp_path: Path) -> Path:
+    # Not a cgroup tree at all (the mode does not stop root): the "no cgroups here"
+    # fallback. A tree that is there but read-only is readonly_cgroup_v1/v2 below.
     root = tmp_path / "cgroup-ro"
     root.mkdir()
     root.chmod(0o555)
     return root
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True, text=True)
+
+
+def _unmount(targets: list[Path]) -> None:
+    for target in reversed(targets):
+        subprocess.run(["umount", str(target)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def readonly_cgroup_v1(tmp_path: Path) -> Iterator[Path]:
+    """This machine's own v1 hierarchies, bound read-only under a temporary root.
+
+    ``remount,bind,ro`` changes only the new bind's flags; the real hierarchies stay
+    writable for everything else.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    root = tmp_path / "cgroup-v1-ro"
+    mounted: list[Path] = []
+    try:
+        for name in ("cpuset", "cpu", "memory"):
+            source = CGROUP_ROOT / name
+            if not (source / "cgroup.procs").is_file():
+                pytest.skip(f"no cgroup v1 {name} hierarchy at {source} to bind")
+            target = root / name
+            target.mkdir(parents=True)
+            try:
+                _mount("--bind", str(source), str(target))
+            except subprocess.CalledProcessError as exc:
+                pytest.skip(f"mount is not permitted here: {exc.stderr.strip()}")
+            mounted.append(target)
+            _mount("-o", "remount,bind,ro", str(target))
+        yield root
+    finally:
+        _unmount(mounted)
+
+
+@pytest.fixture
+def readonly_cgroup_v2(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs laid out like a cgroup v2 root (what detect_version looks for), then
+    remounted read-only: the setup finds its controllers but can write nothing."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount")
+    root = tmp_path / "cgroup-v2-ro"
+    root.mkdir()
+    try:
+        _mount("-t", "tmpfs", "-o", "size=1m,mode=755", "harness-test", str(root))
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"mount is not permitted here: {exc.stderr.strip()}")
+    try:
+        (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+        (root / "cgroup.subtree_control").write_text("")
+        (root / "cgroup.procs").write_text("")
+        _mount("-o", "remount,ro", str(root))  # this tmpfs only
+        yield root
+    finally:
+        _unmount([root])
 
 
 def profile(name: str = "cap-emulated", **caps: object) -> DeviceProfile:
@@ -127,6 +193,62 @@ def test_fallback_without_cgroups_is_taken_and_reported(
     assert record["warnings"] and "falling back" in caplog.text
     assert out.split() == [f"[{sorted(os.sched_getaffinity(0))[0]}]", str(3000 * 2**20)]
     assert list(readonly_root.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("tree", "version"), [("readonly_cgroup_v1", 1), ("readonly_cgroup_v2", 2)]
+)
+def test_a_cgroup_tree_that_is_there_but_read_only_falls_back_and_says_so(
+    tree: str, version: int, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    root: Path = request.getfixturevalue(tree)
+    # A cgroup tree as far as the harness can tell, which nothing can be written to.
+    assert cgroups.detect_version(root) == version
+    probe_dir = root / ("cpu" if version == 1 else "") / "harness-write-probe"
+    try:
+        probe_dir.mkdir()
+    except OSError as exc:
+        assert exc.errno == errno.EROFS, exc
+    else:
+        probe_dir.rmdir()
+        pytest.fail(f"{root} is writable")
+
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.5, memory_mb=3000)
+    with cgroups.sandbox("ro", caps, root) as box:
+        probe = (
+            "import os, resource; print(sorted(os.sched_getaffinity(0)), "
+            "resource.getrlimit(resource.RLIMIT_AS)[0])"
+        )
+        out = subprocess.run(
+            [*box.prefix, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout
+    assert box.version is None and box.dirs == {}
+    assert out.split() == [f"[{sorted(os.sched_getaffinity(0))[0]}]", str(3000 * 2**20)]
+    warnings = box.record["warnings"]
+    assert not any("no writable cgroup tree" in w for w in warnings)  # not the other branch
+    if version == 1:
+        for controller in ("cpuset", "cpu", "memory"):
+            assert any(
+                w.startswith(f"{controller}: cannot create a cgroup under")
+                and "Read-only file system" in w
+                for w in warnings
+            ), warnings
+    else:
+        assert any(w.startswith("cgroup v2:") and "Read-only file system" in w for w in warnings), (
+            warnings
+        )
+
+    # And through the runner: the result says how the caps were held, and what was not.
+    artifact = tmp_path / "chain.onnx"
+    shape = matmul_model(artifact, layers=2)
+    device = EmulatedDevice(profile(cores=1, speed_factor=0.5, memory_mb=8192), cgroup_root=root)
+    emulation = run_device(device, artifact, shape)["emulation"]
+    assert emulation["method"] == "fallback"
+    assert emulation["cores"].startswith("sched_setaffinity")
+    assert emulation["memory"].startswith("RLIMIT_AS 8192 MB")
+    assert emulation["speed"] is None
+    assert any(s.startswith("speed:") for s in emulation["not_enforced"])
+    assert any("Read-only file system" in w for w in emulation["warnings"])
 
 
 @needs_cgroups

@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
+import json
+import os
+import re
+import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+import harness.devices.ssh as ssh_module
+import harness.suite.walk as walk_module
 from harness.cli import main
 from harness.devices.config import DeviceProfile, load_profile
 from harness.devices.ssh import SshDevice
@@ -69,6 +78,93 @@ def cli(*argv: str) -> tuple[int, str]:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+ONE_TRIAL = FAST_MEASURE + "trials = 1\n"
+BROKEN_FACTORY = "def make():\n    raise RuntimeError('factory boom')\n"
+
+
+def board_suite(tmp_path: Path, body: str) -> Path:
+    """A suite that finds the boards in ``tmp_path/devices`` besides the repo's."""
+    path = write_suite(tmp_path, body)
+    repo_devices = f'device_dirs = ["{REPO / "devices"}"]'
+    text = path.read_text()
+    assert repo_devices in text
+    path.write_text(
+        text.replace(
+            repo_devices, f'device_dirs = ["{tmp_path / "devices"}", "{REPO / "devices"}"]'
+        )
+    )
+    return path
+
+
+def walk_suite(
+    suite_path: Path, results: Path, prepare: Callable[[SuiteWalker], None] = lambda w: None
+) -> tuple[Any, dict[tuple[str, str], Any], str]:
+    """Walk once: the summary, the cells by (model, device) and the run's status."""
+    walker = SuiteWalker(load_suite(suite_path), results)
+    prepare(walker)
+    try:
+        summary = walker.walk()
+        cells = {(c.model, c.device): c for c in walker.store.cells(summary.run_id)}
+        status = walker.store.get_run(summary.run_id).status
+    finally:
+        walker.close()
+    return summary, cells, status
+
+
+def group_members(pgid: int) -> list[list[str]]:
+    """Command lines of the live (not zombie) processes in process group ``pgid``."""
+    out = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(proc.info["cmdline"] or [])
+        except (ProcessLookupError, PermissionError):
+            pass
+    return out
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float) -> Any:
+    """``check()`` polled until it is truthy or the time is up; its last value."""
+    deadline = time.monotonic() + timeout_s
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = check()
+    return value
+
+
+def runner_group(work: Path, timeout_s: float = 20.0) -> int:
+    """The process group of a runner started under ``work``: read from its run dir's
+    ``pid`` once ``timeout`` or the runner (not only the launcher before them, whose
+    command line is ``python -c ...``) is in the group."""
+
+    def found() -> int | None:
+        for pid_file in (work / "runs").glob("*/pid"):
+            try:
+                pgid = int(pid_file.read_text())
+            except (OSError, ValueError):  # being written
+                continue
+            if any("job.json" in cmd and "-c" not in cmd for cmd in group_members(pgid)):
+                return pgid
+        return None
+
+    pgid = wait_until(found, timeout_s)
+    assert pgid, f"no runner started under {work}"
+    return pgid
+
+
+def leftovers(work: Path) -> list[list[str]]:
+    """Live processes whose command line or working directory is under ``work``."""
+    out = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        where = [*(proc.info["cmdline"] or []), proc.info["cwd"] or ""]
+        if any(str(work) in part for part in where):
+            out.append(proc.info["cmdline"] or [])
+    return out
 
 
 # --- end to end through the walker ---------------------------------------------------
@@ -352,3 +448,313 @@ def test_an_ssh_config_alias_supplies_host_port_and_user(tmp_path: Path, sshd: T
     assert device.target.user == sshd.user
     assert device.execute("echo $((6*7))").stdout.strip() == "42"
     device.close()
+
+
+# --- the walk with a board: failed builds, one cell at a time per device ------------
+
+
+def test_a_failed_build_is_a_failed_cell_and_the_walk_with_a_board_goes_on(
+    tmp_path: Path, sshd: TestSshd
+) -> None:
+    # With a board in the suite, every artifact is built before the lanes start; a
+    # model whose factory raises must fail its own cells there, not stop the walk.
+    board(tmp_path, sshd)
+    (tmp_path / "brokenmodel.py").write_text(BROKEN_FACTORY)
+    suite_path = board_suite(
+        tmp_path,
+        """
+        name = "ssh-broken-build"
+        runtimes = ["onnxruntime"]
+        devices = ["local", "board"]
+
+        [[models]]
+        name = "broken"
+        factory = "brokenmodel:make"
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        """
+        + ONE_TRIAL,
+    )
+    summary, cells, status = walk_suite(suite_path, tmp_path / "results")
+    assert status == "complete"
+    assert (summary.total, summary.ran, summary.failed) == (4, 4, 2)
+    for device in ("local", "board"):
+        bad = cells[("broken", device)]
+        assert bad.status == "failed"
+        assert bad.result["failure_kind"] == "model_error"
+        assert bad.reason.startswith("model_error: model factory brokenmodel:make raised")
+        assert "factory boom" in bad.reason
+        assert "factory boom" in bad.result["traceback"]  # the user's own frame, to debug
+        good = cells[("tiny", device)]
+        assert good.status == "ok", good.reason
+    assert cells[("tiny", "board")].result["deploy"]["host"].endswith(f":{sshd.port}")
+
+
+def test_each_device_runs_one_cell_at_a_time_and_boards_run_beside_each_other(
+    tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two boards (two sshds, so two lanes) and this machine. Every run on a device is
+    # recorded with its start and end, from a wrapper that then calls the real run.
+    with TestSshd(tmp_path / "sshd2") as sshd2:
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(sshd.known_hosts_line() + sshd2.known_hosts_line())
+        devices = tmp_path / "devices"
+        devices.mkdir()
+        for name, server in (("board", sshd), ("board2", sshd2)):
+            (devices / f"{name}.toml").write_text(
+                server.profile_toml(known_hosts, tmp_path / f"work-{name}")
+            )
+        suite_path = board_suite(
+            tmp_path,
+            """
+            name = "ssh-lanes"
+            runtimes = ["onnxruntime"]
+            devices = ["local", "board", "board2"]
+
+            [[models]]
+            name = "tiny"
+            factory = "tinymodel:make"
+
+            [variants]
+            fp32 = []
+            dyn = ["int8-dynamic"]
+            """
+            + ONE_TRIAL,
+        )
+        runs: list[tuple[str, float, float]] = []
+        cells: list[tuple[str, float, float]] = []
+        lock = threading.Lock()
+        # The first run on each board waits (at most 30 s) until the other board's first
+        # run has begun too: it has, at once, if boards run side by side; if they ran
+        # one after the other, the wait would time out and `met` would say so.
+        started = {"board": threading.Event(), "board2": threading.Event()}
+        met: dict[str, bool] = {}
+
+        def recording(device: Any) -> Any:
+            real = device.run
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                name = device.name
+                if name in started and name not in met:
+                    started[name].set()
+                    other = "board2" if name == "board" else "board"
+                    met[name] = started[other].wait(30)
+                begun = time.perf_counter()
+                try:
+                    return real(*args, **kwargs)
+                finally:
+                    with lock:
+                        runs.append((name, begun, time.perf_counter()))
+
+            monkeypatch.setattr(device, "run", run)
+            return device
+
+        real_open = walk_module.open_device
+        monkeypatch.setattr(walk_module, "open_device", lambda p: recording(real_open(p)))
+
+        def record_cells(walker: SuiteWalker) -> None:
+            real_run_cell = walker.run_cell
+
+            def run_cell(cell: Any, config_hash: str) -> Any:
+                begun = time.perf_counter()
+                try:
+                    return real_run_cell(cell, config_hash)
+                finally:
+                    with lock:
+                        cells.append((cell.device.name, begun, time.perf_counter()))
+
+            monkeypatch.setattr(walker, "run_cell", run_cell)
+
+        summary, _, status = walk_suite(suite_path, tmp_path / "results", record_cells)
+
+    assert status == "complete" and summary.failed == 0, [c.reason for c in summary.failures]
+    assert (summary.total, summary.ran) == (6, 6)
+    assert sorted(name for name, _, _ in cells) == sorted(["local", "board", "board2"] * 2)
+    assert {name for name, _, _ in runs} == {"local", "board", "board2"}
+    for spans in (cells, runs):
+        for device in ("local", "board", "board2"):
+            mine = sorted((b, e) for name, b, e in spans if name == device)
+            for (_, end), (begin, _) in itertools.pairwise(mine):
+                assert end <= begin, f"two runs overlapped on {device}: {mine}"
+    assert met == {"board": True, "board2": True}, "the boards did not run side by side"
+
+
+# --- a runner that outlives its connection or its deadline --------------------------
+
+
+def test_a_runner_past_the_host_deadline_is_stopped_with_its_process_group(
+    tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifact = tmp_path / "m.onnx"
+    shape = matmul_model(artifact, size=64, layers=2)
+    device = SshDevice(board(tmp_path, sshd))
+    endless = MeasureSettings(min_count=10**9, min_seconds=600.0, max_seconds=900.0)
+    # The board's `timeout` would end this run after 60 s; the host's deadline (60 s
+    # plus a grace made -57 s here) ends it after 3 s, through the stop of the orphan.
+    monkeypatch.setattr(ssh_module, "_DEADLINE_GRACE_S", -57.0)
+    work = tmp_path / "work"
+    groups: list[int] = []
+    watcher = threading.Thread(target=lambda: groups.append(runner_group(work)), daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    with pytest.raises(RunnerError) as info:
+        device.run(make_job("onnxruntime", str(artifact), shape, endless), artifact, None, 60)
+    elapsed = time.monotonic() - started
+    watcher.join(5)
+    device.close()
+    assert info.value.kind == "timeout"
+    assert "by the host" in str(info.value)
+    assert elapsed < 20
+    assert groups, "the runner was never seen running"
+    assert wait_until(lambda: not group_members(groups[0]), 5), group_members(groups[0])
+    assert wait_until(lambda: not leftovers(work), 5), leftovers(work)
+    assert list((work / "runs").iterdir()) == []
+
+
+def test_sshd_killed_during_a_run_stops_the_orphan_before_the_retry_runs(
+    tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifact = tmp_path / "m.onnx"
+    shape = matmul_model(artifact, size=64, layers=2)
+    device = SshDevice(board(tmp_path, sshd))
+    endless = MeasureSettings(min_count=10**9, min_seconds=600.0, max_seconds=900.0)
+    # Each attempt's runner would run for 30 s on the board; the host gives each 5 s.
+    monkeypatch.setattr(ssh_module, "_DEADLINE_GRACE_S", -25.0)
+    work = tmp_path / "work"
+    first: list[int] = []
+
+    def cut_the_first_run() -> None:
+        first.append(runner_group(work))
+        sshd.kill()  # sshd and its sessions; the runner lives on, as on a real board
+        time.sleep(0.3)
+        sshd.start()
+
+    watcher = threading.Thread(target=cut_the_first_run, daemon=True)
+    watcher.start()
+    # When the retry reaches its own runner, the first one must already be gone.
+    alive_at_retry: list[list[list[str]]] = []
+    real_execute_runner = device._execute_runner
+
+    def execute_runner(*args: Any, **kwargs: Any) -> Any:
+        if first:  # a retry: give a killed runner a moment to be gone, then look
+            wait_until(lambda: not group_members(first[0]), 3)
+            alive_at_retry.append(group_members(first[0]))
+        return real_execute_runner(*args, **kwargs)
+
+    monkeypatch.setattr(device, "_execute_runner", execute_runner)
+    with pytest.raises(RunnerError) as info:
+        device.run(make_job("onnxruntime", str(artifact), shape, endless), artifact, None, 30)
+    watcher.join(5)
+    device.close()
+    assert first, "sshd was never killed during the run"
+    assert info.value.kind == "timeout"  # the retry ran, to the host's deadline
+    assert alive_at_retry and alive_at_retry[0] == [], alive_at_retry
+    assert wait_until(lambda: not leftovers(work), 5), leftovers(work)
+    assert list((work / "runs").iterdir()) == []
+
+
+# --- no way to log in, something that is not sshd -------------------------------------
+
+
+def agent_only(tmp_path: Path, sshd: TestSshd) -> Path:
+    """A board profile as the shipped ones are: ``agent = true`` and no key file, with
+    a back-off long enough that a retry would show in the time taken."""
+    profile = board(tmp_path, sshd)
+    path = tmp_path / "devices" / "board.toml"
+    text = re.sub(r"^key_file = .*$", "agent = true", path.read_text(), flags=re.M)
+    text = text.replace("retry_backoff_s = 0.2", "retry_backoff_s = 2")
+    path.write_text(text)
+    profile = load_profile(path)
+    assert profile.connection is not None and profile.connection.key_file is None
+    return path
+
+
+def test_no_agent_and_no_key_file_is_auth_failed_with_advice_and_not_retried(
+    tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    agent_only(tmp_path, sshd)
+    devices = str(tmp_path / "devices")
+
+    code, out = cli("devices", "check", "board", "--dir", devices, "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    login = [f for f in report["findings"] if f["topic"] == "login"]
+    assert login and login[0]["level"] == "fail", report["findings"]
+    assert "SSH_AUTH_SOCK is not set" in login[0]["detail"]
+    assert "connection.key_file" in login[0]["detail"] and "ssh-add" in login[0]["detail"]
+
+    connects: list[float] = []
+    real_connect = ssh_module.connect
+
+    def counting_connect(target: Any) -> Any:
+        connects.append(time.monotonic())
+        return real_connect(target)
+
+    monkeypatch.setattr(ssh_module, "connect", counting_connect)
+    suite_path = board_suite(
+        tmp_path,
+        """
+        name = "ssh-no-agent"
+        runtimes = ["onnxruntime"]
+        devices = ["board"]
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        """
+        + ONE_TRIAL,
+    )
+    summary, cells, status = walk_suite(suite_path, tmp_path / "results")
+    assert status == "complete" and summary.failed == 1
+    cell = cells[("tiny", "board")]
+    assert cell.result["failure_kind"] == "auth_failed", cell.reason
+    assert "ssh-add" in cell.reason or "ssh-add" in cell.result["error"]
+    # Three retries with a 2 s back-off would take 14 s and connect four times.
+    assert len(connects) == 1, connects
+    assert cell.result["wall_seconds"] < 30
+
+
+def test_trust_against_a_port_that_is_not_sshd_is_a_clear_error(
+    tmp_path: Path, sshd: TestSshd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board(tmp_path, sshd)
+    # Something that answers, but not with SSH (a web server on the board's port).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def answer() -> None:
+        for _ in range(2):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    path = tmp_path / "devices" / "board.toml"
+    port = server.getsockname()[1]
+    path.write_text(path.read_text().replace(f"port = {sshd.port}", f"port = {port}"))
+    known = (tmp_path / "known_hosts").read_text()
+    try:
+        code, out = cli("devices", "trust", "board", "--dir", str(tmp_path / "devices"), "--yes")
+        err = capsys.readouterr().err
+        assert code == 2, out
+        assert "did not complete an SSH key exchange" in err and "connection.port" in err
+        assert "Traceback" not in err + out
+        assert (tmp_path / "known_hosts").read_text() == known
+
+        code, out = cli("devices", "check", "board", "--dir", str(tmp_path / "devices"))
+        assert code == 1 and "reachable" in out and "cannot reach" in out
+    finally:
+        server.close()

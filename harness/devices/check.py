@@ -9,16 +9,20 @@ Each finding is ``ok``, ``warn`` (numbers may suffer) or ``fail`` (the suite can
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.devices.config import DeviceProfile
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
+
+if TYPE_CHECKING:  # paramiko is imported only when a board is checked
+    from harness.devices.ssh import SshDevice
 
 Level = Literal["ok", "warn", "fail"]
 
@@ -95,73 +99,130 @@ def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
         )
         return None
     findings.append(Finding("ok", "reachable", "this machine"))
-    return json.loads(proc.stdout)
+    return _probe_json(proc.stdout, findings)
+
+
+def _probe_json(text: str, findings: list[Finding]) -> dict[str, Any] | None:
+    """The probe's JSON, or None with a finding that says what came back instead
+    (e.g. a shell profile on the board that prints a banner into every command)."""
+    try:
+        probe = json.loads(text)
+    except ValueError as exc:
+        probe, why = None, f"not JSON ({exc})"
+    else:
+        why = f"a JSON {type(probe).__name__}, not an object"
+    if isinstance(probe, dict):
+        return probe
+    findings.append(
+        Finding(
+            "fail",
+            "runner",
+            f"the runner's probe printed {why}: {text.strip()[:300]!r}",
+            "run the probe by hand (`python3 bench_runner.py --probe DIR`) and see what "
+            "else prints to stdout (a shell profile, a sitecustomize)",
+        )
+    )
+    return None
 
 
 def _probe_ssh(profile: DeviceProfile, findings: list[Finding]) -> dict[str, Any] | None:
-    from harness.devices.ssh import DeployStats, SshDevice
+    import paramiko
+
+    from harness.devices.ssh import SshDevice
 
     device = SshDevice(profile)
     conn = profile.connection
     assert conn is not None
     try:
         try:
+            target = device.target
             session = device.session()
         except RunnerError as exc:
             findings.append(Finding("fail", _TOPIC.get(exc.kind, "reachable"), str(exc)))
             return None
-        except OSError as exc:
-            target = device.target
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # Refused, unreachable, or something that is not an sshd on that port.
             findings.append(
                 Finding(
                     "fail",
                     "reachable",
-                    f"cannot reach {target.host}:{target.port}: {exc}",
+                    f"cannot reach {target.host}:{target.port}: {type(exc).__name__}: {exc}",
                     f"check the board is on and on the network, and connection.host/port in "
                     f"its profile; `ssh -p {target.port} {target.user}@{target.host}` "
                     "should log in",
                 )
             )
             return None
-        findings.append(Finding("ok", "reachable", f"logged in as {device.target.where}"))
-        findings.append(Finding("ok", "host key", f"matches {device.target.known_hosts}"))
-        python = shlex.quote(conn.python)
-        version = device.execute(
-            f"{python} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
-        )
-        if version.exit_status != 0:
+        findings.append(Finding("ok", "reachable", f"logged in as {target.where}"))
+        findings.append(Finding("ok", "host key", f"matches {target.known_hosts}"))
+        try:
+            return _probe_session(device, conn.python, session.workdir, findings)
+        except (RunnerError, OSError, EOFError, paramiko.SSHException) as exc:
+            # The connection dropped, or the SFTP cache could not be written, mid-probe.
             findings.append(
                 Finding(
                     "fail",
-                    "python",
-                    f"{conn.python!r} does not run on the board: {version.stderr.strip()[-300:]}",
-                    "install Python 3.8+ or point connection.python at it",
+                    "runner",
+                    f"the probe failed on the board: {type(exc).__name__}: {exc}",
+                    f"check free space and permissions under connection.workdir "
+                    f"({conn.workdir}), then run the check again",
                 )
             )
             return None
-        found = tuple(int(p) for p in version.stdout.strip().split("."))
-        if found < _MIN_PYTHON:
-            findings.append(
-                Finding(
-                    "fail",
-                    "python",
-                    f"{conn.python} is {version.stdout.strip()}; the runner needs 3.8+",
-                    "install a newer Python and set connection.python to it",
-                )
-            )
-            return None
-        runner = device.push(RUNNER_PATH, DeployStats())
-        probe = device.execute(
-            f"{python} {shlex.quote(runner)} --probe {shlex.quote(session.workdir)}"
-        )
-        if probe.exit_status != 0:
-            findings.append(
-                Finding("fail", "runner", f"the runner's probe failed: {probe.stderr[-500:]}")
-            )
-            return None
-        return json.loads(probe.stdout)
     finally:
         device.close()
+
+
+def _probe_session(
+    device: SshDevice, python_path: str, workdir: str, findings: list[Finding]
+) -> dict[str, Any] | None:
+    from harness.devices.ssh import DeployStats
+
+    python = shlex.quote(python_path)
+    version = device.execute(
+        f"{python} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
+    )
+    if version.exit_status != 0:
+        findings.append(
+            Finding(
+                "fail",
+                "python",
+                f"{python_path!r} does not run on the board: {version.stderr.strip()[-300:]}",
+                "install Python 3.8+ or point connection.python at it",
+            )
+        )
+        return None
+    found = _version_tuple(version.stdout.strip())
+    if found is None or found < _MIN_PYTHON:
+        findings.append(
+            Finding(
+                "fail",
+                "python",
+                f"{python_path} is {version.stdout.strip()!r}; the runner needs 3.8+",
+                "install a newer Python and set connection.python to it",
+            )
+        )
+        return None
+    runner = device.push(RUNNER_PATH, DeployStats())
+    probe = device.execute(f"{python} {shlex.quote(runner)} --probe {shlex.quote(workdir)}")
+    if probe.exit_status != 0:
+        findings.append(
+            Finding(
+                "fail",
+                "runner",
+                f"the runner's probe failed: {probe.stderr[-500:]}",
+                "run it by hand on the board to see why: "
+                f"`{python_path} {runner} --probe {workdir}`",
+            )
+        )
+        return None
+    return _probe_json(probe.stdout, findings)
+
+
+def _version_tuple(text: str) -> tuple[int, int] | None:
+    """``"3.8.10"`` -> ``(3, 8)`` (``"3.13.0rc1"`` too); None when it is no version."""
+    match = re.match(r"\s*(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 _TOPIC = {
@@ -177,7 +238,19 @@ def judge_probe(
 ) -> list[Finding]:
     """Findings from the probe's facts (pure: tested with made-up probes too)."""
     out: list[Finding] = []
-    out.append(Finding("ok", "python", f"Python {probe.get('python')}"))
+    python = str(probe.get("python"))
+    found = _version_tuple(python)
+    if found is not None and found < _MIN_PYTHON:
+        out.append(
+            Finding(
+                "fail",
+                "python",
+                f"Python {python}; the runner needs 3.8+",
+                "install a newer Python and set connection.python to it",
+            )
+        )
+    else:
+        out.append(Finding("ok", "python", f"Python {python}"))
     arch, expected = probe.get("machine"), profile.hardware.arch
     if profile.kind == "ssh" and expected and arch != expected:
         out.append(

@@ -3,7 +3,8 @@
 Remote layout, all under the profile's ``workdir``::
 
     cache/<sha256><suffix>   the runner, artifacts and eval inputs, by content
-    runs/<uuid>/             one runner process: job.json, result.json, stderr.txt ...
+    runs/<uuid>/             one runner process: job.json, result.json, stderr.txt,
+                             pid (its process group, so an orphan can be stopped) ...
 
 A file reaches ``cache/`` only through a temporary ``.part-<uuid>`` name that is renamed
 after the board's own sha256 of it matches ours, so a cut transfer never leaves a file
@@ -14,11 +15,15 @@ and argument (a ``workdir`` with spaces or ``;`` runs nothing). The runner runs 
 the board's ``timeout`` (and a host-side deadline); a run past it is killed and reported
 as ``timeout``. Connection faults are retried with back-off
 (:func:`harness.devices.ssh_connect.with_retries`); what still fails is a failed cell
-with the reason.
+with the reason. The runner runs in a process group of its own, whose id it leaves in
+its run directory: a run whose connection was lost (or that passed the host's deadline)
+is stopped by killing that group before anything else runs on the board, so two runs
+on one board never overlap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -56,6 +61,22 @@ _HASH_CODE = (
     "with open(sys.argv[1],'rb') as f:\n"
     "    for b in iter(lambda:f.read(1<<20),b''): h.update(b)\n"
     "print(h.hexdigest())\n"
+)
+# Run before the runner (see _runner_command): lead a process group of its own, leave
+# its id in ./pid, become argv[1:]. A session leader (what sshd usually starts) already
+# leads its group, and then setpgid fails; any other failure leaves a group shared with
+# something else, which a stop must not kill, so the run refuses to start.
+_LAUNCHER = (
+    "import os,sys\n"
+    "try:\n"
+    "    os.setpgid(0,0)\n"
+    "except OSError:\n"
+    "    pass\n"
+    "if os.getpgid(0)!=os.getpid():\n"
+    "    sys.exit('cannot put the runner in a process group of its own')\n"
+    "with open('pid','w') as f:\n"
+    "    f.write(str(os.getpid()))\n"
+    "os.execvp(sys.argv[1],sys.argv[1:])\n"
 )
 # `timeout` exits 124 when its TERM ended the command; 137 when KILL did (-k).
 _TIMEOUT_EXIT = 124
@@ -118,6 +139,9 @@ class SshDevice(Device):
         self._target: SshTarget | None = None
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._lock = threading.Lock()  # one run at a time on one board
+        # Run dirs whose runner may still be going (a lost connection, a deadline, a
+        # clean-up that failed); stopped before the next runner starts.
+        self._unfinished: list[str] = []
 
     # --- session --------------------------------------------------------------------
 
@@ -181,6 +205,15 @@ class SshDevice(Device):
             if not channel.status_event.wait(timeout_s):
                 raise TimeoutError(f"remote command did not finish within {timeout_s:.0f} s")
             status = channel.recv_exit_status()
+            # -1 is also what a signal death looks like (paramiko ignores exit-signal).
+            # The transport thread records why it ended before it wakes the channels and
+            # only later clears `active`, so look at both.
+            if status == -1 and (
+                transport.saved_exception is not None or not transport.is_active()
+            ):
+                # The connection died under the command: no exit status, but no error
+                # either. A fault to retry, not the command's result.
+                raise ConnectionResetError("ssh connection lost while the command ran")
             return CommandResult(
                 status,
                 stdout.read().decode(errors="replace"),
@@ -265,15 +298,14 @@ class SshDevice(Device):
         timeout_s: float,
     ) -> DeviceRun:
         stats = DeployStats()
-        started: list[str] = []  # run dirs started, so a retry can stop an orphan
 
         def attempt() -> DeviceRun:
-            self._stop_orphans(started)
+            self._stop_orphans()
             runner = self.push(RUNNER_PATH, stats)
             remote_artifact = self.push(artifact, stats)
             remote_inputs = self.push(eval_inputs, stats) if eval_inputs else None
             return self._execute_runner(
-                job_for(job, remote_artifact, None), runner, remote_inputs, timeout_s, started
+                job_for(job, remote_artifact, None), runner, remote_inputs, timeout_s
             )
 
         def on_retry(exc: BaseException) -> None:
@@ -284,15 +316,20 @@ class SshDevice(Device):
         run.result["deploy"] = {**stats.to_dict(), "host": self.target.where}
         return run
 
-    def _stop_orphans(self, started: list[str]) -> None:
-        """Kill the runner of an earlier attempt that lost its connection: two runs on
-        one board must never overlap."""
-        for run_dir in started:
-            # The pattern is the run's hex id only, so no regex or shell character in
-            # the workdir reaches pkill.
-            run_id = posixpath.basename(run_dir)
-            self.execute(f"pkill -KILL -f -- {q('runs/' + run_id)} ; rm -rf -- {q(run_dir)}")
-        started.clear()
+    def _stop_orphans(self) -> None:
+        """Kill the runner of an earlier run or attempt that may still be going (its
+        connection was lost, or it passed the host's deadline) and remove its run dir:
+        two runs on one board must never overlap.
+
+        The runner's process group id is in ``<run_dir>/pid`` (see
+        :meth:`_execute_runner`); killing the group ends ``timeout``, the runner and
+        anything it started, and nothing else. Matching command lines instead would
+        miss them (only their cwd names the run) and hit this very shell.
+        """
+        while self._unfinished:
+            run_dir = self._unfinished[0]
+            self.execute(_stop_command(run_dir))
+            self._unfinished.pop(0)
 
     def _execute_runner(
         self,
@@ -300,12 +337,11 @@ class SshDevice(Device):
         runner: str,
         eval_inputs: str | None,
         timeout_s: float,
-        started: list[str],
     ) -> DeviceRun:
         session = self.session()
         run_dir = posixpath.join(session.workdir, "runs", uuid.uuid4().hex)
         session.sftp.mkdir(run_dir)
-        started.append(run_dir)
+        self._unfinished.append(run_dir)
         job = dict(job)
         if eval_inputs:
             job["eval_inputs"] = eval_inputs
@@ -317,26 +353,32 @@ class SshDevice(Device):
         with session.sftp.open(posixpath.join(run_dir, "job.json"), "w") as fh:
             fh.write(json.dumps(job))
         seconds = max(1, int(timeout_s + 0.999))
-        command = (
-            f"cd {q(run_dir)} && exec timeout -k 5 {seconds} {q(self._python)} {q(runner)} "
-            "job.json result.json >stdout.txt 2>stderr.txt"
-        )
+        command = _runner_command(run_dir, seconds, self._python, runner)
         begun = time.monotonic()
         try:
             outcome = self.execute(command, timeout_s + _DEADLINE_GRACE_S)
         except TimeoutError:
-            self._stop_orphans(started)
-            raise RunnerError(
+            timed_out = RunnerError(
                 f"runner exceeded its {timeout_s:.0f} s time-out on {self.name} and was killed "
                 "(by the host: the board's `timeout` did not end it)",
                 kind="timeout",
-            ) from None
+            )
+            try:
+                self._stop_orphans()
+            except Exception as exc:  # the time-out is the outcome; do not replace it
+                # Still in _unfinished: the next run on this board stops it first.
+                log.warning("device %s: could not stop the timed-out runner: %s", self.name, exc)
+            raise timed_out from None
         elapsed = time.monotonic() - begun
         try:
             return self._collect(session, run_dir, outcome, elapsed, timeout_s)
         finally:
-            self.execute(f"rm -rf -- {q(run_dir)}")
-            started.remove(run_dir)
+            # The run's own outcome (its result, or the error reading it) is what counts;
+            # a clean-up that fails (the connection went) must not replace it. The dir
+            # stays in _unfinished, so the retry or the next run removes it.
+            with contextlib.suppress(Exception):
+                self.execute(f"rm -rf -- {q(run_dir)}")
+                self._unfinished.remove(run_dir)
 
     def _collect(
         self,
@@ -380,6 +422,40 @@ class SshDevice(Device):
         remote = profile.get("etdump")
         if remote and _fetch(sftp, remote, into / "etdump.etdp"):
             profile["etdump"] = str(into / "etdump.etdp")
+
+
+def _runner_command(run_dir: str, seconds: int, python: str, runner: str) -> str:
+    """The shell command that runs the runner in ``run_dir`` under ``timeout``.
+
+    The board's Python first makes the process its own process group and writes that
+    group's id to ``pid``, then ``exec``s ``timeout`` and so the runner, keeping its pid:
+    the group is exactly this run (timeout, the runner, whatever the runner starts) and
+    :func:`_stop_command` can kill it. Python rather than ``setsid -w``, which is not on
+    every board and turns a signal death (how ``timeout`` ends when the runner is
+    OOM-killed) into an ordinary exit code. When the pid file cannot be written (a stop
+    already removed the run dir) the runner does not start.
+    """
+    return (
+        f"cd {q(run_dir)} && exec {q(python)} -c {q(_LAUNCHER)} "
+        f"timeout -k 5 {seconds} {q(python)} {q(runner)} job.json result.json "
+        ">stdout.txt 2>stderr.txt"
+    )
+
+
+def _stop_command(run_dir: str) -> str:
+    """Kill the process group named in ``run_dir/pid`` (if any), then remove the dir.
+
+    Only a plain number above 1 is used: ``kill -- -1`` would signal every process of
+    this user, and an empty pid file (the runner never got that far) leaves nothing to
+    kill. ``kill`` fails harmlessly when the group has already ended.
+    """
+    pid_file = q(posixpath.join(run_dir, "pid"))
+    return (
+        f"pgid=$(cat -- {pid_file} 2>/dev/null); "
+        'case "$pgid" in ""|*[!0-9]*) ;; *) [ "$pgid" -gt 1 ] && '
+        'kill -KILL -- "-$pgid" 2>/dev/null ;; esac; '
+        f"rm -rf -- {q(run_dir)}"
+    )
 
 
 def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:

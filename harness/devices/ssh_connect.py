@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -212,10 +213,46 @@ def connect(target: SshTarget) -> paramiko.SSHClient:
             "(connection.key_file in its profile)",
             kind="auth_failed",
         ) from None
+    except paramiko.SSHException as exc:
+        transport = client.get_transport()
+        authenticating = (
+            transport is not None and transport.is_active() and not transport.is_authenticated()
+        )
+        client.close()
+        if authenticating:
+            # The host key checked out and the link is up, yet no login happened: paramiko
+            # says so with a bare SSHException ("No authentication methods available")
+            # when it had no key to offer. Waiting does not fix that, so it is not retried.
+            raise _no_login_error(target, exc) from None
+        raise
     except BaseException:
         client.close()
         raise
     return client
+
+
+def _agent_state() -> str:
+    """What the SSH agent offers, in words for an error message."""
+    sock = os.environ.get("SSH_AUTH_SOCK")
+    if not sock:
+        return "no SSH agent is running (SSH_AUTH_SOCK is not set)"
+    try:
+        count = len(paramiko.Agent().get_keys())
+    except Exception as exc:  # an agent that cannot be reached is as good as none
+        return f"the SSH agent at {sock} cannot be used ({exc})"
+    return f"the SSH agent at {sock} holds {count} key{'s' if count != 1 else ''}"
+
+
+def _no_login_error(target: SshTarget, exc: BaseException) -> RunnerError:
+    keys = ", ".join(target.key_files) or "none"
+    agent = _agent_state() if target.agent else "connection.agent is false"
+    return RunnerError(
+        f"device {target.device}: could not log in to {target.where} ({exc}): key files: "
+        f"{keys}; {agent}. Set connection.key_file in its profile "
+        f'(e.g. "~/.ssh/id_ed25519"), or start an agent and add your key '
+        f"(`eval $(ssh-agent)` then `ssh-add`)",
+        kind="auth_failed",
+    )
 
 
 def with_retries(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelError
 from harness.models.base import FileModel, ModelBundle, TaskData
 
 __all__ = ["FACTORY_CALIB", "FACTORY_EVAL", "load_factory_model", "load_file_model", "sha256_file"]
@@ -71,7 +71,12 @@ def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelB
             kwargs["cache_dir"] = Path(cache_dir) if cache_dir is not None else None
     except (TypeError, ValueError):  # builtins without a signature
         pass
-    result = factory(**kwargs)
+    try:
+        result = factory(**kwargs)
+    except Exception as exc:
+        # The user's own code failed: a model error to report with its traceback, not a
+        # fault of the harness.
+        raise ModelError(f"model factory {spec} raised {type(exc).__name__}: {exc}") from exc
 
     source = inspect.getsourcefile(py_module) if hasattr(py_module, "__file__") else None
     identity: dict[str, Any] = {"factory": spec}

@@ -26,6 +26,7 @@ from harness.devices.config import DeviceProfile
 from harness.errors import (
     ConfigError,
     ExportError,
+    ModelError,
     RecipeError,
     RunnerError,
     UnsupportedError,
@@ -188,7 +189,9 @@ class SuiteWalker:
                     self._record(summary, run_id, index, cell, record, samples)
             elif lanes:
                 self._walk_lanes(summary, run_id, lanes)
-        except KeyboardInterrupt:
+        except BaseException:
+            # Ctrl-C, or anything else that stops the walk: the run is not running any
+            # more, and what it recorded is whole, so it resumes like an interrupted one.
             self._stop.set()
             self.store.set_run_status(run_id, "interrupted")
             raise
@@ -222,16 +225,24 @@ class SuiteWalker:
         """
         for cells in lanes.values():
             for _, cell, _ in cells:
-                self._prepare(cell)
+                try:
+                    self._prepare(cell)
+                except Exception:
+                    # Kept by _prepare and raised again in run_cell, where it becomes
+                    # this cell's failed record; the rest of the matrix goes on.
+                    pass
         finished: queue.Queue[tuple[str, int, Cell, Any]] = queue.Queue()
 
         def work(cells: list[tuple[int, Cell, str]]) -> None:
-            for index, cell, config_hash in cells:
-                if self._stop.is_set():
-                    break
-                finished.put(("start", index, cell, None))
-                finished.put(("done", index, cell, self.run_cell(cell, config_hash)))
-            finished.put(("lane_end", 0, cells[0][1], None))
+            try:
+                for index, cell, config_hash in cells:
+                    if self._stop.is_set():
+                        break
+                    finished.put(("start", index, cell, None))
+                    finished.put(("done", index, cell, self.run_cell(cell, config_hash)))
+            finally:
+                # Always, or the loop below would wait for this lane forever.
+                finished.put(("lane_end", 0, cells[0][1], None))
 
         threads = [
             threading.Thread(target=work, args=(cells,), name=f"lane {name}", daemon=True)
@@ -298,6 +309,9 @@ class SuiteWalker:
             record, samples = self._failed(base, result, "export_error", str(exc)), []
         except RecipeError as exc:
             record, samples = self._failed(base, result, "recipe_error", str(exc)), []
+        except ModelError as exc:  # the user's factory raised: its traceback helps them
+            result["traceback"] = traceback.format_exc()
+            record, samples = self._failed(base, result, "model_error", str(exc)), []
         except RunnerError as exc:
             result["stderr"] = exc.stderr
             record, samples = self._failed(base, result, exc.kind, str(exc)), []
