@@ -27,7 +27,11 @@ and >= 95% of the slowed cells regressed at +10%. This script:
 
     .venv/bin/python benchmarks/compare_acceptance.py [--cells 4] [--repeats 1]
         [--trials 5] [--rounds 10] [--max-rounds 60] [--slowdowns 5,10,20]
-        [--results DIR] [--no-interleave]
+        [--results DIR] [--reuse-runs] [--no-interleave]
+
+``--reuse-runs`` takes the runs already in ``--results`` (made by an earlier call with
+the same ``--cells``, ``--repeats`` and ``--slowdowns``, in the schedule's order) and
+only judges and interleaves them again.
 
 Runner processes take ~0.5 s here, so the runs take 2-3 minutes (4 cells x 5 trials x
 7 runs) and the interleaved comparisons 5 minutes on a quiet machine (6 pairs x 4 cells
@@ -180,6 +184,9 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=20)
     parser.add_argument("--results", type=Path, default=None, help="default: a temp dir")
     parser.add_argument("--no-interleave", action="store_true")
+    parser.add_argument(
+        "--reuse-runs", action="store_true", help="judge the runs already in --results"
+    )
     args = parser.parse_args()
     # torch's and torchao's own deprecation chatter, printed at every model build.
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -208,7 +215,17 @@ def main() -> int:
             f"results in {results}; load average {os.getloadavg()[0]:.2f}"
         )
         runs: list[tuple[str, int]] = []
-        for kind in schedule:
+        if args.reuse_runs:
+            with ResultsStore(results / "harness.db") as store:
+                stored = [r.id for r in store.runs() if r.suite_name == SUITE_NAME]
+            if len(stored) < len(schedule):
+                raise SystemExit(
+                    f"{results}: {len(stored)} {SUITE_NAME} runs stored, the schedule needs "
+                    f"{len(schedule)}"
+                )
+            runs = list(zip(schedule, stored[: len(schedule)], strict=True))
+            print(f"  reusing runs {runs[0][1]}..{runs[-1][1]}")
+        for kind in [] if args.reuse_runs else schedule:
             t0 = time.perf_counter()
             run_id = walk(suites[kind], results)
             runs.append((kind, run_id))
@@ -234,6 +251,7 @@ def main() -> int:
         spreads: list[float] = []
         rounds_used: list[int] = []
         interleave_kinds: dict[int, str] = {}
+        failed_interleaves: list[str] = []
         # As harness compare --interleave plans it for the default 5% latency limit.
         plan = RoundsPlan.for_limit(args.rounds, args.max_rounds, 0.05)
         with ResultsStore(results / "harness.db") as store:
@@ -254,8 +272,14 @@ def main() -> int:
                 interleave_kinds[outcome.interleave_id] = kind
                 interleaved = compare_runs(store, base, new, interleaved=outcome.cells)
                 for cell in interleaved.cells:
-                    modes[interleaved_mode].add(kind, cell.latency.verdict)
                     rounds = paired_rounds(outcome.cells[cell.key])
+                    if not rounds:  # the re-measurement failed: not a verdict to count
+                        failed_interleaves.append(
+                            f"{'/'.join(cell.key)} runs {base}->{new}: "
+                            f"{outcome.cells[cell.key].reason}"
+                        )
+                        continue
+                    modes[interleaved_mode].add(kind, cell.latency.verdict)
                     rounds_used.append(len(rounds))
                     measured_ratios.setdefault(kind, []).extend(n / b for b, n in rounds)
                     logs = [math.log(n / b) for b, n in rounds]
@@ -283,6 +307,10 @@ def main() -> int:
                                 tally.add(kind, latency.verdict)
 
         kinds = ["A/A"] + [f"+{pct}%" for pct in slowdowns]
+        if failed_interleaves:
+            print(f"{len(failed_interleaves)} interleaved re-measurements failed (not counted):")
+            for line in failed_interleaves[:10]:
+                print(f"  {line}")
         elapsed = time.perf_counter() - started
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         if spreads:
