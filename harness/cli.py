@@ -269,6 +269,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
             f"run {run_id}: no budget to check ({', '.join(report.devices_without_budget)}): "
             f"{where}; add one or pass --budget KEY=VALUE (keys: {', '.join(Budget.model_fields)})"
         )
+    if args.format == "html":
+        from harness.reports.html import write_html_report
+
+        with _open_store(args.results) as store:
+            out = args.output or Path(args.results) / "reports" / f"run-{run_id}-fit.html"
+            page = write_html_report(store, run_id, out, budgets=budgets, boards=boards)
+        print(f"wrote {page.path}: the run's report with these budgets in its fit section")
+        return EXIT_OK
     if args.format == "table":
         if args.output is None:
             render_rich(report, _console())
@@ -692,7 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only this device (a board name also selects its emulated profiles); repeatable",
     )
-    fit.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    fit.add_argument(
+        "--format", choices=("table", "markdown", "json", "html"), default="table"
+    )
     fit.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     fit.set_defaults(func=cmd_fit)
 

@@ -314,3 +314,28 @@ if __name__ == "__main__":
             print(f"wrote {path}")
     else:
         parser.print_help()
+
+
+def test_fit_as_html_puts_command_line_budgets_in_the_pages_fit_section(tmp_path: Path):
+    """Budgets given only on the command line reach the HTML report's fit section, with
+    the same verdicts the JSON gives (the pi4 budget inherited by pi4-emulated)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copyfile(GOLDEN_DB, results / "harness.db")
+    budget = ["--budget", "p90_ms=0.2", "--budget", "min_accuracy=0.96", "--device", "pi4"]
+    page = tmp_path / "fit.html"
+    common = ["fit", "4", "--results", str(results), *budget]
+    assert main([*common, "--format", "html", "-o", str(page)]) == EXIT_OK
+    assert main([*common, "--format", "json", "-o", str(tmp_path / "fit.json")]) == EXIT_OK
+    report = json.loads((tmp_path / "fit.json").read_text())
+    html = page.read_text()
+    assert 'data-optional="fit"' in html and "No budgets to check" not in html
+    devices = [d["device"] for d in report["devices"]]
+    assert "pi4-emulated" in devices
+    for device in report["devices"]:
+        assert f'data-fit-device="{device["device"]}"' in html
+        for v in device["variants"]:
+            row = f'data-fit-cell="{v["model"]}/{v["variant"]}/{v["runtime"]}/{device["device"]}"'
+            assert row in html
+            tail = html.split(row, 1)[1].split("</tr>", 1)[0]
+            assert f"<td>{v['verdict']}</td>" in tail

@@ -116,13 +116,17 @@ def _optional_module(name: str) -> Any | None:
 
 
 def fit_section(
-    store: ResultsStore, run: RunRecord, budgets: Mapping[str, Any] | None
+    store: ResultsStore,
+    run: RunRecord,
+    budgets: Mapping[str, Any] | None,
+    boards: Mapping[str, str] | None = None,
 ) -> OptionalSection:
-    """The fit report's dict, with budgets given or read from the run's suite file."""
+    """The fit report's dict, with budgets given (and the boards their emulated
+    profiles stand for) or read from the run's suite file."""
     fit = _optional_module("harness.reports.fit")
     if fit is None or not hasattr(fit, "fit_report"):
         return OptionalSection(note="harness.reports.fit is not available in this install.")
-    boards: dict[str, str] = {}
+    boards = dict(boards or {})
     if budgets is None:
         suite_path = Path(run.suite_path) if run.suite_path else None
         if suite_path is None or not suite_path.is_file():
@@ -460,18 +464,19 @@ def write_html_report(
     out: Path,
     *,
     budgets: Mapping[str, Any] | None = None,
+    boards: Mapping[str, str] | None = None,
     with_history: bool = True,
 ) -> HtmlReport:
     """Write the page to ``out`` and every plot as a PNG in ``out``'s stem directory
     (``run-4.html`` -> ``run-4/``). ``budgets`` (device -> Budget) override the run's
-    suite file for the fit section."""
+    suite file for the fit section; ``boards`` (emulated profile -> board) go with them."""
     out = Path(out)
     run = store.get_run(run_id)
     cells = store.cells(run_id)
     samples = {c.id: store.samples(c.id) for c in cells if c.id is not None}
     image_dir = out.with_suffix("") if out.suffix else out.with_name(out.name + "-plots")
     plots = make_plots(cells, samples)
-    fit = fit_section(store, run, budgets)
+    fit = fit_section(store, run, budgets, boards)
     history = history_section(store, run) if with_history else OptionalSection(note="off")
     history_figures = history_plots(history.data or [])
     report = HtmlReport(path=out, image_dir=image_dir)
