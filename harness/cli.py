@@ -700,9 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only this device (a board name also selects its emulated profiles); repeatable",
     )
-    fit.add_argument(
-        "--format", choices=("table", "markdown", "json", "html"), default="table"
-    )
+    fit.add_argument("--format", choices=("table", "markdown", "json", "html"), default="table")
     fit.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     fit.set_defaults(func=cmd_fit)
 
