@@ -234,3 +234,25 @@ def test_in_headless_chromium_every_row_and_image_is_there_and_nothing_logged(
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
     shutil.copyfile(report, artifacts / report.name)
     print(f"screenshot of the golden HTML report: {screenshot}")
+
+
+def test_a_level_change_across_runs_is_marked_in_the_history_plot(tmp_path: Path) -> None:
+    """Ten runs of one cell whose p50 steps up 20% at the sixth: the page's history plot
+    marks that run (the step is found by harness.results.history, drawn by plots)."""
+    import numpy as np
+
+    from tests.results_builders import add_cell, new_run
+
+    rng = np.random.default_rng(7)
+    with ResultsStore(tmp_path / "harness.db") as store:
+        runs = []
+        for i in range(10):
+            runs.append(new_run(store, commit=f"{i:04x}beef", suite="hist"))
+            level = 1.0 if i < 5 else 1.2
+            add_cell(store, runs[-1], levels=[level * (1 + 0.01 * rng.standard_normal())] * 3)
+        report = write_html_report(store, runs[-1], tmp_path / "page.html")
+    [history_png] = [p for p in report.images if p.name.startswith("history-")]
+    assert history_png.is_file() and "history" in report.sections
+    page = (tmp_path / "page.html").read_text()
+    # The plot's alt text lists the level changes it marks.
+    assert f"level changes: fp32/onnxruntime +20% at run {runs[5]}" in page
