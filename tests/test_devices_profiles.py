@@ -197,6 +197,25 @@ def test_ssh_profile_opens_an_ssh_device_and_local_ones_share_a_lane() -> None:
     )
 
 
+def test_an_alias_and_the_address_it_stands_for_share_a_lane(tmp_path: Path) -> None:
+    """One board named by an ssh_config alias in one profile and by its address in
+    another: one lane, so the walk never runs both profiles' cells at once on it."""
+    from harness.devices import lane
+
+    config = tmp_path / "ssh_config"
+    config.write_text("Host myboard\n    HostName 192.0.2.7\n    Port 2222\n    User pi\n")
+
+    def profile(name: str, host: str, port: int | None) -> DeviceProfile:
+        conn = {"host": host, "user": "pi", "ssh_config": str(config), "agent": True}
+        if port is not None:
+            conn["port"] = port
+        return DeviceProfile.model_validate({"name": name, "kind": "ssh", "connection": conn})
+
+    by_alias, by_address = profile("a", "myboard", None), profile("b", "192.0.2.7", 2222)
+    assert lane(by_alias) == lane(by_address) == "ssh:192.0.2.7:2222"
+    assert lane(profile("c", "192.0.2.7", 22)) != lane(by_alias)
+
+
 def test_emulated_flag_follows_kind() -> None:
     assert DeviceProfile(name="e", kind="emulated").emulated
     assert not DeviceProfile(name="l").emulated
