@@ -413,8 +413,10 @@ def test_interleaved_records_replace_the_stored_latency_basis(tmp_path):
     [cell] = comparison.cells
     assert cell.latency.basis is Basis.INTERLEAVED and cell.verdict is Verdict.REGRESSED
     assert cell.latency.ratio == pytest.approx(1.2) and comparison.interleave_id == 7
+    assert not any("measured at different times" in w for w in comparison.warnings)
     [cell] = fallback.cells
     assert cell.latency.basis is Basis.TRIALS
+    assert any("1 cell(s) judged on stored runs" in w for w in fallback.warnings)
     assert any("interleaved re-measurement failed: timeout" in n for n in cell.notes)
     assert any("could not be re-measured" in w for w in fallback.warnings)
 

@@ -676,6 +676,16 @@ def compare_runs(
             "decides); measure with [measure] trials >= 2 (3 by default) or compare with "
             "--interleave"
         )
+    on_stored = [c for c in cells if c.latency and c.latency.basis is Basis.TRIALS]
+    if on_stored:
+        # Trials within a run share that run's slot of time, so their spread does not
+        # include the drift between the two runs; measured (docs/compare-acceptance.md),
+        # that drift made 12-15% of A/A cells "regressed" on a shared machine.
+        warnings.append(
+            f"{len(on_stored)} cell(s) judged on stored runs measured at different times: "
+            "drift between the runs (other load, a warming board) falls on one side only "
+            "and can pass for a change; for a verdict to gate on, compare with --interleave"
+        )
     few_rounds = [
         c
         for c in cells
