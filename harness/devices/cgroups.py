@@ -180,7 +180,7 @@ def quota_us(cpu_fraction: float, period_us: int | None) -> tuple[int, int]:
     cap (with a 100 ms period a 10 ms model mostly runs at full speed: its p50 is not
     slowed at all, only its mean). Not shorter, because the kernel checks the quota at
     scheduler ticks (4 ms at HZ=250) and a 1 ms quota overshoots: measured here, 50%
-    gave 2.75x with a 1 ms quota and 2.0-2.3x with 2 ms (benchmarks/emulation_speed_cap.py).
+    gave 2.75-2.9x with a 1 ms quota and 2.0-2.4x with 2 ms (docs/emulation-speed-cap.md).
     """
     if period_us is None:
         period_us = min(max(2000, math.ceil(2000 / cpu_fraction)), 1_000_000)
