@@ -362,28 +362,30 @@ def test_sshd_gone_for_good_is_a_clean_failure_with_no_complete_looking_file(
     assert not final.exists()
 
 
-def test_a_run_past_its_time_out_is_killed_and_recorded_as_timeout(
-    tmp_path: Path, sshd: TestSshd
-) -> None:
+def endless_run(tmp_path: Path, sshd: TestSshd) -> tuple[SshDevice, dict[str, Any], Path, Path]:
+    """A board device, a job that would sample for 10 minutes, its artifact and the
+    board's work directory: a time-out (the board's or the host's) has to end it."""
     artifact = tmp_path / "m.onnx"
     shape = matmul_model(artifact, size=64, layers=2)
     device = SshDevice(board(tmp_path, sshd))
     endless = MeasureSettings(min_count=10**9, min_seconds=600.0, max_seconds=900.0)
+    job = make_job("onnxruntime", str(artifact), shape, endless)
+    return device, job, artifact, tmp_path / "work"
+
+
+def test_a_run_past_its_time_out_is_killed_and_recorded_as_timeout(
+    tmp_path: Path, sshd: TestSshd
+) -> None:
+    device, job, artifact, work = endless_run(tmp_path, sshd)
     started = time.monotonic()
     with pytest.raises(RunnerError) as info:
-        device.run(make_job("onnxruntime", str(artifact), shape, endless), artifact, None, 3.0)
+        device.run(job, artifact, None, 3.0)
     elapsed = time.monotonic() - started
     device.close()
     assert info.value.kind == "timeout"
     assert elapsed < 30
-    work = str(tmp_path / "work")
-    leftovers = [
-        p.info["cmdline"]
-        for p in psutil.process_iter(["cmdline"])
-        if any(work in part for part in p.info["cmdline"] or [])
-    ]
-    assert leftovers == []
-    assert list((tmp_path / "work" / "runs").iterdir()) == []
+    assert leftovers(work) == []  # by command line and, stricter than before, by cwd
+    assert list((work / "runs").iterdir()) == []
 
 
 def test_a_workdir_with_spaces_and_shell_metacharacters_runs_nothing_else(
@@ -590,20 +592,16 @@ def test_each_device_runs_one_cell_at_a_time_and_boards_run_beside_each_other(
 def test_a_runner_past_the_host_deadline_is_stopped_with_its_process_group(
     tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    artifact = tmp_path / "m.onnx"
-    shape = matmul_model(artifact, size=64, layers=2)
-    device = SshDevice(board(tmp_path, sshd))
-    endless = MeasureSettings(min_count=10**9, min_seconds=600.0, max_seconds=900.0)
+    device, job, artifact, work = endless_run(tmp_path, sshd)
     # The board's `timeout` would end this run after 60 s; the host's deadline (60 s
     # plus a grace made -57 s here) ends it after 3 s, through the stop of the orphan.
     monkeypatch.setattr(ssh_module, "_DEADLINE_GRACE_S", -57.0)
-    work = tmp_path / "work"
     groups: list[int] = []
     watcher = threading.Thread(target=lambda: groups.append(runner_group(work)), daemon=True)
     watcher.start()
     started = time.monotonic()
     with pytest.raises(RunnerError) as info:
-        device.run(make_job("onnxruntime", str(artifact), shape, endless), artifact, None, 60)
+        device.run(job, artifact, None, 60)
     elapsed = time.monotonic() - started
     watcher.join(5)
     device.close()
@@ -619,13 +617,9 @@ def test_a_runner_past_the_host_deadline_is_stopped_with_its_process_group(
 def test_sshd_killed_during_a_run_stops_the_orphan_before_the_retry_runs(
     tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    artifact = tmp_path / "m.onnx"
-    shape = matmul_model(artifact, size=64, layers=2)
-    device = SshDevice(board(tmp_path, sshd))
-    endless = MeasureSettings(min_count=10**9, min_seconds=600.0, max_seconds=900.0)
+    device, job, artifact, work = endless_run(tmp_path, sshd)
     # Each attempt's runner would run for 30 s on the board; the host gives each 5 s.
     monkeypatch.setattr(ssh_module, "_DEADLINE_GRACE_S", -25.0)
-    work = tmp_path / "work"
     first: list[int] = []
 
     def cut_the_first_run() -> None:
@@ -648,7 +642,7 @@ def test_sshd_killed_during_a_run_stops_the_orphan_before_the_retry_runs(
 
     monkeypatch.setattr(device, "_execute_runner", execute_runner)
     with pytest.raises(RunnerError) as info:
-        device.run(make_job("onnxruntime", str(artifact), shape, endless), artifact, None, 30)
+        device.run(job, artifact, None, 30)
     watcher.join(5)
     device.close()
     assert first, "sshd was never killed during the run"
@@ -664,7 +658,7 @@ def test_sshd_killed_during_a_run_stops_the_orphan_before_the_retry_runs(
 def agent_only(tmp_path: Path, sshd: TestSshd) -> Path:
     """A board profile as the shipped ones are: ``agent = true`` and no key file, with
     a back-off long enough that a retry would show in the time taken."""
-    profile = board(tmp_path, sshd)
+    board(tmp_path, sshd)
     path = tmp_path / "devices" / "board.toml"
     text = re.sub(r"^key_file = .*$", "agent = true", path.read_text(), flags=re.M)
     text = text.replace("retry_backoff_s = 0.2", "retry_backoff_s = 2")

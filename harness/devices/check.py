@@ -194,14 +194,7 @@ def _probe_session(
         return None
     found = _version_tuple(version.stdout.strip())
     if found is None or found < _MIN_PYTHON:
-        findings.append(
-            Finding(
-                "fail",
-                "python",
-                f"{python_path} is {version.stdout.strip()!r}; the runner needs 3.8+",
-                "install a newer Python and set connection.python to it",
-            )
-        )
+        findings.append(_old_python(f"{python_path} is {version.stdout.strip()!r}"))
         return None
     runner = device.push(RUNNER_PATH, DeployStats())
     probe = device.execute(f"{python} {shlex.quote(runner)} --probe {shlex.quote(workdir)}")
@@ -217,6 +210,15 @@ def _probe_session(
         )
         return None
     return _probe_json(probe.stdout, findings)
+
+
+def _old_python(what: str) -> Finding:
+    return Finding(
+        "fail",
+        "python",
+        f"{what}; the runner needs 3.8+",
+        "install a newer Python and set connection.python to it",
+    )
 
 
 def _version_tuple(text: str) -> tuple[int, int] | None:
@@ -241,14 +243,7 @@ def judge_probe(
     python = str(probe.get("python"))
     found = _version_tuple(python)
     if found is not None and found < _MIN_PYTHON:
-        out.append(
-            Finding(
-                "fail",
-                "python",
-                f"Python {python}; the runner needs 3.8+",
-                "install a newer Python and set connection.python to it",
-            )
-        )
+        out.append(_old_python(f"Python {python}"))
     else:
         out.append(Finding("ok", "python", f"Python {python}"))
     arch, expected = probe.get("machine"), profile.hardware.arch

@@ -46,7 +46,11 @@ def find_baselines(
 
 def validity_reasons(cell: CellRecord) -> list[str]:
     """Why a measured cell's numbers are not to be trusted (empty: they are)."""
-    validity = cell.result.get("validity")
+    return reasons_of(cell.result.get("validity"))
+
+
+def reasons_of(validity: Any) -> list[str]:
+    """A stored validity ("ok", a list of reasons, one reason, or None) as its reasons."""
     if isinstance(validity, list):
         return [str(v) for v in validity]
     if validity in (None, "ok"):

@@ -74,6 +74,7 @@ from typing import Any
 from harness.configfile import load_toml, validate
 from harness.errors import ConfigError
 from harness.plugins import suggest
+from harness.reports.cells import reasons_of
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget, default_dirs
@@ -723,12 +724,6 @@ def _show_quality(basis: str, value: float) -> str:
     return f"{basis} {value * 100:.1f}%"
 
 
-def _validity_reasons(fit: VariantFit) -> list[str]:
-    if fit.validity in (None, "ok"):
-        return []
-    return [str(r) for r in fit.validity] if isinstance(fit.validity, list) else [str(fit.validity)]
-
-
 def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recommendation:
     """The variant to ship: the best accuracy among those that fit; accuracies within
     ``tolerance`` of the best are a tie, which the lowest p90 latency breaks. Variants
@@ -737,15 +732,15 @@ def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recom
     fitting = [f for f in variants if f.verdict is Verdict.FITS]
     if not fitting:
         return Recommendation(model, None, None, 0, _no_fit_reason(model, variants))
-    valid = [f for f in fitting if not _validity_reasons(f)]
-    set_aside = [f for f in fitting if _validity_reasons(f)]
+    valid = [f for f in fitting if not reasons_of(f.validity)]
+    set_aside = [f for f in fitting if reasons_of(f.validity)]
     fits = valid or fitting
     pick, reason = _rank(fits, tolerance, "validly measured " if set_aside and valid else "")
     if valid and set_aside:
-        names = ", ".join(f"{f.name} ({', '.join(_validity_reasons(f))})" for f in set_aside)
+        names = ", ".join(f"{f.name} ({', '.join(reasons_of(f.validity))})" for f in set_aside)
         reason += f"; set aside as not validly measured: {names}"
     elif not valid:
-        reasons = sorted({r for f in fitting for r in _validity_reasons(f)})
+        reasons = sorted({r for f in fitting for r in reasons_of(f.validity)})
         reason += (
             f"; but no variant that fits has a valid measurement ({', '.join(reasons)}): "
             "measure again before shipping on this number"

@@ -14,6 +14,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
+from harness.reports.cells import reasons_of
 from harness.reports.fit import (
     FIT_METRICS,
     DeviceFit,
@@ -100,9 +101,9 @@ def _details(variant: VariantFit, recommended: bool) -> str:
     parts = ["recommended"] if recommended else []
     if variant.verdict is not Verdict.FITS:
         parts.append(variant.summary)
-    if variant.validity not in (None, "ok"):
-        reasons = variant.validity if isinstance(variant.validity, list) else [variant.validity]
-        parts.append("measurement not trusted: " + ", ".join(map(str, reasons)))
+    reasons = reasons_of(variant.validity)
+    if reasons:
+        parts.append("measurement not trusted: " + ", ".join(reasons))
     parts.extend(variant.estimate_caveats)
     return "; ".join(parts)
 

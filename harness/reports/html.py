@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.reports.cells import validity_reasons, verdict
+from harness.reports.cells import reasons_of, validity_reasons, verdict
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.results.store import CellRecord, ResultsStore, RunRecord
@@ -312,11 +312,9 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
     return str(value)
 
 
-def _validity_text(validity: Any) -> str:
-    """A fit variant's validity ("ok", a list of reasons, or None when not measured)."""
-    if validity is None:
-        return "-"
-    return ", ".join(map(str, validity)) if isinstance(validity, list) else str(validity)
+def _validity_cell(validity: Any) -> str:
+    """ "-" for a variant that was not measured (validity None), else its reasons or ok."""
+    return "-" if validity is None else ", ".join(reasons_of(validity)) or "ok"
 
 
 def _fit_html(section: OptionalSection) -> str:
@@ -342,7 +340,7 @@ def _fit_html(section: OptionalSection) -> str:
             f"<td>{_e(v.get('model'))}</td><td>{_e(v.get('variant'))}</td>"
             f"<td>{_e(v.get('runtime'))}</td><td>{_e(v.get('verdict'))}</td>"
             f'<td class="text">{_e(v.get("summary"))}</td>'
-            f"<td>{_e(_validity_text(v.get('validity')))}</td></tr>"
+            f"<td>{_e(_validity_cell(v.get('validity')))}</td></tr>"
             for v in device.get("variants", [])
         )
         parts.append(
