@@ -4,8 +4,10 @@ Exit codes (also in the README):
   0  every cell succeeded (run) / the command did what was asked
   1  the run finished but some cells failed (each is recorded with its reason)
      / compare: a cell regressed or newly fails
-  2  bad input: a suite, preset or profile that does not validate, an unknown run
+  2  bad input: a suite, preset or profile that does not validate, an unknown run,
+     a damaged results store; run: the run is being run by another live process
   130 interrupted with Ctrl-C (finished cells are kept; the next run resumes)
+  143 stopped by SIGTERM (handled as Ctrl-C is)
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +36,17 @@ EXIT_CELLS_FAILED = 1
 EXIT_REGRESSED = 1  # compare: something regressed
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C: the walk stops
+    every runner, marks the run interrupted and keeps what was measured."""
+
+
+def _interrupt_exit(exc: KeyboardInterrupt) -> int:
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
 
 DEFAULT_RESULTS = Path("results")
 
@@ -54,7 +69,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = _console()
     suite = load_suite(args.suite)
-    walker = SuiteWalker(suite, args.results, fresh=args.fresh, new_run=args.new_run)
+    walker = SuiteWalker(
+        suite,
+        args.results,
+        fresh=args.fresh,
+        new_run=args.new_run,
+        retry_failed=args.retry_failed,
+    )
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -101,21 +122,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress:
             summary = walker.walk()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         console.print(
-            "[yellow]interrupted[/]: finished cells are stored; run the same command to resume"
+            "[yellow]interrupted[/]: every runner was stopped and finished cells are stored; "
+            "run the same command to resume"
         )
         walker.close()
-        return EXIT_INTERRUPTED
+        return _interrupt_exit(exc)
+    except BaseException:
+        walker.close()
+        raise
     cells = walker.store.cells(summary.run_id)
     walker.close()
     baselines = {n for n, v in suite.variants.items() if v.is_baseline}
     render_rich(build_rows(cells, baselines), f"{suite.name} (run {summary.run_id})", console)
     for line in lineage_lines(cells):
         console.print(f"  {line}", style="dim", markup=False)
+    retried = f" ({summary.retried_text()})" if summary.retried else ""
     console.print(
-        f"{summary.ran} cells measured, {summary.skipped} already done, {summary.failed} failed"
+        f"{summary.ran} cells measured{retried}, {summary.skipped} already done, "
+        f"{summary.failed} failed"
     )
+    if summary.failed and summary.log_path is not None and summary.log_path.is_file():
+        console.print(f"details of what failed: {summary.log_path}", style="dim")
     return EXIT_CELLS_FAILED if any(c.status != "ok" for c in cells) else EXIT_OK
 
 
@@ -625,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Compress, export, deploy and benchmark PyTorch models on edge devices.",
-        epilog="Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130 interrupted "
+        "(Ctrl-C), 143 stopped by SIGTERM.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -649,6 +679,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="start a new run and rebuild every model, variant and artifact",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="measure again every failed cell of the run it continues (by default only "
+        "those that failed for a reason that may pass: device_unavailable, runner_crashed, "
+        "a time-out on a board)",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="only the final table")
     run.set_defaults(func=cmd_run)
@@ -843,17 +880,47 @@ def _quiet_third_party() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+class _Signals:
+    """SIGINT and SIGTERM as exceptions in the main thread, the first one only: a
+    second signal while the harness is stopping its runners (which takes bounded time)
+    is noted and does not cut that short, so no runner is left measuring."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._saved: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            print("harness: still stopping the runners, a moment", file=sys.stderr)
+            return
+        self.stopping = True
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # e.g. a background job of a shell script: leave it ignored
+                self._saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_third_party()
-    try:
-        return int(args.func(args))
-    except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with _Signals():
+        try:
+            return int(args.func(args))
+        except HarnessError as exc:
+            print(f"harness: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt as exc:
+            print("harness: interrupted", file=sys.stderr)
+            return _interrupt_exit(exc)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ configuration errors name the file, the key and what was expected.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class HarnessError(Exception):
@@ -47,7 +48,16 @@ class RecipeError(HarnessError):
 class RunnerError(HarnessError):
     """The on-device runner failed or returned something unusable."""
 
-    def __init__(self, message: str, kind: str = "runner_error", stderr: str = ""):
+    def __init__(
+        self,
+        message: str,
+        kind: str = "runner_error",
+        stderr: str = "",
+        deploy: dict[str, Any] | None = None,
+    ):
         self.kind = kind
         self.stderr = stderr
+        # What reached the board before the failure (files sent, bytes, cached), so a
+        # failed cell's deploy record is kept too.
+        self.deploy = deploy
         super().__init__(message)

@@ -97,7 +97,7 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(tmp_path):
     db = tmp_path / "harness.db"
     _version_1_db(db)
     with ResultsStore(db) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         [run] = store.runs()
         assert (run.suite_name, run.git_commit, run.status) == (
             "quickstart",
@@ -120,11 +120,13 @@ def test_a_version_1_store_is_upgraded_and_keeps_its_data(tmp_path):
         )
         [back] = store.interleave_cells(interleave)
         assert back.turns == (turn,)
+        # Version 3: an old run has no owner, so it is nobody's to wait for.
+        assert (run.owner_pid, run.owner_host, run.owner_started) == (None, None, None)
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
     indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"runs_by_commit", "cells_by_run", "runs_by_suite"} <= indexes
     con.close()
     # Opening it again applies nothing twice.
     with ResultsStore(db) as store:
-        assert store.schema_version == 2 and len(store.interleaves()) == 1
+        assert store.schema_version == 3 and len(store.interleaves()) == 1

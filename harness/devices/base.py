@@ -49,6 +49,12 @@ class Device(ABC):
         """Run one job; raise :class:`harness.errors.RunnerError` (with ``kind`` such as
         ``timeout``, ``out_of_memory`` or ``runtime_error``) when it does not succeed."""
 
+    def abort(self) -> None:
+        """Stop whatever this device is running now, in bounded time, and refuse new
+        runs (an interrupt: Ctrl-C, SIGTERM). Called from another thread than the one
+        running the cell."""
+        return None
+
     def close(self) -> None:
         """Release connections; the device may be used again afterwards."""
         return None  # devices on this machine hold nothing open

@@ -59,7 +59,12 @@ class Connection(StrictModel):
     workdir: str = Field("~/harness-work", min_length=1)
     known_hosts: str = Field("~/.ssh/known_hosts", min_length=1)
     ssh_config: str = Field("~/.ssh/config", min_length=1)
+    # Also how long any remote step may go without an answer or a byte moved before it
+    # is called stalled (see harness.devices.ssh_deadline).
     connect_timeout_s: float = Field(10.0, gt=0)
+    # The slowest link to expect: a transfer of N MB may take N / this + connect_timeout_s
+    # seconds in all (0.5 MB/s is a weak Wi-Fi link; a 256 MB model then gets ~9 min).
+    min_transfer_mb_s: float = Field(0.5, gt=0)
     # Transient faults (connection reset, sshd restarting) are retried this many times,
     # with back-off doubling from retry_backoff_s.
     retries: int = Field(3, ge=0, le=10)

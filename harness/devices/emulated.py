@@ -18,7 +18,7 @@ from typing import Any
 from harness.devices import cgroups
 from harness.devices.base import Device, DeviceRun, job_for
 from harness.devices.config import DeviceProfile, EmulationCaps
-from harness.devices.local import run_runner_process
+from harness.devices.local import RunnerProcesses, run_runner_process
 from harness.errors import RunnerError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class EmulatedDevice(Device):
 
     def __init__(self, profile: DeviceProfile, cgroup_root: Path | str | None = None):
         super().__init__(profile)
+        self.processes = RunnerProcesses()
         self.caps_config = profile.emulation or EmulationCaps()
         self.cgroup_root = Path(cgroup_root or self.caps_config.cgroup_root)
 
@@ -66,6 +67,9 @@ class EmulatedDevice(Device):
             cores=cores, cpu_fraction=fraction, period_us=conf.period_us, memory_mb=memory
         )
 
+    def abort(self) -> None:
+        self.processes.kill_all()
+
     def run(
         self,
         job: dict[str, Any],
@@ -90,7 +94,7 @@ class EmulatedDevice(Device):
                     f"threads ({threads}) > emulated cores ({caps.cores}): oversubscribed"
                 )
             try:
-                run = run_runner_process(box.prefix, job, timeout_s, origin)
+                run = run_runner_process(box.prefix, job, timeout_s, origin, self.processes)
             except RunnerError as exc:
                 stats = box.stats()
                 record["cgroup"] = stats

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.devices.base import Device, DeviceRun, job_for
+from harness.devices.config import DeviceProfile
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
 from harness.runner.job import check_result
@@ -20,14 +24,74 @@ from harness.runner.job import check_result
 _STDERR_TAIL = 4000
 
 
+class RunnerProcesses:
+    """The runner processes a device has running, so an interrupt can end them.
+
+    Each runner leads a process group of its own (``start_new_session``): a SIGTERM sent
+    to the harness alone, or an exception on another thread, would otherwise leave it
+    measuring after the harness is gone, and :meth:`kill_all` ends it with whatever it
+    started.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self.stopped = False
+
+    def run(self, command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+        with self._lock:
+            if self.stopped:
+                raise RunnerError("the run was interrupted", kind="interrupted")
+            proc = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+            self._running.add(proc)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(command, timeout_s, stdout, stderr) from None
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+    def kill_all(self) -> None:
+        """End every runner now and start no more."""
+        with self._lock:
+            self.stopped = True
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def run_runner_process(
-    command_prefix: list[str], job: dict[str, Any], timeout_s: float, origin: str
+    command_prefix: list[str],
+    job: dict[str, Any],
+    timeout_s: float,
+    origin: str,
+    processes: RunnerProcesses | None = None,
 ) -> DeviceRun:
     """Run ``command_prefix + [runner, job, result]`` and read the result back.
 
     Used by the local device and, with a wrapper prefix, by emulation. A child killed
     by SIGKILL without a result is reported as out of memory, the usual cause.
     """
+    processes = processes or RunnerProcesses()
     with tempfile.TemporaryDirectory(prefix="harness-run-") as tmp:
         job = dict(job)
         outputs_path = Path(tmp) / "outputs.npy"
@@ -43,9 +107,7 @@ def run_runner_process(
         job_path.write_text(json.dumps(job))
         command = [*command_prefix, str(RUNNER_PATH), str(job_path), str(result_path)]
         try:
-            proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_s, check=False
-            )
+            proc = processes.run(command, timeout_s)
         except subprocess.TimeoutExpired as exc:
             stderr = exc.stderr or b""
             stderr = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
@@ -119,6 +181,13 @@ def host_side_profile(result: dict[str, Any]) -> None:
 
 
 class LocalDevice(Device):
+    def __init__(self, profile: DeviceProfile):
+        super().__init__(profile)
+        self.processes = RunnerProcesses()
+
+    def abort(self) -> None:
+        self.processes.kill_all()
+
     def run(
         self,
         job: dict[str, Any],
@@ -127,4 +196,6 @@ class LocalDevice(Device):
         timeout_s: float,
     ) -> DeviceRun:
         job = job_for(job, artifact, eval_inputs)
-        return run_runner_process([sys.executable], job, timeout_s, origin=f"device {self.name}")
+        return run_runner_process(
+            [sys.executable], job, timeout_s, f"device {self.name}", self.processes
+        )

@@ -27,8 +27,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import shlex
+import socket
 import tempfile
 import threading
 import time
@@ -40,11 +42,19 @@ from typing import Any
 
 import numpy as np
 import paramiko
+import psutil
 
 from harness.devices.base import Device, DeviceRun, job_for
-from harness.devices.config import DeviceProfile
+from harness.devices.config import Connection, DeviceProfile
 from harness.devices.local import checked_runner_result, host_side_profile
-from harness.devices.ssh_connect import SshTarget, connect, resolve_target, with_retries
+from harness.devices.ssh_connect import (
+    NOT_TRANSIENT,
+    SshTarget,
+    connect,
+    resolve_target,
+    with_retries,
+)
+from harness.devices.ssh_deadline import Deadline, stalled_error
 from harness.errors import HarnessError, RunnerError
 from harness.runner import RUNNER_PATH
 
@@ -77,6 +87,37 @@ _LAUNCHER = (
     "with open('pid','w') as f:\n"
     "    f.write(str(os.getpid()))\n"
     "os.execvp(sys.argv[1],sys.argv[1:])\n"
+)
+# Lists a board's run dirs (argv[1]) as JSON for SshDevice._sweep_stale_runs: each one's
+# owner (the harness process that made it), whether its process group is alive, and its
+# age by the board's clock.
+_LIST_RUNS_CODE = (
+    "import errno,json,os,sys,time\n"
+    "runs=sys.argv[1]\n"
+    "out=[]\n"
+    "for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:\n"
+    "    d=os.path.join(runs,name)\n"
+    "    e={'dir':d,'owner':None,'alive':False,'age_s':None}\n"
+    "    try:\n"
+    "        e['owner']=json.load(open(os.path.join(d,'owner.json')))\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "    try:\n"
+    "        pgid=int(open(os.path.join(d,'pid')).read().strip() or 0)\n"
+    "    except Exception:\n"
+    "        pgid=0\n"
+    "    if pgid>1:\n"
+    "        try:\n"
+    "            os.killpg(pgid,0)\n"
+    "            e['alive']=True\n"
+    "        except OSError as x:\n"
+    "            e['alive']=x.errno==errno.EPERM\n"
+    "    try:\n"
+    "        e['age_s']=time.time()-os.stat(d).st_mtime\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    out.append(e)\n"
+    "print(json.dumps(out))\n"
 )
 # `timeout` exits 124 when its TERM ended the command; 137 when KILL did (-k).
 _TIMEOUT_EXIT = 124
@@ -113,6 +154,11 @@ class _Session:
     sftp: paramiko.SFTPClient
     workdir: str  # absolute
 
+    @property
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
         for closable in (self.sftp, self.client):
             try:
@@ -136,12 +182,17 @@ class SshDevice(Device):
         super().__init__(profile)
         self.on_transfer = on_transfer
         self._session: _Session | None = None
+        self._session_lock = threading.Lock()
         self._target: SshTarget | None = None
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._lock = threading.Lock()  # one run at a time on one board
-        # Run dirs whose runner may still be going (a lost connection, a deadline, a
-        # clean-up that failed); stopped before the next runner starts.
+        # Run dirs whose runner may still be going (a lost connection, a deadline, an
+        # interrupt, a clean-up that failed); stopped before the next runner starts, and
+        # by abort().
         self._unfinished: list[str] = []
+        self._unfinished_lock = threading.Lock()
+        self._aborted = False
+        self._swept = False  # run dirs left by earlier runs looked at (once per process)
 
     # --- session --------------------------------------------------------------------
 
@@ -154,31 +205,70 @@ class SshDevice(Device):
                 raise RunnerError(str(exc), kind="device_unavailable") from None
         return self._target
 
+    @property
+    def _connection(self) -> Connection:
+        conn = self.profile.connection
+        assert conn is not None
+        return conn
+
+    def _step(
+        self, what: str, seconds: float, client: paramiko.SSHClient, stall: bool = False
+    ) -> Deadline:
+        """A deadline for one remote step: past it (or, with ``stall``, after
+        connect_timeout_s without progress) the session is closed under the step, which
+        then fails as ``device_unavailable: stalled``."""
+
+        def close_session() -> None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+        stall_s = self.target.connect_timeout_s if stall else None
+        return Deadline(self.name, what, seconds, close_session, stall_s=stall_s)
+
+    def _transfer_seconds(self, size: int) -> float:
+        """How long moving ``size`` bytes may take: at the profile's floor rate, plus
+        the time a connection gets to answer at all."""
+        return size / (self._connection.min_transfer_mb_s * 1e6) + self.target.connect_timeout_s
+
     def session(self) -> _Session:
-        if self._session is None:
-            client = connect(self.target)
-            try:
+        with self._session_lock:
+            if self._session is not None and not self._session.alive:
+                # Closed under a stalled step, or lost: start again.
+                self._session.close()
+                self._session = None
+            if self._session is None:
+                self._session = self._open_session()
+            session = self._session
+        if not self._swept:
+            self._swept = True
+            self._sweep_stale_runs(session)
+        return session
+
+    def _open_session(self) -> _Session:
+        client = connect(self.target)
+        try:
+            with self._step(
+                "opening SFTP and the work directory", 2 * self.target.connect_timeout_s, client
+            ):
                 sftp = client.open_sftp()
                 workdir = self._absolute_workdir(sftp)
                 for sub in ("cache", "runs"):
                     _makedirs(sftp, posixpath.join(workdir, sub))
-            except BaseException:
-                client.close()
-                raise
-            self._session = _Session(client, sftp, workdir)
-        return self._session
+        except BaseException:
+            client.close()
+            raise
+        return _Session(client, sftp, workdir)
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        with self._session_lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     def _absolute_workdir(self, sftp: paramiko.SFTPClient) -> str:
         """``~`` and relative workdirs resolved against the login's home directory
         (quoting a path would stop the remote shell from expanding ``~`` itself)."""
-        conn = self.profile.connection
-        assert conn is not None
-        workdir = conn.workdir
+        workdir = self._connection.workdir
         home = sftp.normalize(".")
         if workdir == "~":
             return home
@@ -192,35 +282,70 @@ class SshDevice(Device):
             )
         return posixpath.normpath(posixpath.join(home, workdir))
 
-    def execute(self, command: str, timeout_s: float = _COMMAND_TIMEOUT_S) -> CommandResult:
-        """Run one shell command (already quoted) and wait for it without polling."""
-        transport = self.session().client.get_transport()
+    def execute(
+        self, command: str, timeout_s: float = _COMMAND_TIMEOUT_S, what: str = "a remote command"
+    ) -> CommandResult:
+        """Run one shell command (already quoted) and wait for it without polling.
+
+        Past ``timeout_s`` it raises TimeoutError. A long command is watched: every
+        connect_timeout_s the board must answer an SSH keepalive, or the command fails
+        as stalled (a board that stops answering keeps the TCP connection up, so
+        nothing else would end the wait before the time-out).
+        """
+        session = self.session()
+        transport = session.client.get_transport()
         if transport is None or not transport.is_active():
             raise ConnectionResetError("ssh transport is closed")
-        channel = transport.open_session(timeout=self.target.connect_timeout_s)
-        try:
-            stdout = channel.makefile("rb")
-            stderr = channel.makefile_stderr("rb")
-            channel.exec_command(command)
-            if not channel.status_event.wait(timeout_s):
+        beat = self.target.connect_timeout_s
+        with self._step(what, timeout_s + 2 * beat, session.client):
+            channel = transport.open_session(timeout=beat)
+            try:
+                stdout = channel.makefile("rb")
+                stderr = channel.makefile_stderr("rb")
+                channel.exec_command(command)
+                self._wait_for_exit(channel, transport, session, timeout_s, what)
+                status = channel.recv_exit_status()
+                # -1 is also what a signal death looks like (paramiko ignores
+                # exit-signal). The transport thread records why it ended before it
+                # wakes the channels and only later clears `active`, so look at both.
+                if status == -1 and (
+                    transport.saved_exception is not None or not transport.is_active()
+                ):
+                    # The connection died under the command: no exit status, but no
+                    # error either. A fault to retry, not the command's result.
+                    raise ConnectionResetError("ssh connection lost while the command ran")
+                return CommandResult(
+                    status,
+                    stdout.read().decode(errors="replace"),
+                    stderr.read().decode(errors="replace"),
+                )
+            finally:
+                channel.close()
+
+    def _wait_for_exit(
+        self,
+        channel: paramiko.Channel,
+        transport: paramiko.Transport,
+        session: _Session,
+        timeout_s: float,
+        what: str,
+    ) -> None:
+        beat = self.target.connect_timeout_s
+        end = time.monotonic() + timeout_s
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"remote command did not finish within {timeout_s:.0f} s")
-            status = channel.recv_exit_status()
-            # -1 is also what a signal death looks like (paramiko ignores exit-signal).
-            # The transport thread records why it ended before it wakes the channels and
-            # only later clears `active`, so look at both.
-            if status == -1 and (
-                transport.saved_exception is not None or not transport.is_active()
-            ):
-                # The connection died under the command: no exit status, but no error
-                # either. A fault to retry, not the command's result.
-                raise ConnectionResetError("ssh connection lost while the command ran")
-            return CommandResult(
-                status,
-                stdout.read().decode(errors="replace"),
-                stderr.read().decode(errors="replace"),
-            )
-        finally:
-            channel.close()
+            if channel.status_event.wait(min(left, beat)):
+                return
+            if not _answers(transport, beat):
+                session.close()
+                raise stalled_error(
+                    self.name,
+                    f"{what}:",
+                    f"the board stopped answering (no reply to an SSH keepalive within "
+                    f"{beat:.0f} s)",
+                )
 
     # --- push -----------------------------------------------------------------------
 
@@ -236,29 +361,46 @@ class SshDevice(Device):
         return self._hashes[key]
 
     def push(self, local: Path, stats: DeployStats) -> str:
-        """The file's path in the board's cache, sending it only when it is not there."""
+        """The file's path in the board's cache, sending it only when it is not there.
+
+        The transfer may take its size at ``min_transfer_mb_s`` plus connect_timeout_s,
+        and may go connect_timeout_s without moving a byte; past either it is stalled.
+        """
         session = self.session()
         sha = self._sha256(local)
         name = sha + "".join(local.suffixes[-1:])
         final = posixpath.join(session.workdir, "cache", name)
         size = local.stat().st_size
-        try:
-            if session.sftp.stat(final).st_size == size:
-                stats.files_cached += 1
-                return final
-        except FileNotFoundError:
-            pass
-        self._remove_stale_parts(session, name)
+        quick = 2 * self.target.connect_timeout_s
+        with self._step(f"looking up {local.name} in the board's cache", quick, session.client):
+            try:
+                cached = session.sftp.stat(final).st_size == size
+            except FileNotFoundError:
+                cached = False
+            if not cached:
+                self._remove_stale_parts(session, name)
+        if cached:
+            stats.files_cached += 1
+            return final
         part = f"{final}.part-{uuid.uuid4().hex}"
-        callback = None
-        if self.on_transfer is not None:
-            on_transfer = self.on_transfer
+        seconds = self._transfer_seconds(size)
+        what = f"sending {local.name} ({_megabytes(size)})"
+        with self._step(what, seconds, session.client, stall=True) as step:
 
             def callback(sent: int, total: int) -> None:
-                on_transfer(local.name, sent, total)
+                step.touch()
+                if self.on_transfer is not None:
+                    self.on_transfer(local.name, sent, total)
 
-        session.sftp.put(str(local), part, callback=callback, confirm=True)
-        check = self.execute(f"{q(self._python)} -c {q(_HASH_CODE)} {q(part)}", _COMMAND_TIMEOUT_S)
+            session.sftp.put(str(local), part, callback=callback, confirm=True)
+        check = self.execute(
+            f"{q(self._python)} -c {q(_HASH_CODE)} {q(part)}",
+            seconds,
+            what=f"checking the sha256 of {local.name} on the board",
+        )
+        missing = self._python_missing(check)
+        if missing is not None:
+            raise missing
         remote_sha = check.stdout.strip()
         if check.exit_status != 0 or remote_sha != sha:
             _remove_quietly(session.sftp, part)
@@ -268,7 +410,8 @@ class SshDevice(Device):
                 f"{remote_sha[:16] or '?'} on the board, {sha[:16]} here){why}",
                 kind="transfer_failed",
             )
-        session.sftp.posix_rename(part, final)
+        with self._step(f"storing {local.name} in the board's cache", quick, session.client):
+            session.sftp.posix_rename(part, final)
         stats.files_sent += 1
         stats.bytes_sent += size
         stats.sent.append(local.name)
@@ -284,9 +427,20 @@ class SshDevice(Device):
 
     @property
     def _python(self) -> str:
-        conn = self.profile.connection
-        assert conn is not None
-        return conn.python
+        return self._connection.python
+
+    def _python_missing(self, outcome: CommandResult) -> RunnerError | None:
+        """The shell's 127 (not found) or 126 (not executable) for the board's Python:
+        a setting to fix, not a fault to retry."""
+        if outcome.exit_status not in (126, 127):
+            return None
+        said = (outcome.stderr.strip().splitlines() or ["(no message)"])[-1]
+        return RunnerError(
+            f"python not found at {self._python!r} on {self.name} ({said}): set "
+            "connection.python in its profile to the board's Python 3.8+ "
+            "(`command -v python3` on the board)",
+            kind="device_unavailable",
+        )
 
     # --- run ------------------------------------------------------------------------
 
@@ -300,6 +454,7 @@ class SshDevice(Device):
         stats = DeployStats()
 
         def attempt() -> DeviceRun:
+            self._refuse_if_aborted()
             self._stop_orphans()
             runner = self.push(RUNNER_PATH, stats)
             remote_artifact = self.push(artifact, stats)
@@ -312,9 +467,55 @@ class SshDevice(Device):
             self.close()
 
         with self._lock:
-            run = with_retries(self.target, attempt, on_retry)
-        run.result["deploy"] = {**stats.to_dict(), "host": self.target.where}
+            try:
+                run = with_retries(self.target, attempt, on_retry)
+            except RunnerError as exc:
+                exc.deploy = self._deploy_record(stats)
+                raise
+            except NOT_TRANSIENT as exc:  # waiting does not fix these
+                raise RunnerError(
+                    f"device {self.name}: {type(exc).__name__}: {exc}",
+                    kind="device_unavailable",
+                    deploy=self._deploy_record(stats),
+                ) from None
+        run.result["deploy"] = self._deploy_record(stats)
         return run
+
+    def _deploy_record(self, stats: DeployStats) -> dict[str, Any]:
+        where = self._target.where if self._target is not None else self._connection.host
+        return {**stats.to_dict(), "host": where}
+
+    def _refuse_if_aborted(self) -> None:
+        if self._aborted:
+            raise RunnerError(f"device {self.name}: the run was interrupted", kind="interrupted")
+
+    def abort(self) -> None:
+        """Stop this board's runner now (Ctrl-C, SIGTERM): kill the process group of
+        every run that may still be going and refuse new ones. Bounded: the stop
+        command gets connect_timeout_s, a reconnect (if the session is gone) its own
+        connect time-outs."""
+        self._aborted = True
+        with self._unfinished_lock:
+            run_dirs = list(self._unfinished)
+        if not run_dirs:
+            return
+        try:
+            self.execute(
+                "; ".join(_stop_command(d) for d in run_dirs),
+                self.target.connect_timeout_s,
+                what="stopping the runner",
+            )
+        except Exception as exc:  # the interrupt is the outcome; say what is left
+            log.warning(
+                "device %s: could not stop its runner (%s); the next run on it stops it",
+                self.name,
+                exc,
+            )
+            return
+        with self._unfinished_lock:
+            for run_dir in run_dirs:
+                with contextlib.suppress(ValueError):
+                    self._unfinished.remove(run_dir)
 
     def _stop_orphans(self) -> None:
         """Kill the runner of an earlier run or attempt that may still be going (its
@@ -326,10 +527,57 @@ class SshDevice(Device):
         anything it started, and nothing else. Matching command lines instead would
         miss them (only their cwd names the run) and hit this very shell.
         """
-        while self._unfinished:
-            run_dir = self._unfinished[0]
-            self.execute(_stop_command(run_dir))
-            self._unfinished.pop(0)
+        while True:
+            with self._unfinished_lock:
+                if not self._unfinished:
+                    return
+                run_dir = self._unfinished[0]
+            self.execute(_stop_command(run_dir), what="stopping an earlier runner")
+            with self._unfinished_lock:
+                with contextlib.suppress(ValueError):
+                    self._unfinished.remove(run_dir)
+
+    def _sweep_stale_runs(self, session: _Session) -> None:
+        """Stop the runners and remove the run dirs that earlier harness processes left
+        on the board (killed with -9, a lost connection they never came back to).
+
+        A run dir is left alone when its owner may still be using it: a harness process
+        alive on this host, or one on another host whose run is not yet past its time-out
+        (by the board's clock).
+        """
+        runs = posixpath.join(session.workdir, "runs")
+        listing = self.execute(
+            f"{q(self._python)} -c {q(_LIST_RUNS_CODE)} {q(runs)}",
+            what="looking for runners left by earlier runs",
+        )
+        missing = self._python_missing(listing)
+        if missing is not None:
+            raise missing
+        if listing.exit_status != 0:
+            log.warning("device %s: could not list old run dirs: %s", self.name, listing.stderr)
+            return
+        try:
+            entries = json.loads(listing.stdout)
+        except ValueError:
+            log.warning("device %s: the run-dir listing is not JSON: %r", self.name, listing.stdout)
+            return
+        stale = [e for e in entries if _is_stale(e)]
+        if not stale:
+            return
+        self.execute(
+            "; ".join(_stop_command(e["dir"]) for e in stale),
+            what="stopping runners left by earlier runs",
+        )
+        for entry in stale:
+            owner = entry.get("owner") or {}
+            log.warning(
+                "device %s: removed %s left by an earlier run (harness pid %s on %s)%s",
+                self.name,
+                posixpath.basename(entry["dir"]),
+                owner.get("pid", "?"),
+                owner.get("host", "?"),
+                ", and stopped its runner" if entry.get("alive") else "",
+            )
 
     def _execute_runner(
         self,
@@ -340,8 +588,6 @@ class SshDevice(Device):
     ) -> DeviceRun:
         session = self.session()
         run_dir = posixpath.join(session.workdir, "runs", uuid.uuid4().hex)
-        session.sftp.mkdir(run_dir)
-        self._unfinished.append(run_dir)
         job = dict(job)
         if eval_inputs:
             job["eval_inputs"] = eval_inputs
@@ -349,14 +595,28 @@ class SshDevice(Device):
         profile = job.get("profile") or {}
         if profile.get("enabled"):
             job["profile"] = {**profile, "dir": posixpath.join(run_dir, "profile")}
-            session.sftp.mkdir(job["profile"]["dir"])
-        with session.sftp.open(posixpath.join(run_dir, "job.json"), "w") as fh:
-            fh.write(json.dumps(job))
+        owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "deadline_s": timeout_s + _DEADLINE_GRACE_S,
+        }
+        quick = 2 * self.target.connect_timeout_s
+        with self._step("writing the job", quick, session.client):
+            session.sftp.mkdir(run_dir)
+            with self._unfinished_lock:
+                self._unfinished.append(run_dir)
+            if job.get("profile", {}).get("dir"):
+                session.sftp.mkdir(job["profile"]["dir"])
+            for name, content in (("owner.json", owner), ("job.json", job)):
+                with session.sftp.open(posixpath.join(run_dir, name), "w") as fh:
+                    fh.write(json.dumps(content))
+        # An abort between the check in run() and here has seen run_dir or sees it now.
+        self._refuse_if_aborted()
         seconds = max(1, int(timeout_s + 0.999))
         command = _runner_command(run_dir, seconds, self._python, runner)
         begun = time.monotonic()
         try:
-            outcome = self.execute(command, timeout_s + _DEADLINE_GRACE_S)
+            outcome = self.execute(command, timeout_s + _DEADLINE_GRACE_S, what="the runner")
         except TimeoutError:
             timed_out = RunnerError(
                 f"runner exceeded its {timeout_s:.0f} s time-out on {self.name} and was killed "
@@ -369,16 +629,19 @@ class SshDevice(Device):
                 # Still in _unfinished: the next run on this board stops it first.
                 log.warning("device %s: could not stop the timed-out runner: %s", self.name, exc)
             raise timed_out from None
+        # Any other way out of execute (a lost connection, a stall, Ctrl-C) leaves
+        # run_dir in _unfinished: the retry, the next run or abort() stops its runner.
         elapsed = time.monotonic() - begun
         try:
             return self._collect(session, run_dir, outcome, elapsed, timeout_s)
         finally:
-            # The run's own outcome (its result, or the error reading it) is what counts;
-            # a clean-up that fails (the connection went) must not replace it. The dir
-            # stays in _unfinished, so the retry or the next run removes it.
+            # The runner has ended. Its outcome (its result, or the error reading it) is
+            # what counts; a clean-up that fails (the connection went) must not replace
+            # it. The dir stays in _unfinished, so the retry or the next run removes it.
             with contextlib.suppress(Exception):
-                self.execute(f"rm -rf -- {q(run_dir)}")
-                self._unfinished.remove(run_dir)
+                self.execute(f"rm -rf -- {q(run_dir)}", what="removing the run directory")
+                with self._unfinished_lock:
+                    self._unfinished.remove(run_dir)
 
     def _collect(
         self,
@@ -388,12 +651,14 @@ class SshDevice(Device):
         elapsed: float,
         timeout_s: float,
     ) -> DeviceRun:
-        sftp = session.sftp
-        stderr = _read_remote(sftp, posixpath.join(run_dir, "stderr.txt")) or outcome.stderr
-        stderr = stderr[-_STDERR_TAIL:]
+        stderr = self._read_remote(session, posixpath.join(run_dir, "stderr.txt"))
+        stderr = (stderr or outcome.stderr)[-_STDERR_TAIL:]
         status = outcome.exit_status
+        missing = self._python_missing(CommandResult(status, outcome.stdout, stderr))
+        if missing is not None:
+            raise missing
         timed_out = status == _TIMEOUT_EXIT or (status == _KILLED_EXIT and elapsed >= timeout_s)
-        result_text = _read_remote(sftp, posixpath.join(run_dir, "result.json"))
+        result_text = self._read_remote(session, posixpath.join(run_dir, "result.json"))
         if timed_out and result_text is None:
             raise RunnerError(
                 f"runner exceeded its {timeout_s:.0f} s time-out on {self.name} and was killed",
@@ -407,21 +672,90 @@ class SshDevice(Device):
         with tempfile.TemporaryDirectory(prefix="harness-ssh-") as tmp:
             outputs = None
             local_outputs = Path(tmp) / "outputs.npy"
-            if _fetch(sftp, posixpath.join(run_dir, "outputs.npy"), local_outputs):
+            if self._fetch(session, posixpath.join(run_dir, "outputs.npy"), local_outputs):
                 outputs = np.load(local_outputs)
-            self._fetch_etdump(sftp, result, Path(tmp))
+            self._fetch_etdump(session, result, Path(tmp))
             host_side_profile(result)
         return DeviceRun(result=result, outputs=outputs)
 
-    @staticmethod
-    def _fetch_etdump(sftp: paramiko.SFTPClient, result: dict[str, Any], into: Path) -> None:
+    def _fetch_etdump(self, session: _Session, result: dict[str, Any], into: Path) -> None:
         """Bring an ETDump the board could not read home, so the host builds the table."""
         profile = result.get("profile")
         if not isinstance(profile, dict) or profile.get("ops") is not None:
             return
         remote = profile.get("etdump")
-        if remote and _fetch(sftp, remote, into / "etdump.etdp"):
+        if remote and self._fetch(session, remote, into / "etdump.etdp"):
             profile["etdump"] = str(into / "etdump.etdp")
+
+    def _read_remote(self, session: _Session, path: str) -> str | None:
+        """A text file of the run dir (None when it is not there), within its size's
+        transfer time; a result holds every sample, so it can be megabytes."""
+        name = posixpath.basename(path)
+        quick = 2 * self.target.connect_timeout_s
+        with self._step(f"looking up {name}", quick, session.client):
+            try:
+                size = session.sftp.stat(path).st_size or 0
+            except FileNotFoundError:
+                return None
+        what = f"reading {name} ({_megabytes(size)})"
+        chunks = []
+        with self._step(what, self._transfer_seconds(size), session.client, stall=True) as step:
+            with session.sftp.open(path, "r") as fh:
+                fh.prefetch(size)
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    chunks.append(chunk)
+                    step.touch()
+        return b"".join(chunks).decode(errors="replace")
+
+    def _fetch(self, session: _Session, remote: str, local: Path) -> bool:
+        """Copy a file home, if it is there, within its size's transfer time."""
+        name = posixpath.basename(remote)
+        quick = 2 * self.target.connect_timeout_s
+        with self._step(f"looking up {name}", quick, session.client):
+            try:
+                size = session.sftp.stat(remote).st_size or 0
+            except FileNotFoundError:
+                return False
+        what = f"fetching {name} ({_megabytes(size)})"
+        with self._step(what, self._transfer_seconds(size), session.client, stall=True) as step:
+            session.sftp.get(remote, str(local), callback=lambda sent, total: step.touch())
+        return True
+
+
+def _answers(transport: paramiko.Transport, timeout_s: float) -> bool:
+    """Whether the peer answers an SSH keepalive (a global request it must reply to,
+    if only to refuse it) within ``timeout_s``. paramiko's own wait has no limit, so
+    it runs on a thread of its own, which ends when the reply comes or the transport
+    is closed."""
+    replied = threading.Event()
+
+    def ask() -> None:
+        with contextlib.suppress(Exception):
+            transport.global_request("keepalive@openssh.com", wait=True)
+        replied.set()
+
+    threading.Thread(target=ask, name="ssh keepalive", daemon=True).start()
+    return replied.wait(timeout_s) and transport.is_active()
+
+
+def _is_stale(entry: dict[str, Any]) -> bool:
+    """Whether a run dir found on the board (see _LIST_RUNS_CODE) is nobody's any more."""
+    owner = entry.get("owner")
+    if not isinstance(owner, dict):
+        return True  # written before owners were recorded, or never finished writing
+    pid, host = owner.get("pid"), owner.get("host")
+    if host == socket.gethostname():
+        return not (isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid))
+    age, deadline = entry.get("age_s"), owner.get("deadline_s")
+    if not entry.get("alive"):
+        return True
+    # Another host's harness may still be measuring here: only past its time-out is its
+    # runner certainly an orphan.
+    return isinstance(age, (int, float)) and isinstance(deadline, (int, float)) and age > deadline
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def _runner_command(run_dir: str, seconds: int, python: str, runner: str) -> str:
@@ -476,19 +810,3 @@ def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
         sftp.remove(path)
     except OSError:  # already gone, or the connection with it: the next push cleans up
         pass
-
-
-def _read_remote(sftp: paramiko.SFTPClient, path: str) -> str | None:
-    try:
-        with sftp.open(path, "r") as fh:
-            return fh.read().decode(errors="replace")
-    except FileNotFoundError:
-        return None
-
-
-def _fetch(sftp: paramiko.SFTPClient, remote: str, local: Path) -> bool:
-    try:
-        sftp.get(remote, str(local))
-    except FileNotFoundError:
-        return False
-    return True

@@ -32,6 +32,21 @@ from harness.errors import HarnessError, RunnerError
 
 log = logging.getLogger(__name__)
 
+# paramiko logs every failed handshake with its traceback at ERROR. Those are faults the
+# harness reports in its own words; paramiko's lines go to the run log (see
+# harness.runlog) and never to the terminal.
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.propagate = False
+if not _paramiko_log.handlers:
+    _paramiko_log.addHandler(logging.NullHandler())
+
+
+class NoBanner(ConnectionError):
+    """Something accepted the TCP connection but sent no SSH banner in time: an sshd
+    that is stopped or swamped, or another service on that port. Retried: a board
+    that is booting looks like this too."""
+
+
 T = TypeVar("T")
 
 
@@ -155,7 +170,7 @@ TRANSIENT = (
 
 
 # Remote file errors that waiting does not fix.
-_NOT_TRANSIENT = (
+NOT_TRANSIENT = (
     PermissionError,
     FileNotFoundError,
     FileExistsError,
@@ -169,7 +184,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, RunnerError):
         return exc.kind == "transfer_failed"
-    if isinstance(exc, _NOT_TRANSIENT):
+    if isinstance(exc, NOT_TRANSIENT):
         return False
     return isinstance(exc, TRANSIENT)
 
@@ -195,6 +210,15 @@ def connect(target: SshTarget) -> paramiko.SSHClient:
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise _changed_key_error(target, exc) from None
+    except paramiko.PasswordRequiredException as exc:
+        client.close()
+        raise RunnerError(
+            f"device {target.device}: a key file is protected by a passphrase ({exc}; keys: "
+            f"{', '.join(target.key_files) or 'none'}), and the harness never asks for one: "
+            "load it into an agent (`eval $(ssh-agent)` then `ssh-add KEYFILE`) and set "
+            "connection.agent = true in its profile",
+            kind="auth_failed",
+        ) from None
     except paramiko.AuthenticationException as exc:
         client.close()
         keys = ", ".join(target.key_files) or "none"
@@ -214,11 +238,25 @@ def connect(target: SshTarget) -> paramiko.SSHClient:
             kind="auth_failed",
         ) from None
     except paramiko.SSHException as exc:
+        # Which stage the handshake reached tells what went wrong, not the message:
+        # paramiko's own wait for the banner and ours race, and the loser's error is a
+        # bare "No existing session" raised by the authentication that came next.
         transport = client.get_transport()
+        banner = transport is not None and bool(transport.remote_version)
+        keys_exchanged = transport is not None and transport.host_key is not None
         authenticating = (
-            transport is not None and transport.is_active() and not transport.is_authenticated()
+            keys_exchanged
+            and transport is not None
+            and transport.is_active()
+            and not transport.is_authenticated()
         )
         client.close()
+        if not banner:
+            raise NoBanner(
+                f"no SSH banner from {target.host}:{target.port} within "
+                f"{target.connect_timeout_s:.0f} s: something accepted the connection but did "
+                "not speak SSH (a stopped or overloaded sshd, or another service on that port)"
+            ) from None
         if authenticating:
             # The host key checked out and the link is up, yet no login happened: paramiko
             # says so with a bare SSHException ("No authentication methods available")
@@ -267,6 +305,7 @@ def with_retries(
     underlying error; non-transient errors pass straight through.
     """
     delay = target.retry_backoff_s
+    begun = time.monotonic()
     for number in range(target.retries + 1):
         try:
             return attempt()
@@ -275,8 +314,8 @@ def with_retries(
                 raise
             if number == target.retries:
                 raise RunnerError(
-                    f"device {target.device} ({target.where}) unavailable after "
-                    f"{target.retries + 1} attempts: {type(exc).__name__}: {exc}",
+                    f"{_describe(exc)} (device {target.device}, {target.where}: "
+                    f"{target.retries + 1} attempts in {time.monotonic() - begun:.0f} s)",
                     kind="device_unavailable",
                 ) from None
             log.warning(
@@ -290,6 +329,13 @@ def with_retries(
             sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def _describe(exc: BaseException) -> str:
+    """A transient fault in words: the harness's own message where it wrote one."""
+    if isinstance(exc, NoBanner):
+        return str(exc)
+    return f"unreachable: {type(exc).__name__}: {exc}"
 
 
 # --- trusting a host key --------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,8 +104,19 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX interleaves_by_runs ON interleaves (base_run_id, new_run_id, id)",
     ],
+    # Who runs a run: the harness process (pid on host) that opened or resumed it, so a
+    # second `harness run` can tell a live run from one whose process died (kill -9).
+    3: [
+        "ALTER TABLE runs ADD COLUMN owner_pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN owner_host TEXT",
+        # The owner process's start time, so a reused pid is not taken for the owner.
+        "ALTER TABLE runs ADD COLUMN owner_started REAL",
+    ],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
+# How long a write waits for another process's transaction (two runs, or a run and a
+# compare, on one results directory) before SQLite gives up with "database is locked".
+BUSY_TIMEOUT_S = 60.0
 
 
 def _now() -> str:
@@ -124,6 +136,34 @@ class RunRecord:
     machine_fingerprint: str
     machine: dict[str, Any]
     runtime_versions: dict[str, str]
+    owner_pid: int | None = None
+    owner_host: str | None = None
+    owner_started: float | None = None
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """The harness process that runs a run: its pid, host and start time."""
+
+    pid: int
+    host: str
+    started: float
+
+
+@dataclass(frozen=True)
+class DoneCell:
+    """What a run already holds for a cell: the configuration it was measured at and
+    how it ended (the failure kind is the reason's first word)."""
+
+    config_hash: str
+    status: str
+    reason: str | None
+
+    @property
+    def failure_kind(self) -> str | None:
+        if self.status == "ok" or not self.reason:
+            return None
+        return self.reason.split(":", 1)[0].strip()
 
 
 @dataclass(frozen=True)
@@ -197,7 +237,7 @@ class ResultsStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path))
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -242,12 +282,15 @@ class ResultsStore:
         machine: dict[str, Any],
         machine_fingerprint: str,
         runtime_versions: dict[str, str],
+        owner: RunOwner | None = None,
     ) -> int:
+        """A new run, ``running`` and owned by ``owner``."""
         with self._db:
             cur = self._db.execute(
                 """INSERT INTO runs (suite_name, suite_path, started_at, status,
                     harness_version, git_commit, machine_fingerprint, machine_json,
-                    runtime_versions_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)""",
+                    runtime_versions_json, owner_pid, owner_host, owner_started)
+                    VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     suite_name,
                     suite_path,
@@ -257,9 +300,44 @@ class ResultsStore:
                     machine_fingerprint,
                     json.dumps(machine),
                     json.dumps(runtime_versions),
+                    owner.pid if owner else None,
+                    owner.host if owner else None,
+                    owner.started if owner else None,
                 ),
             )
         return int(cur.lastrowid)
+
+    def claim_run(
+        self,
+        run_id: int,
+        owner: RunOwner,
+        holder_alive: Callable[[RunRecord], bool],
+    ) -> tuple[RunRecord, RunRecord | None]:
+        """Take a run over for ``owner`` to resume it, in one write
+        transaction so two processes cannot both take it.
+
+        A run still ``running`` whose owner ``holder_alive`` says is alive is not taken:
+        the pair returned is then (the run, itself as the holder). A ``running`` run
+        whose owner is gone (killed with -9, a crash) is first marked ``interrupted``;
+        the pair is then (the run before the claim, None).
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.get_run(run_id)
+            if before.status == "running" and holder_alive(before):
+                self._db.execute("ROLLBACK")
+                return before, before
+            self._db.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, owner_pid = ?, "
+                "owner_host = ?, owner_started = ? WHERE id = ?",
+                (owner.pid, owner.host, owner.started, run_id),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return before, None
 
     def set_run_status(self, run_id: int, status: str) -> None:
         finished = _now() if status == "complete" else None
@@ -275,8 +353,7 @@ class ResultsStore:
         """A resumed run records the context of the session that finished it."""
         with self._db:
             self._db.execute(
-                "UPDATE runs SET git_commit = ?, runtime_versions_json = ?, status = 'running' "
-                "WHERE id = ?",
+                "UPDATE runs SET git_commit = ?, runtime_versions_json = ? WHERE id = ?",
                 (git_commit, json.dumps(runtime_versions), run_id),
             )
 
@@ -293,7 +370,26 @@ class ResultsStore:
             machine_fingerprint=row["machine_fingerprint"],
             machine=json.loads(row["machine_json"]),
             runtime_versions=json.loads(row["runtime_versions_json"]),
+            owner_pid=row["owner_pid"],
+            owner_host=row["owner_host"],
+            owner_started=row["owner_started"],
         )
+
+    def abandoned_runs(self, holder_alive: Callable[[RunRecord], bool]) -> list[RunRecord]:
+        """Runs still marked ``running`` whose owner is gone, now marked ``interrupted``
+        (a harness killed with -9 or by a crash never got to say so itself)."""
+        marked = []
+        with self._db:
+            rows = self._db.execute("SELECT * FROM runs WHERE status = 'running'").fetchall()
+            for row in rows:
+                run = self._run_from_row(row)
+                if not holder_alive(run):
+                    self._db.execute(
+                        "UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = ?",
+                        (run.id, "running"),
+                    )
+                    marked.append(run)
+        return marked
 
     def runs(self) -> list[RunRecord]:
         rows = self._db.execute("SELECT * FROM runs ORDER BY id").fetchall()
@@ -383,13 +479,15 @@ class ResultsStore:
             for r in rows
         ]
 
-    def done_cells(self, run_id: int) -> dict[tuple[str, str, str, str], str]:
-        """Cells already recorded in a run, with the config hash they were measured at."""
+    def done_cells(self, run_id: int) -> dict[tuple[str, str, str, str], DoneCell]:
+        """Cells already recorded in a run: the config hash they were measured at and
+        how they ended."""
         rows = self._db.execute(
-            "SELECT model, variant, runtime, device, config_hash FROM cells WHERE run_id = ?",
+            "SELECT model, variant, runtime, device, config_hash, status, reason FROM cells "
+            "WHERE run_id = ?",
             (run_id,),
         ).fetchall()
-        return {(r[0], r[1], r[2], r[3]): r[4] for r in rows}
+        return {(r[0], r[1], r[2], r[3]): DoneCell(r[4], r[5], r[6]) for r in rows}
 
     def samples(self, cell_id: int) -> list[float]:
         rows = self._db.execute(

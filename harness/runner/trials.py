@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.devices.base import Device
+from harness.errors import RunnerError
 from harness.results.stats import summarize_trials
 from harness.runner.job import MeasureSettings
 
@@ -53,7 +54,12 @@ def run_trials(
             **job,
             "profile": {**profile, "enabled": bool(profile.get("enabled")) and index == 0},
         }
-        run = device.run(trial_job, artifact, eval_inputs if index == 0 else None, timeout_s)
+        try:
+            run = device.run(trial_job, artifact, eval_inputs if index == 0 else None, timeout_s)
+        except RunnerError as exc:
+            # The failed cell keeps what every trial so far sent to the board.
+            exc.deploy = _deploy([*results, {"deploy": exc.deploy}])
+            raise
         results.append(run.result)
         if index == 0:
             outputs = run.outputs

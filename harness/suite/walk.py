@@ -3,8 +3,12 @@
 A cell is (model, variant, runtime, device). Each one ends as a success with
 measurements or a failure with its reason; a failure never stops the rest. Cells
 already recorded in the run (at the same configuration) are skipped, so an interrupted
-run resumes where it stopped. Ctrl-C marks the run interrupted; the cells recorded so
-far are whole, because each is written in one transaction.
+run resumes where it stopped; cells that failed for a reason that may pass
+(:data:`TRANSIENT_KINDS`) are measured again, and with ``retry_failed`` every failed
+one. An interrupt (Ctrl-C, SIGTERM) stops every device's runner, then marks the run
+interrupted; the cells recorded so far are whole, because each is written in one
+transaction. A board that becomes unavailable ends its lane: its remaining cells are
+recorded as not attempted, at once, and the next run tries them again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import queue
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +31,7 @@ from harness.devices.config import DeviceProfile
 from harness.errors import (
     ConfigError,
     ExportError,
+    HarnessError,
     ModelError,
     RecipeError,
     RunnerError,
@@ -33,8 +39,10 @@ from harness.errors import (
 )
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline
+from harness.results.owner import describe_owner, owner_alive, this_process
 from harness.results.scoring import score_outputs
-from harness.results.store import CellRecord, ResultsStore
+from harness.results.store import CellRecord, DoneCell, ResultsStore
+from harness.runlog import log_path, run_log
 from harness.runner.job import make_job, settings_dict
 from harness.runner.trials import combine_trials, run_trials
 from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
@@ -87,6 +95,19 @@ class WalkEvent:
     run_id: int | None = None
 
 
+# Failures that may pass on their own: a continued run measures these cells again.
+# (A time-out counts only on a board, where a stalled link or a busy board causes it; on
+# this machine it is the model's own doing.)
+TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted"})
+BOARD_TRANSIENT_KINDS = frozenset({"timeout"})
+# How long the devices get to stop their runners after an interrupt, at least.
+ABORT_GRACE_S = 5.0
+
+
+class RunBusy(HarnessError):
+    """The run a ``harness run`` would resume is being run by a live process."""
+
+
 @dataclass
 class WalkSummary:
     run_id: int
@@ -95,6 +116,21 @@ class WalkSummary:
     skipped: int = 0
     failed: int = 0
     failures: list[CellRecord] = field(default_factory=list)
+    # Cells measured again because they had failed: failure kind -> count.
+    retried: Counter[str] = field(default_factory=Counter)
+    log_path: Path | None = None
+
+    def retried_text(self) -> str:
+        """``"3 retried (device_unavailable 2, timeout 1)"``, or "" when none was."""
+        if not self.retried:
+            return ""
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.retried.most_common())
+        return f"{sum(self.retried.values())} retried ({kinds})"
+
+
+@dataclass
+class _LaneState:
+    unavailable: str | None = None  # why a board of this lane stopped answering
 
 
 def _reason(kind: str, message: str) -> str:
@@ -110,12 +146,14 @@ class SuiteWalker:
         *,
         fresh: bool = False,
         new_run: bool = False,
+        retry_failed: bool = False,
         on_event: Callable[[WalkEvent], None] | None = None,
     ):
         self.suite = suite
         self.results_dir = Path(results_dir)
         self.fresh = fresh
         self.new_run = new_run or fresh
+        self.retry_failed = retry_failed
         self.on_event = on_event or (lambda event: None)
         self.store = ResultsStore(self.results_dir / "harness.db")
         self.pipeline = Pipeline(
@@ -126,6 +164,7 @@ class SuiteWalker:
             log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
         )
         self._devices: dict[str, Device] = {}
+        self._devices_lock = threading.Lock()
         self._prepared: dict[str, tuple[Any, Any] | BaseException] = {}
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
@@ -136,10 +175,26 @@ class SuiteWalker:
         self.store.close()
 
     def _open_run(self) -> int:
+        """The run to walk: the suite's latest, taken over for this process, or a new
+        one. A run left ``running`` by a process that died is marked interrupted first;
+        one whose process is alive is refused (:class:`RunBusy`)."""
         commit = git_commit(Path(__file__).resolve().parents[1])
         versions = library_versions()
+        owner = this_process()
+        for run in self.store.abandoned_runs(owner_alive):
+            self._log(
+                f"run {run.id} ({run.suite_name}) was left running by "
+                f"{describe_owner(run)}, which is gone: marked interrupted"
+            )
         latest = self.store.latest_run(self.suite.name)
         if latest is not None and not self.new_run:
+            _, holder = self.store.claim_run(latest.id, owner, owner_alive)
+            if holder is not None:
+                raise RunBusy(
+                    f"{self.store.path}: run {holder.id} of suite {self.suite.name} is being "
+                    f"run by {describe_owner(holder)} (since {holder.started_at}); wait for "
+                    "it to finish or stop it, or start a separate run with --new-run"
+                )
             self.store.update_run_context(latest.id, commit, versions)
             return latest.id
         info = machine_info()
@@ -151,6 +206,21 @@ class SuiteWalker:
             machine=info,
             machine_fingerprint=machine_fingerprint(info),
             runtime_versions=versions,
+            owner=owner,
+        )
+
+    def _log(self, message: str) -> None:
+        self.on_event(WalkEvent("log", message=message))
+
+    def _retries(self, cell: Cell, done: DoneCell) -> bool:
+        """Whether a cell the run already holds at this configuration runs again."""
+        if done.status == "ok":
+            return False
+        if self.retry_failed:
+            return True
+        kind = done.failure_kind
+        return kind in TRANSIENT_KINDS or (
+            cell.device.kind == "ssh" and kind in BOARD_TRANSIENT_KINDS
         )
 
     def config_hash(self, cell: Cell) -> str:
@@ -170,34 +240,95 @@ class SuiteWalker:
         on this machine in order, each SSH board's beside them in its own thread."""
         cells = expand(self.suite)
         run_id = self._open_run()
-        summary = WalkSummary(run_id=run_id, total=len(cells))
+        summary = WalkSummary(
+            run_id=run_id, total=len(cells), log_path=log_path(self.results_dir, run_id)
+        )
+        with run_log(summary.log_path, on_warning=self._log):
+            try:
+                self._walk_cells(summary, run_id, cells)
+            except BaseException:
+                # Ctrl-C, SIGTERM, or anything else that stops the walk: no runner may go
+                # on measuring, the run is not running any more, and what it recorded is
+                # whole, so it resumes like an interrupted one.
+                self._stop.set()
+                self._abort_devices()
+                self.store.set_run_status(run_id, "interrupted")
+                raise
+        self.store.set_run_status(run_id, "complete")
+        self.on_event(WalkEvent("end", total=len(cells), run_id=run_id))
+        return summary
+
+    def _walk_cells(self, summary: WalkSummary, run_id: int, cells: list[Cell]) -> None:
         self.on_event(WalkEvent("begin", total=len(cells), run_id=run_id))
         done = self.store.done_cells(run_id)
         lanes: dict[str, list[tuple[int, Cell, str]]] = {}
         for index, cell in enumerate(cells, start=1):
             config_hash = self.config_hash(cell)
-            if done.get(cell.key) == config_hash:
-                summary.skipped += 1
-                self.on_event(WalkEvent("cell_skipped", index, len(cells), cell))
-                continue
+            before = done.get(cell.key)
+            if before is not None and before.config_hash == config_hash:
+                if not self._retries(cell, before):
+                    summary.skipped += 1
+                    self.on_event(WalkEvent("cell_skipped", index, len(cells), cell))
+                    continue
+                summary.retried[before.failure_kind or "failed"] += 1
             lanes.setdefault(lane(cell.device), []).append((index, cell, config_hash))
-        try:
-            if len(lanes) == 1:
-                for index, cell, config_hash in next(iter(lanes.values())):
-                    self.on_event(WalkEvent("cell_start", index, len(cells), cell))
-                    record, samples = self.run_cell(cell, config_hash)
-                    self._record(summary, run_id, index, cell, record, samples)
-            elif lanes:
-                self._walk_lanes(summary, run_id, lanes)
-        except BaseException:
-            # Ctrl-C, or anything else that stops the walk: the run is not running any
-            # more, and what it recorded is whole, so it resumes like an interrupted one.
-            self._stop.set()
-            self.store.set_run_status(run_id, "interrupted")
-            raise
-        self.store.set_run_status(run_id, "complete")
-        self.on_event(WalkEvent("end", total=len(cells), run_id=run_id))
-        return summary
+        if summary.retried:
+            self._log(f"measuring again what had failed: {summary.retried_text()}")
+        if len(lanes) == 1:
+            state = _LaneState()
+            for index, cell, config_hash in next(iter(lanes.values())):
+                self.on_event(WalkEvent("cell_start", index, len(cells), cell))
+                record, samples = self._run_lane_cell(cell, config_hash, state)
+                self._record(summary, run_id, index, cell, record, samples)
+        elif lanes:
+            self._walk_lanes(summary, run_id, lanes)
+
+    def _abort_devices(self) -> None:
+        """Every open device stops its runner, side by side, within a bounded time (a
+        board gets its connect time-out about three times over: a reconnect, then the
+        stop command)."""
+        with self._devices_lock:
+            devices = list(self._devices.values())
+        if not devices:
+            return
+        budget = ABORT_GRACE_S
+        for device in devices:
+            conn = device.profile.connection
+            if conn is not None:
+                budget = max(budget, 3 * conn.connect_timeout_s + ABORT_GRACE_S)
+        threads = [
+            threading.Thread(target=device.abort, name=f"abort {device.name}", daemon=True)
+            for device in devices
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + budget
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _run_lane_cell(
+        self, cell: Cell, config_hash: str, state: _LaneState
+    ) -> tuple[CellRecord, list[float]]:
+        """One cell of a lane; once a board of the lane is unavailable, its remaining
+        cells are recorded as not attempted instead of each waiting out the retries."""
+        if state.unavailable is not None:
+            base = self._base(cell, config_hash)
+            result = {"lineage": cell.variant.lineage()}
+            message = (
+                f"not attempted: {cell.device.name} became unavailable earlier in this run "
+                f"({state.unavailable})"
+            )
+            record = self._failed(base, result, "device_unavailable", message)
+            record.result["wall_seconds"] = 0.0
+            return record, []
+        record, samples = self.run_cell(cell, config_hash)
+        if (
+            cell.device.kind == "ssh"
+            and record.status != "ok"
+            and record.result.get("failure_kind") == "device_unavailable"
+        ):
+            state.unavailable = str(record.result.get("error", ""))[:300]
+        return record, samples
 
     def _record(
         self,
@@ -234,12 +365,14 @@ class SuiteWalker:
         finished: queue.Queue[tuple[str, int, Cell, Any]] = queue.Queue()
 
         def work(cells: list[tuple[int, Cell, str]]) -> None:
+            state = _LaneState()
             try:
                 for index, cell, config_hash in cells:
                     if self._stop.is_set():
                         break
                     finished.put(("start", index, cell, None))
-                    finished.put(("done", index, cell, self.run_cell(cell, config_hash)))
+                    outcome = self._run_lane_cell(cell, config_hash, state)
+                    finished.put(("done", index, cell, outcome))
             finally:
                 # Always, or the loop below would wait for this lane forever.
                 finished.put(("lane_end", 0, cells[0][1], None))
@@ -286,12 +419,14 @@ class SuiteWalker:
         return prepared
 
     def _device(self, profile: DeviceProfile) -> Device:
-        if profile.name not in self._devices:
-            self._devices[profile.name] = open_device(profile)
-        return self._devices[profile.name]
+        with self._devices_lock:
+            if profile.name not in self._devices:
+                self._devices[profile.name] = open_device(profile)
+            return self._devices[profile.name]
 
-    def run_cell(self, cell: Cell, config_hash: str) -> tuple[CellRecord, list[float]]:
-        base: dict[str, Any] = {
+    @staticmethod
+    def _base(cell: Cell, config_hash: str) -> dict[str, Any]:
+        return {
             "model": cell.entry.name,
             "variant": cell.variant.name,
             "runtime": cell.runtime,
@@ -299,6 +434,9 @@ class SuiteWalker:
             "config_hash": config_hash,
             "emulated": cell.device.emulated,
         }
+
+    def run_cell(self, cell: Cell, config_hash: str) -> tuple[CellRecord, list[float]]:
+        base = self._base(cell, config_hash)
         result: dict[str, Any] = {"lineage": cell.variant.lineage()}
         started = time.perf_counter()
         try:
@@ -314,6 +452,8 @@ class SuiteWalker:
             record, samples = self._failed(base, result, "model_error", str(exc)), []
         except RunnerError as exc:
             result["stderr"] = exc.stderr
+            if exc.deploy is not None:
+                result["deploy"] = exc.deploy
             record, samples = self._failed(base, result, exc.kind, str(exc)), []
         except ConfigError as exc:  # e.g. a user factory that returns the wrong thing
             record, samples = self._failed(base, result, "model_error", str(exc)), []
