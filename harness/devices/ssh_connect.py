@@ -314,7 +314,7 @@ def with_retries(
                 raise
             if number == target.retries:
                 raise RunnerError(
-                    f"{_describe(exc)} (device {target.device}, {target.where}: "
+                    f"{_describe(exc, target)} (device {target.device}, {target.where}: "
                     f"{target.retries + 1} attempts in {time.monotonic() - begun:.0f} s)",
                     kind="device_unavailable",
                 ) from None
@@ -331,10 +331,19 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, target: SshTarget) -> str:
     """A transient fault in words: the harness's own message where it wrote one."""
     if isinstance(exc, NoBanner):
         return str(exc)
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        causes = {type(e) for e in exc.errors.values()}
+        if causes <= {ConnectionRefusedError}:
+            return (
+                f"unreachable: {target.host}:{target.port} refused the connection (the board "
+                "is off or booting, or sshd is not running on that port)"
+            )
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return f"unreachable: {target.host}:{target.port} did not answer ({exc})"
     return f"unreachable: {type(exc).__name__}: {exc}"
 
 
