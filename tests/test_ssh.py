@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from harness.runner.job import MeasureSettings, make_job
 from harness.suite.config import load_suite
 from harness.suite.walk import SuiteWalker
 from tests.onnx_models import big_model, matmul_model
+from tests.site_dirs import MISSING_LIBRARY, broken_site
 from tests.sshd import TestSshd, keygen, sshd_missing
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
@@ -430,6 +432,62 @@ def test_devices_check_probes_the_board(tmp_path: Path, sshd: TestSshd) -> None:
     code, out = cli("devices", "check", "board", "--dir", devices)
     assert code == 1
     assert "hardware.arch" in out and "cannot run" in out
+
+
+def test_devices_check_imports_each_runtime_on_the_board(tmp_path: Path, sshd: TestSshd) -> None:
+    """The board's Python finds an onnxruntime whose metadata says installed and whose
+    import fails: the probe, pushed and run over SSH, imports it and says so."""
+    site = broken_site(tmp_path / "site", "onnxruntime", MISSING_LIBRARY)
+    python = tmp_path / "board-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    board(tmp_path, sshd)
+    path = tmp_path / "devices" / "board.toml"
+    path.write_text(
+        path.read_text().replace(f'python = "{sys.executable}"', f'python = "{python}"')
+    )
+    suite = board_suite(
+        tmp_path,
+        """
+        name = "board-ort"
+        runtimes = ["onnxruntime"]
+        devices = ["board"]
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+        [variants]
+        fp32 = []
+        """
+        + ONE_TRIAL,
+    )
+    devices = str(tmp_path / "devices")
+    code, out = cli(
+        "devices", "check", "board", "--dir", devices, "--suite", str(suite), "--format", "json"
+    )
+    report = json.loads(out)
+    assert code == 1 and not report["can_run"], report["findings"]
+    topics = {f["topic"]: f for f in report["findings"]}
+    assert topics["onnxruntime"]["level"] == "fail"
+    assert topics["onnxruntime"]["detail"] == (
+        "onnxruntime 9.9.9 is installed but does not import: ImportError: "
+        "libonnxruntime.so.1.17.1: cannot open shared object file: No such file or directory; "
+        "the suite uses it"
+    )
+    assert (
+        f"{sys.executable} -m pip install --force-reinstall onnxruntime"
+        in topics["onnxruntime"]["advice"]
+    )
+    assert report["probe"]["imports"]["numpy"]["ok"] is True
+
+    # The same board with its own Python: every runtime imports, timed.
+    board(tmp_path, sshd)
+    code, out = cli(
+        "devices", "check", "board", "--dir", devices, "--suite", str(suite), "--format", "json"
+    )
+    report = json.loads(out)
+    assert code == 0, report["findings"]
+    assert report["probe"]["imports"]["onnxruntime"]["ok"] is True
+    assert report["probe"]["imports"]["onnxruntime"]["seconds"] > 0
 
 
 def test_an_ssh_config_alias_supplies_host_port_and_user(tmp_path: Path, sshd: TestSshd) -> None:
