@@ -547,7 +547,8 @@ def test_a_failed_build_is_a_failed_cell_and_the_walk_with_a_board_goes_on(
         bad = cells[("broken", device)]
         assert bad.status == "failed"
         assert bad.result["failure_kind"] == "model_error"
-        assert bad.reason.startswith("model_error: model factory brokenmodel:make raised")
+        assert bad.reason.startswith(f"model_error: {suite_path}: key 'models[0].factory': ")
+        assert "model factory brokenmodel:make raised" in bad.reason
         assert "factory boom" in bad.reason
         assert "factory boom" in bad.result["traceback"]  # the user's own frame, to debug
         good = cells[("tiny", device)]
