@@ -236,6 +236,19 @@ def test_suite_runs_on_the_board_and_a_second_deploy_sends_nothing(
     assert again["files_cached"] == deploy["files_sent"] + deploy["files_cached"]
     assert {p.name for p in cache.iterdir()} == cached
 
+    # The reports carry each run's deploy record as the store has it.
+    code, out = cli("report", "--results", str(results), "--format", "json")
+    reported = {c["device"]: c["deploy"] for c in json.loads(out)}
+    assert code == 0 and reported == {"local": None, "board": again}
+    html_page = tmp_path / "run-1.html"
+    code, out = cli(
+        "report", "1", "--results", str(results), "--format", "html", "-o", str(html_page)
+    )
+    page = html_page.read_text()
+    assert code == 0 and 'data-deploy-cell="tiny/fp32/onnxruntime/board"' in page
+    assert f"{deploy['bytes_sent']:,}" in page
+    assert 'data-deploy-cell="tiny/fp32/onnxruntime/local' not in page
+
 
 # --- host keys ----------------------------------------------------------------------
 
