@@ -639,10 +639,11 @@ def cmd_devices_trust(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from harness.suite.config import load_suite
+    from harness.suite.config import check_model_sources, load_suite
     from harness.suite.walk import expand
 
     suite = load_suite(args.suite)
+    check_model_sources(suite)  # imports and calls factories, reads model files
     print(f"{suite.path}: valid, {len(expand(suite))} cells")
     return EXIT_OK
 
@@ -823,7 +824,11 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     hist.set_defaults(func=cmd_history)
 
-    validate = sub.add_parser("validate", help="check a suite file without running it")
+    validate = sub.add_parser(
+        "validate",
+        help="check a suite file without running it: its keys, presets and devices, and "
+        "its model sources (imports and calls each factory, reads each .onnx/.pte)",
+    )
     validate.add_argument("suite", type=Path)
     validate.set_defaults(func=cmd_validate)
 

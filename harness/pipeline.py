@@ -27,10 +27,10 @@ from harness.artifacts import (
     file_sha256,
     library_versions,
 )
-from harness.errors import HarnessError, RecipeError
+from harness.errors import ConfigError, HarnessError, ModelError, RecipeError
 from harness.models.base import ModelBundle
 from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
-from harness.suite.config import ModelEntry, Suite, Variant
+from harness.suite.config import ModelEntry, Suite, Variant, source_error
 from harness.target import TargetInfo
 
 
@@ -77,8 +77,13 @@ class Pipeline:
             return {"zoo": entry.zoo, "params": entry.params}
         if entry.factory is not None:
             module_name = entry.factory.partition(":")[0]
-            with self._suite_on_path():
-                spec = importlib.util.find_spec(module_name)
+            try:
+                with self._suite_on_path():
+                    spec = importlib.util.find_spec(module_name)
+            except Exception:
+                # Its package fails as it loads: the cell's model_error says why (from
+                # bundle()); the identity must not stop the walk that records it.
+                spec = None
             origin = spec.origin if spec is not None else None
             source = file_sha256(Path(origin)) if origin and Path(origin).is_file() else None
             return {"factory": entry.factory, "source_sha256": source}
@@ -118,8 +123,13 @@ class Pipeline:
                 from harness.models.loaders import load_factory_model
 
                 assert entry.factory is not None
-                with self._suite_on_path():
-                    bundle = load_factory_model(entry.factory, self.cache_dir)
+                try:
+                    with self._suite_on_path():
+                        bundle = load_factory_model(entry.factory, self.cache_dir)
+                except (ConfigError, ModelError) as exc:
+                    # Name the suite file and models[i].factory, as `validate` does.
+                    index = self.suite.models.index(entry)
+                    raise source_error(exc, self.suite.path, index, "factory") from exc
             bundle = replace(bundle, name=entry.name)
             self.log(f"model {entry.name}: ready in {time.perf_counter() - started:.1f} s")
             self._bundles[entry.name] = bundle

@@ -62,10 +62,13 @@ def add_cell(
     reason: str | None = None,
     validity: Any = "ok",
     measure: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> int:
+    """One cell; ``extra`` is merged into its result (e.g. a ``deploy`` record)."""
     rng = rng or np.random.default_rng(0)
     if status != "ok":
-        cell = CellRecord(*key, "cfg", status, reason=reason, result={"failure_kind": "x"})
+        result = {"failure_kind": "x", **(extra or {})}
+        cell = CellRecord(*key, "cfg", status, reason=reason, result=result)
         return store.record_cell(run, cell, [])
     trials = trial_samples(levels, rng, noise=noise)
     stats = summarize_trials(trials)
@@ -78,6 +81,7 @@ def add_cell(
         "validity": validity,
         "measure": measure or {"trials": len(levels), "min_count": 30},
         "runtime_version": "1.31.1",
+        **(extra or {}),
     }
     cell = CellRecord(
         *key,

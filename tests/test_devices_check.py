@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from harness.cli import main
 from harness.devices import check
 from harness.devices.check import CheckReport, Finding, judge_probe
 from harness.devices.config import Connection, DeviceProfile, HardwareFacts
+from tests.site_dirs import HANG, MISSING_LIBRARY, SEGFAULT, broken_site
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
 BOARD = DeviceProfile(
@@ -207,3 +210,127 @@ def test_a_probe_that_is_not_json_is_a_finding_not_a_traceback() -> None:
     assert "not JSON" in findings[0].detail and "Welcome" in findings[0].detail
     assert "not an object" in findings[1].detail
     assert check._probe_json(json.dumps(healthy()), []) == healthy()
+
+
+# --- the runtimes' imports --------------------------------------------------------
+
+
+def broken(name: str, error: str) -> dict[str, Any]:
+    """A healthy probe in which ``name``'s import failed with ``error``."""
+    imports = {
+        n: {"ok": True, "seconds": 0.25, "error": None} for n in ("onnxruntime", "executorch")
+    }
+    imports["numpy"] = {"ok": True, "seconds": 0.05, "error": None}
+    imports[name] = {"ok": False, "seconds": None, "error": error, "traceback": "..."}
+    return healthy(imports=imports, executable="/usr/bin/python3")
+
+
+def test_a_runtime_that_is_installed_but_does_not_import_fails_a_suite_that_needs_it() -> None:
+    probe = broken("onnxruntime", "ImportError: libonnxruntime.so.1: cannot open shared object")
+    finding = by_topic(judge_probe(BOARD, probe, ["onnxruntime"]))["onnxruntime"]
+    assert finding.level == "fail"
+    assert finding.detail == (
+        "onnxruntime 1.17.1 is installed but does not import: ImportError: "
+        "libonnxruntime.so.1: cannot open shared object; the suite uses it"
+    )
+    assert "/usr/bin/python3 -c 'import onnxruntime'" in finding.advice
+    assert "pip install --force-reinstall onnxruntime" in finding.advice
+    # A suite that does not use it can run; the broken install is still told.
+    findings = judge_probe(BOARD, probe, ["executorch"])
+    assert by_topic(findings)["onnxruntime"].level == "warn" and can_run(findings)
+    assert by_topic(findings)["executorch"].detail == "executorch 0.4.0, imports in 0.25 s"
+
+
+def test_no_runtime_that_imports_fails_and_a_numpy_that_does_not_import_fails() -> None:
+    probe = broken("onnxruntime", "ImportError: boom")
+    probe["imports"]["executorch"] = {"ok": False, "error": "RuntimeError: bad wheel"}
+    topics = by_topic(judge_probe(BOARD, probe, None))
+    assert topics["onnxruntime"].level == topics["executorch"].level == "warn"
+    assert topics["executorch"].advice.count("import executorch.runtime") == 1
+    assert topics["runtimes"].level == "fail"
+    assert "no runtime imports" in topics["runtimes"].detail
+
+    numpy = by_topic(judge_probe(BOARD, broken("numpy", "ImportError: numpy.core"), None))
+    assert numpy["numpy"].level == "fail"
+    assert numpy["numpy"].detail.startswith("numpy 1.26.4 is installed but does not import")
+
+
+def test_an_import_without_metadata_is_ok_and_a_missing_module_is_not_installed() -> None:
+    packages = {**healthy()["packages"], "executorch": None, "onnxruntime": None}
+    probe = broken("executorch", "ModuleNotFoundError: No module named 'executorch'")
+    probe["packages"] = packages
+    topics = by_topic(judge_probe(BOARD, probe, ["executorch"]))
+    assert topics["onnxruntime"].level == "ok"
+    assert "no package metadata" in topics["onnxruntime"].detail
+    assert topics["executorch"].level == "fail"
+    assert topics["executorch"].detail == "not installed; the suite uses it"
+
+
+def test_probe_import_reports_a_crash_and_a_hang_and_times_the_good_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.runner import bench_runner
+
+    for package, init in (("onnxruntime", SEGFAULT), ("executorch", HANG)):
+        broken_site(tmp_path, package, init)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    crashed = bench_runner.probe_import("onnxruntime")
+    assert crashed["ok"] is False
+    assert crashed["error"].startswith("the import killed Python (SIGSEGV)")
+    started = time.monotonic()
+    hung = bench_runner.probe_import("executorch", timeout_s=2)
+    assert hung == {
+        "ok": False,
+        "seconds": None,
+        "error": "the import did not finish within 2 s",
+        "traceback": "",
+    }
+    assert time.monotonic() - started < 30  # killed at its deadline, not left to sleep
+    numpy = bench_runner.probe_import("numpy")
+    assert numpy["ok"] is True and numpy["error"] is None and 0 < numpy["seconds"] < 30
+
+
+def test_devices_check_imports_the_runtime_and_names_the_broken_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real probe on this machine, with an onnxruntime on PYTHONPATH whose metadata
+    says 9.9.9 and whose import fails the way a wheel without its library does."""
+    site = broken_site(tmp_path / "site", "onnxruntime", MISSING_LIBRARY)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "needs-onnxruntime"
+        runtimes = ["onnxruntime"]
+        devices = ["local"]
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+        [variants]
+        fp32 = []
+        """
+        + FAST_MEASURE,
+    )
+    devices = str(REPO / "devices")
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["devices", "check", "local", "--dir", devices, "--suite", str(suite)])
+    text = out.getvalue()
+    assert code == 1, text
+    assert (
+        "onnxruntime: onnxruntime 9.9.9 is installed but does not import: ImportError: "
+        "libonnxruntime.so.1.17.1: cannot open shared object file"
+    ) in " ".join(text.split())
+    assert "--force-reinstall onnxruntime" in text and "cannot run" in text
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["devices", "check", "local", "--dir", devices, "--format", "json"])
+    report = json.loads(out.getvalue())
+    assert code == 0, report  # executorch imports, so without a suite it can run
+    topics = {f["topic"]: f for f in report["findings"]}
+    assert topics["onnxruntime"]["level"] == "warn"
+    assert topics["executorch"]["level"] == "ok" and "imports in" in topics["executorch"]["detail"]
+    imported = report["probe"]["imports"]["onnxruntime"]
+    assert imported["ok"] is False and str(site / "onnxruntime") in imported["traceback"]
+    assert report["probe"]["packages"]["onnxruntime"] == "9.9.9"

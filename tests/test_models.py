@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelError
 from harness.models import ZOO, build_model, get_zoo_model, list_models
 from harness.models.base import FileModel, ModelBundle
 from harness.models.digits import (
@@ -313,8 +313,12 @@ def test_pte_file_loader(tmp_path: Path) -> None:
     fm = load_file_model(path)
     assert fm.runtime == "executorch" and fm.input_shape == [2, 6]
 
+    assert load_file_model(path, input_shape=[1, 6]).input_shape == [1, 6]
+
+    # Not a program: refused, with or without a given input shape (the runtime on the
+    # device would refuse it later as a runtime error, which it is not).
     garbage = tmp_path / "garbage.pte"
     garbage.write_bytes(b"not a program")
-    with pytest.raises(ConfigError, match="input_shape"):
-        load_file_model(garbage)
-    assert load_file_model(garbage, input_shape=[1, 6]).input_shape == [1, 6]
+    for shape in (None, [1, 6]):
+        with pytest.raises(ModelError, match=r"garbage\.pte: not a valid ExecuTorch program"):
+            load_file_model(garbage, input_shape=shape)

@@ -291,3 +291,15 @@ def test_runner_runs_on_python38(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    # The probe, whose imports run in child processes of that same 3.8 interpreter.
+    proc = subprocess.run(
+        [python, str(RUNNER_PATH), "--probe", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    probe = json.loads(proc.stdout)
+    assert probe["python"].startswith("3.8") and set(probe["imports"]) >= {"onnxruntime"}
+    for answer in probe["imports"].values():
+        assert answer["ok"] or answer["error"].startswith("ModuleNotFoundError"), answer

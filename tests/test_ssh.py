@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from harness.runner.job import MeasureSettings, make_job
 from harness.suite.config import load_suite
 from harness.suite.walk import SuiteWalker
 from tests.onnx_models import big_model, matmul_model
+from tests.site_dirs import MISSING_LIBRARY, broken_site
 from tests.sshd import TestSshd, keygen, sshd_missing
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
@@ -234,6 +236,19 @@ def test_suite_runs_on_the_board_and_a_second_deploy_sends_nothing(
     assert again["files_cached"] == deploy["files_sent"] + deploy["files_cached"]
     assert {p.name for p in cache.iterdir()} == cached
 
+    # The reports carry each run's deploy record as the store has it.
+    code, out = cli("report", "--results", str(results), "--format", "json")
+    reported = {c["device"]: c["deploy"] for c in json.loads(out)}
+    assert code == 0 and reported == {"local": None, "board": again}
+    html_page = tmp_path / "run-1.html"
+    code, out = cli(
+        "report", "1", "--results", str(results), "--format", "html", "-o", str(html_page)
+    )
+    page = html_page.read_text()
+    assert code == 0 and 'data-deploy-cell="tiny/fp32/onnxruntime/board"' in page
+    assert f"{deploy['bytes_sent']:,}" in page
+    assert 'data-deploy-cell="tiny/fp32/onnxruntime/local' not in page
+
 
 # --- host keys ----------------------------------------------------------------------
 
@@ -432,6 +447,62 @@ def test_devices_check_probes_the_board(tmp_path: Path, sshd: TestSshd) -> None:
     assert "hardware.arch" in out and "cannot run" in out
 
 
+def test_devices_check_imports_each_runtime_on_the_board(tmp_path: Path, sshd: TestSshd) -> None:
+    """The board's Python finds an onnxruntime whose metadata says installed and whose
+    import fails: the probe, pushed and run over SSH, imports it and says so."""
+    site = broken_site(tmp_path / "site", "onnxruntime", MISSING_LIBRARY)
+    python = tmp_path / "board-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    board(tmp_path, sshd)
+    path = tmp_path / "devices" / "board.toml"
+    path.write_text(
+        path.read_text().replace(f'python = "{sys.executable}"', f'python = "{python}"')
+    )
+    suite = board_suite(
+        tmp_path,
+        """
+        name = "board-ort"
+        runtimes = ["onnxruntime"]
+        devices = ["board"]
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+        [variants]
+        fp32 = []
+        """
+        + ONE_TRIAL,
+    )
+    devices = str(tmp_path / "devices")
+    code, out = cli(
+        "devices", "check", "board", "--dir", devices, "--suite", str(suite), "--format", "json"
+    )
+    report = json.loads(out)
+    assert code == 1 and not report["can_run"], report["findings"]
+    topics = {f["topic"]: f for f in report["findings"]}
+    assert topics["onnxruntime"]["level"] == "fail"
+    assert topics["onnxruntime"]["detail"] == (
+        "onnxruntime 9.9.9 is installed but does not import: ImportError: "
+        "libonnxruntime.so.1.17.1: cannot open shared object file: No such file or directory; "
+        "the suite uses it"
+    )
+    assert (
+        f"{sys.executable} -m pip install --force-reinstall onnxruntime"
+        in topics["onnxruntime"]["advice"]
+    )
+    assert report["probe"]["imports"]["numpy"]["ok"] is True
+
+    # The same board with its own Python: every runtime imports, timed.
+    board(tmp_path, sshd)
+    code, out = cli(
+        "devices", "check", "board", "--dir", devices, "--suite", str(suite), "--format", "json"
+    )
+    report = json.loads(out)
+    assert code == 0, report["findings"]
+    assert report["probe"]["imports"]["onnxruntime"]["ok"] is True
+    assert report["probe"]["imports"]["onnxruntime"]["seconds"] > 0
+
+
 def test_an_ssh_config_alias_supplies_host_port_and_user(tmp_path: Path, sshd: TestSshd) -> None:
     board(tmp_path, sshd)  # for known_hosts
     config = tmp_path / "ssh_config"
@@ -489,7 +560,8 @@ def test_a_failed_build_is_a_failed_cell_and_the_walk_with_a_board_goes_on(
         bad = cells[("broken", device)]
         assert bad.status == "failed"
         assert bad.result["failure_kind"] == "model_error"
-        assert bad.reason.startswith("model_error: model factory brokenmodel:make raised")
+        assert bad.reason.startswith(f"model_error: {suite_path}: key 'models[0].factory': ")
+        assert "model factory brokenmodel:make raised" in bad.reason
         assert "factory boom" in bad.reason
         assert "factory boom" in bad.result["traceback"]  # the user's own frame, to debug
         good = cells[("tiny", device)]

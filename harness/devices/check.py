@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from harness.devices.config import DeviceProfile
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
+from harness.runner.bench_runner import PROBE_IMPORT_TIMEOUT_S, PROBED_IMPORTS
 
 if TYPE_CHECKING:  # paramiko is imported only when a board is checked
     from harness.devices.ssh import SshDevice
@@ -31,6 +32,8 @@ _DISK_FAIL_MB = 200
 _DISK_WARN_MB = 1000
 _MEMORY_WARN_MB = 256
 _HOT_C = 70.0
+# The probe imports each runtime in turn, each under its own deadline.
+_PROBE_TIMEOUT_S = 60 + len(PROBED_IMPORTS) * PROBE_IMPORT_TIMEOUT_S
 _INSTALL = {
     "onnxruntime": "pip install onnxruntime",
     "executorch": "pip install executorch (the runner uses executorch.runtime)",
@@ -86,13 +89,19 @@ def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> C
 
 def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
     workdir = str(Path.cwd())
-    proc = subprocess.run(
-        [sys.executable, str(RUNNER_PATH), "--probe", workdir],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER_PATH), "--probe", workdir],
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        findings.append(
+            Finding("fail", "runner", f"the runner's probe did not finish in {_PROBE_TIMEOUT_S} s")
+        )
+        return None
     if proc.returncode != 0:
         findings.append(
             Finding("fail", "runner", f"the runner's probe failed: {proc.stderr.strip()[-500:]}")
@@ -197,7 +206,10 @@ def _probe_session(
         findings.append(_old_python(f"{python_path} is {version.stdout.strip()!r}"))
         return None
     runner = device.push(RUNNER_PATH, DeployStats())
-    probe = device.execute(f"{python} {shlex.quote(runner)} --probe {shlex.quote(workdir)}")
+    probe = device.execute(
+        f"{python} {shlex.quote(runner)} --probe {shlex.quote(workdir)}",
+        timeout_s=_PROBE_TIMEOUT_S,
+    )
     if probe.exit_status != 0:
         findings.append(
             Finding(
@@ -270,28 +282,30 @@ def judge_probe(
             )
         )
     packages = probe.get("packages") or {}
-    installed = {r: packages.get(r) for r in _INSTALL}
+    imports = probe.get("imports")  # None from a probe that only read the metadata
+    executable = str(probe.get("executable") or _python_of(profile))
     wanted = runtimes or []
-    for runtime, version in installed.items():
-        if version:
-            out.append(Finding("ok", runtime, f"{runtime} {version}"))
-        elif runtime in wanted:
-            out.append(
-                Finding("fail", runtime, "not installed; the suite uses it", _INSTALL[runtime])
-            )
-        else:
-            out.append(Finding("warn", runtime, "not installed", _INSTALL[runtime]))
-    if not wanted and not any(installed.values()):
+    usable: dict[str, bool] = {}
+    for runtime in _INSTALL:
+        finding = _package_finding(runtime, packages, imports, executable, runtime in wanted)
+        out.append(finding)
+        usable[runtime] = finding.level == "ok"
+    if not wanted and not any(usable.values()):
+        installed = [r for r in _INSTALL if packages.get(r)]
         out.append(
             Finding(
                 "fail",
                 "runtimes",
-                "neither onnxruntime nor executorch is installed: nothing can run",
+                (
+                    f"no runtime imports ({' and '.join(installed)} installed but broken, "
+                    "see above): nothing can run"
+                    if installed
+                    else "neither onnxruntime nor executorch is installed: nothing can run"
+                ),
                 _INSTALL["onnxruntime"],
             )
         )
-    if not packages.get("numpy"):
-        out.append(Finding("fail", "numpy", "numpy is not installed", "pip install numpy"))
+    out.append(_package_finding("numpy", packages, imports, executable, True))
     if not packages.get("psutil"):
         out.append(
             Finding(
@@ -312,6 +326,67 @@ def judge_probe(
         )
     out.extend(_resources(probe))
     return out
+
+
+_INSTALL_NUMPY = "pip install numpy"
+# What the runner imports for each package (a run imports the same).
+_IMPORTED_AS = {"onnxruntime": "onnxruntime", "executorch": "executorch.runtime", "numpy": "numpy"}
+
+
+def _python_of(profile: DeviceProfile) -> str:
+    return profile.connection.python if profile.connection is not None else "python3"
+
+
+def _package_finding(
+    name: str,
+    packages: dict[str, Any],
+    imports: dict[str, Any] | None,
+    python: str,
+    needed: bool,
+) -> Finding:
+    """One package: installed (its metadata) and loadable (the probe's import of it).
+
+    Metadata without a working import is a broken install (a wheel for another CPU or
+    Python, a missing shared library, a numpy it was not built against): a ``fail`` when
+    the suite needs the package, a ``warn`` otherwise.
+    """
+    version = packages.get(name)
+    install = _INSTALL.get(name, f"pip install {name}")
+    imported = (imports or {}).get(name)
+    if imported is not None and imported.get("ok"):
+        seconds = imported.get("seconds")
+        took = f", imports in {seconds:.2f} s" if isinstance(seconds, int | float) else ""
+        if version:
+            return Finding("ok", name, f"{name} {version}{took}")
+        return Finding("ok", name, f"{name} imports (no package metadata, version unknown){took}")
+    error = _last_line(str((imported or {}).get("error") or ""))
+    missing = imported is None or (
+        error.startswith("ModuleNotFoundError") and (f"'{name}'" in error or f"'{name}." in error)
+    )
+    if not version and missing:
+        # Not there at all (or a probe that only read the metadata, which says so).
+        if name == "numpy":
+            return Finding("fail", name, "numpy is not installed", install)
+        if needed:
+            return Finding("fail", name, "not installed; the suite uses it", install)
+        return Finding("warn", name, "not installed", install)
+    if imported is None:  # installed, and the probe did not try the import
+        return Finding("ok", name, f"{name} {version}")
+    what = f"{name} {version} is installed but" if version else name
+    detail = f"{what} does not import: {error or 'the import failed'}"
+    if needed and name != "numpy":
+        detail += "; the suite uses it"
+    advice = (
+        f"see the whole error with `{python} -c 'import {_IMPORTED_AS.get(name, name)}'` on "
+        f"the device; reinstall it for that Python and CPU (`{python} -m pip install "
+        f"--force-reinstall {name}`)"
+    )
+    return Finding("fail" if needed else "warn", name, detail, advice)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text.strip()
 
 
 def _resources(probe: dict[str, Any]) -> list[Finding]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 from pathlib import Path
 from typing import Any
@@ -41,18 +42,36 @@ def _resolve_factory(spec: str) -> tuple[Any, Any]:
         raise ConfigError(None, "model.factory", "'package.module:factory'", spec)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            None,
-            "model.factory",
-            f"an importable module (is {module_name!r} on sys.path / next to the suite?); "
-            f"import failed with {type(exc).__name__}: {exc}",
-            spec,
-        ) from exc
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            # The module itself (or its package) is not there: a typo or a path problem.
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"an importable module (is {module_name!r} on sys.path / next to the "
+                f"suite?); import failed with {type(exc).__name__}: {exc}",
+                spec,
+            ) from exc
+        raise _import_failed(module_name, exc) from exc  # something it imports is missing
+    except (Exception, SystemExit) as exc:
+        # The user's module is there but its code fails as it loads (SyntaxError,
+        # NameError, anything at import): their error, with its traceback chained.
+        raise _import_failed(module_name, exc) from exc
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ConfigError(None, "model.factory", f"a callable {attr!r} in {module_name}", spec)
     return module, factory
+
+
+def _import_failed(module_name: str, exc: BaseException) -> ModelError:
+    try:
+        spec = importlib.util.find_spec(module_name)
+        where = f" ({spec.origin})" if spec is not None and spec.origin else ""
+    except Exception:  # its package is the part that fails to import
+        where = ""
+    return ModelError(
+        f"factory module {module_name!r}{where} failed to import: {type(exc).__name__}: {exc}"
+    )
 
 
 def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelBundle:
@@ -127,10 +146,36 @@ def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelB
     )
 
 
-def _onnx_input_shape(path: Path) -> list[int]:
+def _invalid(path: Path, kind: str, why: str) -> ModelError:
+    return ModelError(f"{path}: not a valid {kind} ({why})")
+
+
+def _read_onnx(path: Path) -> Any:
+    """The file's ModelProto (weights left on disk), or a ModelError saying what is wrong.
+
+    A file cut short mid-field does not parse; one cut at a field boundary parses but
+    lacks the graph or the opsets that follow it, so both are required.
+    """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        size = path.stat().st_size
+        raise _invalid(path, "ONNX file", f"{type(exc).__name__}: {exc}; {size} bytes") from exc
+    if not model.HasField("graph"):
+        problem = "it holds no graph"
+    elif not model.graph.output:
+        problem = "its graph has no outputs"
+    elif not model.opset_import:
+        problem = "it names no opset"
+    else:
+        return model
+    raise _invalid(path, "ONNX file", f"{problem}: cut short, or not an ONNX model")
+
+
+def _onnx_input_shape(path: Path, model: Any = None) -> list[int]:
+    model = _read_onnx(path) if model is None else model
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -142,11 +187,50 @@ def _onnx_input_shape(path: Path) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims]
 
 
-def _pte_input_shape(path: Path) -> list[int] | None:
+_PTE_HEAD_BYTES = 64
+
+
+def _check_pte_header(path: Path) -> None:
+    """The .pte's own header against its size: the file identifier at byte 4, and the
+    extended header's program and segment sizes (a file cut short is smaller)."""
+    with open(path, "rb") as f:
+        head = f.read(_PTE_HEAD_BYTES)
+    size = path.stat().st_size
+    kind = "ExecuTorch program"
+    if len(head) < 8 or head[4:6] != b"ET":
+        found = head[4:8] if len(head) >= 8 else f"{size} bytes"
+        raise _invalid(path, kind, f"no ExecuTorch file identifier at byte 4, found {found!r}")
+    if head[8:12] != b"eh00" or len(head) < 32:
+        return  # no extended header (older programs): nothing more to compare
+    length = int.from_bytes(head[12:16], "little")
+    program_size = int.from_bytes(head[16:24], "little")
+    segment_base = int.from_bytes(head[24:32], "little")
+    segment_data = int.from_bytes(head[32:40], "little") if length >= 32 else 0
+    expected = max(program_size, segment_base + segment_data if segment_base else 0)
+    if size < expected:
+        raise _invalid(
+            path, kind, f"cut short: its header says {expected} bytes, the file has {size}"
+        )
+
+
+def _read_pte(path: Path) -> Any | None:
+    """The loaded program (None when no ExecuTorch runtime is installed here to ask),
+    or a ModelError when the file is not a program the runtime can load."""
+    _check_pte_header(path)
     try:
         from executorch.runtime import Runtime
+    except ImportError:
+        return None
+    try:
+        return Runtime.get().load_program(path)
+    except Exception as exc:
+        raise _invalid(path, "ExecuTorch program", f"the runtime could not load it: {exc}") from exc
 
-        program = Runtime.get().load_program(path)
+
+def _pte_input_shape(program: Any) -> list[int] | None:
+    if program is None:
+        return None
+    try:
         meta = program.metadata("forward")
         if meta.num_inputs() != 1:
             return None
@@ -160,17 +244,23 @@ def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> F
 
     The input shape comes from the file (ONNX graph input; ExecuTorch method metadata);
     ``input_shape`` overrides it and is required when a .pte's metadata cannot be read.
+    A file that is not a valid model (cut short, another format) raises ModelError
+    ``"<path>: not a valid ONNX file (...)"`` (or ExecuTorch program).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(path, "model.file", "an existing .onnx or .pte file")
     suffix = path.suffix.lower()
+    # The file is read even when input_shape is given: a damaged one is the user's
+    # model error, named here, not a runtime failure on the device later.
     if suffix == ".onnx":
         runtime = "onnxruntime"
-        shape = list(input_shape) if input_shape else _onnx_input_shape(path)
+        model = _read_onnx(path)
+        shape = list(input_shape) if input_shape else _onnx_input_shape(path, model)
     elif suffix == ".pte":
         runtime = "executorch"
-        shape = list(input_shape) if input_shape else _pte_input_shape(path)
+        program = _read_pte(path)
+        shape = list(input_shape) if input_shape else _pte_input_shape(program)
         if shape is None:
             raise ConfigError(
                 path,

@@ -97,6 +97,19 @@ def vs_baseline(cell: CellRecord, base: CellRecord | None) -> VsBaseline | None:
     return VsBaseline(base.variant, speedup, size_ratio, delta)
 
 
+_DEPLOY_KEYS = ("host", "files_sent", "bytes_sent", "files_cached", "sent")
+
+
+def deploy_record(cell: CellRecord) -> dict[str, Any] | None:
+    """The cell's deploy record with every key (None when its device is this machine)."""
+    deploy = cell.result.get("deploy")
+    if not isinstance(deploy, dict):
+        return None
+    record = {k: deploy.get(k) for k in _DEPLOY_KEYS}
+    record["sent"] = list(record["sent"] or [])
+    return record
+
+
 def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
     r = cell.result
     latency = r.get("latency_ms") or {}
@@ -145,6 +158,9 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "profile": r.get("profile"),
         # Added by the reports issue: the verdict (ok / invalid / failed).
         "verdict": verdict(cell),
+        # What an SSH device sent over all trials (files_sent, bytes_sent, files_cached,
+        # sent, host), failed cells too; null on devices of this machine.
+        "deploy": deploy_record(cell),
     }
 
 

@@ -7,9 +7,10 @@ beside it (``run-<id>/<plot>.png``) for slides and issues.
 Stable hooks for tests and scripts: each cell's row in the results tables is
 ``<tr data-cell="model/variant/runtime/device" data-verdict="ok|invalid|failed">``, each
 failed or invalid cell has a row ``data-problem-cell=...`` in the problems table with its
-reason, and each plot is ``<img data-plot="name" alt="...">``. A small inline script
-writes every image's ``naturalWidth`` into ``data-natural-width`` once the page has
-loaded, so a headless browser's DOM dump shows the images decoded.
+reason, each cell on a board a row ``data-deploy-cell=...`` in the deployments table
+(what it sent and found cached), and each plot is ``<img data-plot="name" alt="...">``.
+A small inline script writes every image's ``naturalWidth`` into ``data-natural-width``
+once the page has loaded, so a headless browser's DOM dump shows the images decoded.
 
 Two sections are optional and clearly marked (``<section data-optional="fit">`` and
 ``data-optional="history"``): the hardware fit (:mod:`harness.reports.fit`) and the p50
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.reports.cells import reasons_of, validity_reasons, verdict
+from harness.reports.cells import deploy_record, reasons_of, validity_reasons, verdict
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.results.store import CellRecord, ResultsStore, RunRecord
@@ -304,6 +305,36 @@ def _emulation(cells: list[CellRecord]) -> str:
     )
 
 
+def _deployments(cells: list[CellRecord]) -> str:
+    """What each cell on a board sent and found already there (failed cells too); cells
+    on this machine have no deploy record and no row."""
+    rows = []
+    for c in cells:
+        deploy = deploy_record(c)
+        if deploy is None:
+            continue
+        sent = ", ".join(str(name) for name in deploy["sent"]) or "-"
+        rows.append(
+            f'<tr class="verdict-{verdict(c)}" data-deploy-cell="{_e(cell_id(c))}">'
+            f"<td>{_e(cell_id(c))}</td><td>{_e(verdict(c))}</td>"
+            f"<td>{_e(deploy['host'] or '-')}</td>"
+            f'<td class="num">{_e(_fmt(deploy["files_sent"], ","))}</td>'
+            f'<td class="num">{_e(_fmt(deploy["bytes_sent"], ","))}</td>'
+            f'<td class="num">{_e(_fmt(deploy["files_cached"], ","))}</td>'
+            f'<td class="text">{_e(sent)}</td></tr>'
+        )
+    if not rows:
+        return ""
+    return (
+        '<h2 id="deploy">Deployed to boards</h2><p class="note">What each cell on a board '
+        "sent over SFTP and found already in its cache (by sha256), over all its trials. "
+        "Cells on this machine deploy nothing and are not listed.</p>"
+        '<table id="deployments"><thead><tr><th>cell</th><th>verdict</th><th>host</th>'
+        "<th>files sent</th><th>bytes sent</th><th>files cached</th><th>sent</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def _fmt(value: Any, spec: str = ".3g") -> str:
     if value is None:
         return "-"
@@ -440,6 +471,7 @@ def render_html(
         '<h2 id="failed-invalid">Failed and invalid cells</h2>',
         _problems(cells),
         _emulation(cells),
+        _deployments(cells),
         '<h2 id="plots">Plots</h2>',
         *[_img(p) for p in plots],
         _fit_html(fit or OptionalSection(note="not computed")),

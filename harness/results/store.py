@@ -10,6 +10,7 @@ missing ones in order.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -233,15 +234,65 @@ class StoreError(HarnessError):
     pass
 
 
+def _truncated(path: Path) -> str | None:
+    """Why an SQLite file is shorter than its own header says (a copy cut short), or
+    None. SQLite would open it and fail on the first page past the end, mid-report."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return None  # not there yet, or not a file: sqlite3 says what is wrong
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return None
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count is valid only when the change counter matches "version valid for".
+    if pages and header[24:28] == header[92:96] and size < pages * page_size:
+        return f"truncated: its header says {pages * page_size} bytes, the file has {size}"
+    return None
+
+
+def _tables_through(version: int) -> set[str]:
+    """The tables a store at ``version`` has (those its migrations create)."""
+    tables: set[str] = set()
+    for v in range(1, version + 1):
+        for statement in MIGRATIONS.get(v, []):
+            created = re.match(r"\s*CREATE TABLE (\w+)", statement)
+            if created:
+                tables.add(created[1])
+    return tables
+
+
 class ResultsStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        truncated = _truncated(self.path)
+        if truncated:
+            raise self._not_ours(truncated)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as exc:  # a directory, no permission
+            raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
+        try:
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA foreign_keys = ON")
+            # Before anything writes: someone else's database is left as it was.
+            self._check_schema(self.schema_version)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only
+            self._db.close()
+            raise StoreError(f"{self.path}: cannot open the results store ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            # Random bytes, a truncated copy, a file that only looks like SQLite.
+            self._db.close()
+            raise self._not_ours(f"SQLite cannot read it: {exc}") from None
+        except BaseException:
+            self._db.close()
+            raise
 
     # --- schema -------------------------------------------------------------------
 
@@ -249,18 +300,55 @@ class ResultsStore:
     def schema_version(self) -> int:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    def _migrate(self) -> None:
-        current = self.schema_version
-        if current > SCHEMA_VERSION:
+    def _not_ours(self, why: str) -> StoreError:
+        return StoreError(
+            f"{self.path}: not a harness results store ({why}); point --results at a "
+            "directory the harness wrote, or move the file away to start a new store"
+        )
+
+    def _check_schema(self, version: int) -> None:
+        """Refuse a database that is not one of ours, or one a newer harness wrote."""
+        tables = {
+            row[0]
+            for row in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        expected = _tables_through(min(version, SCHEMA_VERSION))
+        if version == 0 and tables:
+            names = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise self._not_ours(f"a SQLite database with other tables: {names}")
+        missing = sorted(expected - tables)
+        if missing:
+            raise self._not_ours(
+                f"a SQLite database at schema version {version} without the table(s) "
+                f"{', '.join(missing)}"
+            )
+        if version > SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path}: schema version {current} was written by a newer harness "
+                f"{self.path}: schema version {version} was written by a newer harness "
                 f"(this one reads up to {SCHEMA_VERSION}); upgrade the harness"
             )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            with self._db:
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current == SCHEMA_VERSION:
+            return
+        # Two processes may open a fresh store at once: take the write lock first, then
+        # read the version again, so only one of them migrates and the other sees it done.
+        # (Python's sqlite3 would run each CREATE in a transaction of its own.)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self.schema_version
+            self._check_schema(current)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[version]:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            self._db.rollback()
+            raise
+        self._db.commit()
 
     def close(self) -> None:
         self._db.close()

@@ -9,8 +9,9 @@ numbers come from the same code.
 
 Usage: python bench_runner.py JOB.json RESULT.json
        python bench_runner.py --probe WORKDIR   (what ``harness devices check`` asks a
-       board: Python, arch, runtimes, free disk under WORKDIR, memory, governor,
-       temperature; one JSON object on stdout)
+       board: Python, arch, runtimes (their metadata, and each imported in a child
+       process, timed), free disk under WORKDIR, memory, governor, temperature; one
+       JSON object on stdout)
 
 Exit codes: 0 measured, 2 bad job file (or a job the artifact cannot run, such as a
 batch size its static shape does not allow), 3 the runtime failed (load or inference).
@@ -40,6 +41,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -1504,6 +1506,93 @@ def _error_result(kind, message):
 
 
 _PROBED_PACKAGES = ("onnxruntime", "executorch", "torch", "numpy", "psutil")
+# Imported by the probe as a run imports them: installed metadata says nothing about
+# whether the package loads (a wheel for another CPU, a numpy it was not built for).
+PROBED_IMPORTS = ("onnxruntime", "executorch", "numpy")
+# Each import runs in a child process with this deadline, so an import that hangs or
+# crashes the interpreter is a finding, not a dead probe.
+PROBE_IMPORT_TIMEOUT_S = 45
+
+
+def _import_one(name):
+    """``--import NAME``: import it as a run does; one JSON line with the time or error."""
+    started = time.perf_counter()
+    try:
+        if name == "numpy":
+            import numpy  # noqa: F401
+        else:
+            import_runtime(name)
+    except BaseException as exc:  # SystemExit and the like from a broken package, too
+        import traceback
+
+        answer = {
+            "ok": False,
+            "seconds": None,
+            "error": _last_line("%s: %s" % (type(exc).__name__, exc)),
+            "traceback": traceback.format_exc()[-2000:],
+        }
+    else:
+        answer = {"ok": True, "seconds": round(time.perf_counter() - started, 3), "error": None}
+    # On its own line: a package may have printed to stdout while it loaded.
+    sys.stdout.write("\n" + json.dumps(answer) + "\n")
+    return 0 if answer["ok"] else 1
+
+
+def _last_line(text):
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def probe_import(name, timeout_s=PROBE_IMPORT_TIMEOUT_S):
+    """Import ``name`` in a child Python: ``{"ok", "seconds", "error", "traceback"}``."""
+    command = [sys.executable, os.path.abspath(__file__), "--import", name]
+    try:
+        proc = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            errors="replace",
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return {
+            "ok": False,
+            "seconds": None,
+            "error": "the import did not finish within %d s" % timeout_s,
+            "traceback": "",
+        }
+    except OSError as exc:
+        return {
+            "ok": False,
+            "seconds": None,
+            "error": "could not start %s: %s" % (sys.executable, exc),
+            "traceback": "",
+        }
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(answer, dict) and "ok" in answer:
+            return answer
+    # No answer: the interpreter died under the import (a bad wheel's illegal
+    # instruction or segfault), or something killed it.
+    if proc.returncode < 0:
+        try:
+            why = "the import killed Python (%s)" % signal.Signals(-proc.returncode).name
+        except ValueError:
+            why = "the import killed Python (signal %d)" % -proc.returncode
+    else:
+        why = "the import exited %d without an answer" % proc.returncode
+    detail = _last_line(proc.stderr)
+    return {
+        "ok": False,
+        "seconds": None,
+        "error": "%s: %s" % (why, detail) if detail else why,
+        "traceback": proc.stderr[-2000:],
+    }
 
 
 def probe(workdir, root="/"):
@@ -1524,7 +1613,9 @@ def probe(workdir, root="/"):
     env = environment(root)
     env.update(
         {
+            "executable": sys.executable,
             "packages": packages,
+            "imports": {name: probe_import(name) for name in PROBED_IMPORTS},
             "workdir": workdir,
             "disk_free_mb": disk_free_mb,
             "temp_c": max_temp_c(root),
@@ -1541,6 +1632,8 @@ def main(argv=None):
         json.dump(probe(argv[1]), sys.stdout)
         sys.stdout.write("\n")
         return 0
+    if len(argv) == 2 and argv[0] == "--import":
+        return _import_one(argv[1])
     if len(argv) != 2:
         sys.stderr.write("usage: bench_runner.py JOB.json RESULT.json\n")
         return _EXIT_BAD_JOB

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.configfile import StrictModel, load_toml, validate
 from harness.devices.config import DeviceProfile, find_profile, load_profile
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ModelError
 from harness.export import EXPORTERS
 from harness.plugins import suggest
 from harness.recipes.config import ChainStep, check_chain, find_preset, load_preset, validate_step
@@ -284,12 +284,18 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
             raise ConfigError(path, f"{key}.factory", "'package.module:function'", entry.factory)
         sys.path.insert(0, str(path.parent))
         try:
-            spec = importlib.util.find_spec(module_name)
-        except (ImportError, ValueError):
-            spec = None
+            found = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError as exc:
+            found = not (module_name + ".").startswith(f"{exc.name}.")
+        except ValueError:
+            found = False
+        except Exception:
+            # Its package is there but fails as it loads: the run names that error in
+            # the model's cells (and `harness validate` names it here).
+            found = True
         finally:
             sys.path.remove(str(path.parent))
-        if spec is None:
+        if not found:
             raise ConfigError(
                 path,
                 f"{key}.factory",
@@ -319,6 +325,50 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
                     "(recipes need the PyTorch model)",
                     v,
                 )
+
+
+def source_error(
+    exc: ConfigError | ModelError, suite_path: Path, index: int, field: str
+) -> ConfigError | ModelError:
+    """A model loader's error restated for the suite: it names the suite file and the
+    key ``models[index].<field>``. A ConfigError's own ``model.*`` key becomes the
+    suite's (``model.input_shape`` -> ``models[0].input_shape``)."""
+    key = f"models[{index}].{field}"
+    if not isinstance(exc, ConfigError):
+        return ModelError(f"{suite_path}: key '{key}': {exc}")
+    if exc.key.startswith("model."):
+        key = f"models[{index}].{exc.key.removeprefix('model.')}"
+    restated = ConfigError(suite_path, key, exc.expected, exc.got)
+    if exc.file not in ("<inline>", str(suite_path)):  # the loader named the model file
+        got = f", got {exc.got!r}" if exc.got is not None else ""
+        restated.args = (f"{suite_path}: key '{key}': {exc.file}: expected {exc.expected}{got}",)
+    return restated
+
+
+def check_model_sources(suite: Suite) -> None:
+    """Load every factory and ready file as a run would (``harness validate``): import
+    the module, call the factory and check what it returns with the loader a run uses,
+    read each .onnx/.pte. The first problem raises, naming the suite file and the key.
+    Zoo models are the harness's own and are not built here."""
+    from harness.models.loaders import load_factory_model, load_file_model
+
+    for index, entry in enumerate(suite.models):
+        field_name = "factory" if entry.factory is not None else "file"
+        try:
+            if entry.factory is not None:
+                sys.path.insert(0, str(suite.directory))
+                try:
+                    load_factory_model(entry.factory, None)
+                finally:
+                    sys.path.remove(str(suite.directory))
+            elif entry.file is not None:
+                load_file_model(suite.model_path(entry), input_shape=entry.input_shape)
+        except (ConfigError, ModelError) as exc:
+            raise source_error(exc, suite.path, index, field_name) from exc
+        except Exception as exc:  # e.g. the module's forward fails on its example input
+            raise ModelError(
+                f"{suite.path}: key 'models[{index}].{field_name}': {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def load_suite(path: str | Path) -> Suite:
