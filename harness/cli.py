@@ -637,7 +637,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Compress, export, deploy and benchmark PyTorch models on edge devices.",
-        epilog="Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 some cells failed (compare: something regressed), 2 bad "
+        "input, 3 compare incomplete (cells not judged), 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
