@@ -19,11 +19,13 @@ and >= 95% of the slowed cells regressed at +10%. This script:
    Welch's t over the log trial medians), the stored runs with all
    ``--trials`` trials (the trials basis), and an interleaved re-measurement planned as
    ``harness compare --interleave`` plans it (base and candidate alternately, at least
-   ``--rounds`` rounds per cell, more until the ratio is known to +-4%, at most
-   ``--max-rounds``; stored in the results store);
-4. prints the rates, the same rates had the interleaved cells stopped after 10, 15, 20,
-   ... rounds, the per-round noise, and the slowdown each size really is (the median
-   ratio over all interleaved rounds of its cells: layer count is not exactly time).
+   ``--rounds`` rounds per cell, then until the cell's verdict is settled or its ratio
+   is known to +-2.5%, at most ``--max-rounds``; stored in the results store);
+4. prints the wall time of each interleaved compare (what CI waits for; target: a
+   10-cell compare in at most 5 minutes) with its rounds per cell and why they stopped,
+   the rates, the same rates had the interleaved cells stopped after 10, 15, 20, ...
+   rounds, the per-round noise, and the slowdown each size really is (the median ratio
+   over all interleaved rounds of its cells: layer count is not exactly time).
 
     .venv/bin/python benchmarks/compare_acceptance.py [--cells 4] [--repeats 1]
         [--trials 5] [--rounds 10] [--max-rounds 60] [--slowdowns 5,10,20]
@@ -33,10 +35,10 @@ and >= 95% of the slowed cells regressed at +10%. This script:
 the same ``--cells``, ``--repeats`` and ``--slowdowns``, in the schedule's order) and
 only judges and interleaves them again.
 
-Runner processes take ~0.5 s here, so the runs take 2-3 minutes (4 cells x 5 trials x
-7 runs) and the interleaved comparisons 5 minutes on a quiet machine (6 pairs x 4 cells
-x 10 rounds x 2 processes) and up to 30 when a loaded one needs 60 rounds a cell.
-No assertions: it prints the measured rates against the targets.
+Runner processes take ~0.5-0.9 s here, so the runs take 2-3 minutes (4 cells x 5
+trials x 7 runs) and each interleaved comparison about 2 x rounds x cells processes:
+a cell settles in 10-15 rounds on a quiet machine, and a loaded one needs more.
+No assertions: it prints the measured rates and wall times against the targets.
 """
 
 from __future__ import annotations
@@ -67,7 +69,12 @@ from harness.results.compare import (  # noqa: E402
 from harness.results.stats import percentile  # noqa: E402
 from harness.results.store import CellRecord, ResultsStore  # noqa: E402
 from harness.results.thresholds import default_thresholds  # noqa: E402
-from harness.runner.interleave import RoundsPlan, device_dirs_of, interleave_runs  # noqa: E402
+from harness.runner.interleave import (  # noqa: E402
+    RoundsPlan,
+    StopReason,
+    device_dirs_of,
+    interleave_runs,
+)
 from harness.suite.config import load_suite  # noqa: E402
 from harness.suite.walk import SuiteWalker  # noqa: E402
 
@@ -252,6 +259,7 @@ def main() -> int:
         rounds_used: list[int] = []
         interleave_kinds: dict[int, str] = {}
         failed_interleaves: list[str] = []
+        wall_times: dict[str, list[float]] = {}
         # As harness compare --interleave plans it for the default 5% latency limit.
         plan = RoundsPlan.for_limit(args.rounds, args.max_rounds, 0.05)
         with ResultsStore(results / "harness.db") as store:
@@ -269,27 +277,44 @@ def main() -> int:
                     store, results, base_run, new_run, both, plan=plan,
                     device_dirs=device_dirs_of(new_run),
                 )  # fmt: skip
+                wall = time.perf_counter() - t0
+                wall_times.setdefault(kind, []).append(wall)
                 interleave_kinds[outcome.interleave_id] = kind
                 interleaved = compare_runs(store, base, new, interleaved=outcome.cells)
+                stops: dict[str, int] = {}
+                cell_rounds: list[int] = []
                 for cell in interleaved.cells:
-                    rounds = paired_rounds(outcome.cells[cell.key])
-                    if not rounds:  # the re-measurement failed: not a verdict to count
+                    if cell.latency is None:  # not judged: the re-measurement failed
                         failed_interleaves.append(
-                            f"{'/'.join(cell.key)} runs {base}->{new}: "
-                            f"{outcome.cells[cell.key].reason}"
+                            f"{'/'.join(cell.key)} runs {base}->{new}: {cell.not_judged}"
                         )
                         continue
+                    rounds = paired_rounds(outcome.cells[cell.key])
+                    stop = plan.stop_reason(rounds) or StopReason.MAX_ROUNDS
+                    stops[stop.value] = stops.get(stop.value, 0) + 1
+                    cell_rounds.append(len(rounds))
                     modes[interleaved_mode].add(kind, cell.latency.verdict)
                     rounds_used.append(len(rounds))
                     measured_ratios.setdefault(kind, []).extend(n / b for b, n in rounds)
                     logs = [math.log(n / b) for b, n in rounds]
                     center = statistics.median(logs)
                     spreads.append(1.4826 * statistics.median(abs(v - center) for v in logs))
-                latency = [c.latency.verdict.value for c in interleaved.cells]
+                latency = [
+                    c.latency.verdict.value if c.latency else c.verdict.value
+                    for c in interleaved.cells
+                ]
                 counts = ", ".join(f"{v} {latency.count(v)}" for v in sorted(set(latency)))
+                stopped = ", ".join(f"{k} {v}" for k, v in sorted(stops.items()))
+                rounds_text = (
+                    f"rounds per cell mean {statistics.mean(cell_rounds):.1f}, "
+                    f"max {max(cell_rounds)} ({stopped})"
+                    if cell_rounds
+                    else "no cell measured"
+                )
                 print(
-                    f"  interleaved {kind} pair (runs {base} -> {new}): "
-                    f"{time.perf_counter() - t0:.0f} s, {counts}",
+                    f"  interleaved {kind} pair (runs {base} -> {new}): wall time "
+                    f"{wall:.0f} s for {len(both)} cells ({wall / 60:.1f} min), "
+                    f"{rounds_text}; {counts}",
                     flush=True,
                 )
 
@@ -308,7 +333,7 @@ def main() -> int:
 
         kinds = ["A/A"] + [f"+{pct}%" for pct in slowdowns]
         if failed_interleaves:
-            print(f"{len(failed_interleaves)} interleaved re-measurements failed (not counted):")
+            print(f"{len(failed_interleaves)} interleaved cells not judged (not counted):")
             for line in failed_interleaves[:10]:
                 print(f"  {line}")
         elapsed = time.perf_counter() - started
@@ -319,6 +344,15 @@ def main() -> int:
                 f"{statistics.median(spreads) * 100:.1f}%; rounds per cell: median "
                 f"{statistics.median(rounds_used):g}, max {max(rounds_used)}"
             )
+        if wall_times:
+            print(
+                f"\nwall time of each interleaved compare ({args.cells} cells; target for 10 "
+                "cells: <= 300 s):"
+            )
+            for kind in kinds:
+                if kind in wall_times:
+                    times = ", ".join(f"{t:.0f}" for t in wall_times[kind])
+                    print(f"  {kind:<6} {times} s (max {max(wall_times[kind]):.0f} s)")
         print(f"\nregressed verdicts (targets: A/A <= 1%, +10% >= 95%), {elapsed:.0f} s in all")
         header = f"{'mode':<44}" + "".join(f"{k:>18}" for k in kinds)
         print(header)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
@@ -123,7 +125,16 @@ class ArtifactStore:
         directory.mkdir(parents=True, exist_ok=True)
         return directory / f".model{suffix}.partial-{os.getpid()}"
 
-    def commit(self, key: str, staged: Path, suffix: str, meta: dict[str, Any]) -> Artifact:
+    def commit(
+        self,
+        key: str,
+        staged: Path,
+        suffix: str,
+        meta: dict[str, Any],
+        sha256: str | None = None,
+    ) -> Artifact:
+        """Move ``staged`` into place and write the sidecar (``sha256``: the staged
+        file's, when the caller has it already)."""
         directory = self._dir(key)
         final = directory / f"model{suffix}"
         os.replace(staged, final)
@@ -131,7 +142,40 @@ class ArtifactStore:
             **meta,
             "file": final.name,
             "size_bytes": final.stat().st_size,
-            "sha256": file_sha256(final),
+            "sha256": sha256 or file_sha256(final),
         }
         atomic_write_json(directory / "meta.json", meta)
         return Artifact(key=key, path=final, meta=meta)
+
+    def store_copy(
+        self,
+        key: str,
+        source: Path,
+        meta: dict[str, Any],
+        companions: Sequence[str] = (),
+        check: Callable[[str], None] | None = None,
+    ) -> Artifact:
+        """Keep a copy of a ready model file under ``key``, so that what a run measured
+        stays measurable (``compare --interleave``) whatever becomes of the user's file.
+        ``companions`` are files the model names by a path relative to its own (ONNX
+        external data), copied beside it under the same names. ``check`` gets the copy's
+        sha256 before it is committed and raises when it is not the content ``key`` was
+        made from (the file changed while it was read)."""
+        source = Path(source)
+        directory = self._dir(key)
+        staged = self.staging_path(key, source.suffix)
+        try:
+            shutil.copyfile(source, staged)
+            sha256 = file_sha256(staged)
+            if check is not None:
+                check(sha256)
+            for name in companions:
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+                shutil.copyfile(source.parent / name, partial)
+                os.replace(partial, target)
+        except BaseException:
+            staged.unlink(missing_ok=True)
+            raise
+        return self.commit(key, staged, source.suffix, meta, sha256)

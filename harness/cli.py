@@ -6,6 +6,8 @@ Exit codes (also in the README):
      / compare: a cell regressed or newly fails
   2  bad input: a suite, preset or profile that does not validate, an unknown run,
      a damaged results store; run: the run is being run by another live process
+  3  compare: nothing regressed among the cells judged, but some could not be judged
+     (--interleave could not re-measure them); a regression elsewhere still exits 1
   130 interrupted with Ctrl-C (finished cells are kept; the next run resumes)
   143 stopped by SIGTERM (handled as Ctrl-C is)
 """
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CELLS_FAILED = 1
 EXIT_REGRESSED = 1  # compare: something regressed
+EXIT_INCOMPLETE = 3  # compare: no regression, but some cells could not be judged
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process it ended
@@ -329,13 +332,14 @@ def _stderr_console(quiet: bool) -> Console:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare two runs cell by cell; exit 1 when anything regressed (for CI)."""
+    """Compare two runs cell by cell; exit 1 when anything regressed, else 3 when a cell
+    could not be judged (its interleaved re-measurement failed), else 0 (for CI)."""
     from harness.reports.compare import (
         render_comparison_json,
         render_comparison_markdown,
         render_comparison_rich,
     )
-    from harness.results.compare import compare_runs, match_cells
+    from harness.results.compare import compare_runs, match_cells, paired_rounds
     from harness.results.selection import select_pair
     from harness.results.thresholds import resolve_thresholds
     from harness.runner.interleave import (
@@ -378,18 +382,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 args.rounds or config.rounds,
                 args.max_rounds or config.max_rounds,
                 thresholds["latency_p50"].limit,
+                alpha,
             )
             progress.print(
                 f"interleaving runs {base.id} and {new.id}: {len(pairs)} cells, "
                 f"{plan.min_rounds}-{plan.max_rounds} rounds each (base and new alternately, "
-                f"until the ratio is known to +-{plan.target_half_width * 100:g}%)"
+                "until the verdict is settled or the ratio is known to "
+                f"+-{(plan.target_half_width or 0) * 100:g}%)"
             )
 
             def on_event(event: InterleaveEvent) -> None:
                 if event.kind == "cell_done" and event.record is not None:
                     rec = event.record
-                    done = len(rec.turns) // 2
-                    status = f"{done} rounds" if rec.status == "ok" else f"failed: {rec.reason}"
+                    rounds = paired_rounds(rec)
+                    if rec.status == "ok":
+                        stop = plan.stop_reason(rounds)
+                        status = f"{len(rounds)} rounds ({stop.value if stop else 'stopped'})"
+                    else:
+                        status = f"not judged: {rec.reason}"
                     progress.print(
                         f"[{event.index}/{event.total}] {' / '.join(event.key)}: {status}",
                         markup=False,
@@ -431,7 +441,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             Path(args.output).write_text(text)
         else:
             sys.stdout.write(text)
-    return EXIT_REGRESSED if comparison.regressed else EXIT_OK
+    if comparison.regressed:
+        return EXIT_REGRESSED
+    return EXIT_INCOMPLETE if comparison.incomplete else EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -655,8 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness",
         description="Compress, export, deploy and benchmark PyTorch models on edge devices.",
-        epilog="Exit codes: 0 ok, 1 some cells failed, 2 bad input, 130 interrupted "
-        "(Ctrl-C), 143 stopped by SIGTERM.",
+        epilog="Exit codes: 0 ok, 1 some cells failed (compare: something regressed), 2 bad "
+        "input, 3 compare incomplete (cells not judged), 130 interrupted (Ctrl-C), 143 "
+        "stopped by SIGTERM.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -744,12 +757,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = sub.add_parser(
         "compare",
-        help="compare two runs cell by cell; exit 1 when anything regressed",
+        help="compare two runs cell by cell; exit 1 when anything regressed, 3 when a "
+        "cell could not be judged",
         description="Compare two runs cell by cell: latency (ratio of p50s, a significance "
         "test and a minimum effect size), peak memory, artifact size and accuracy against "
         "thresholds. Runs are named by id, 'latest', 'latest~N' or a git commit; with none, "
         "the two most recent runs. Exit 0: nothing regressed; 1: something regressed or a "
-        "cell that ran in the base run fails in the new one; 2: bad input.",
+        "cell that ran in the base run fails in the new one; 2: bad input; 3: nothing "
+        "regressed among the cells judged, but --interleave could not re-measure some "
+        "(shown as 'not judged: <reason>'; the comparison is incomplete).",
     )
     compare.add_argument("base", nargs="?", default=None, help="base run (default: latest~1)")
     compare.add_argument("new", nargs="?", default=None, help="new run (default: latest)")
@@ -777,7 +793,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="interleaved rounds per cell at least (default 10); more are run until the "
-        "ratio is known to +-0.8 x the latency limit",
+        "cell's verdict cannot change (its ratio's interval wholly above the latency limit, "
+        "or wholly below it) or the ratio is known to +-half the limit",
     )
     compare.add_argument(
         "--max-rounds",

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from harness.artifacts import (
 from harness.errors import ConfigError, HarnessError, ModelError, RecipeError
 from harness.models.base import ModelBundle
 from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
-from harness.suite.config import ModelEntry, Suite, Variant, source_error
+from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant, source_error
 from harness.target import TargetInfo
 
 
@@ -87,10 +88,15 @@ class Pipeline:
             origin = spec.origin if spec is not None else None
             source = file_sha256(Path(origin)) if origin and Path(origin).is_file() else None
             return {"factory": entry.factory, "source_sha256": source}
-        return {"file_sha256": file_sha256(self.suite.model_path(entry))}
+        path = self.suite.model_path(entry)
+        identity: dict[str, Any] = {"file_sha256": file_sha256(path)}
+        external = _external_data_files(path)
+        if external:  # weights outside the .onnx are part of what is measured
+            identity["external_data"] = {name: file_sha256(path.parent / name) for name in external}
+        return identity
 
     def model_key(self, entry: ModelEntry) -> str:
-        return digest({"model": self.model_identity(entry), "versions": library_versions()})
+        return _model_key(self.model_identity(entry))
 
     def artifact_key(
         self, entry: ModelEntry, variant: Variant, runtime: str, target: TargetInfo
@@ -271,12 +277,10 @@ class Pipeline:
         self, entry: ModelEntry, variant: Variant, runtime: str, target: TargetInfo
     ) -> Artifact:
         key = self.artifact_key(entry, variant, runtime, target)
-        if entry.file is not None:
-            path = self.suite.model_path(entry)
-            return Artifact(
-                key=key, path=path, meta={"file": str(path), "size_bytes": path.stat().st_size}
-            )
         existing = self.artifacts.get(key)
+        if entry.file is not None:
+            # Content-addressed, so an existing copy is the same bytes (--fresh or not).
+            return existing or self._store_ready_file(entry, key)
         if existing is not None and not self._fresh_once(f"art:{key}"):
             return existing
         from harness.export import get_exporter
@@ -312,6 +316,79 @@ class Pipeline:
                 "export_seconds": round(elapsed, 2),
             },
         )
+
+    def _store_ready_file(self, entry: ModelEntry, key: str) -> Artifact:
+        """A ready .onnx/.pte is measured from a copy in the artifact store, kept under
+        its content key: the cell's artifact_hash then names bytes that stay there, for
+        ``compare --interleave`` to measure again, whatever is done to the user's file."""
+        path = self.suite.model_path(entry)
+        external = _external_data_files(path)
+        identity = self.model_identity(entry)
+
+        def check(sha256: str) -> None:
+            if _model_key({**identity, "file_sha256": sha256}) != key:
+                raise ModelError(
+                    f"{path}: the file changed while it was being read (models[].file "
+                    f"{entry.name!r}); run again once it is written"
+                )
+
+        meta = {
+            "model": entry.name,
+            "source_file": str(path),
+            "runtime": FILE_RUNTIMES[path.suffix.lower()],
+            "input_shape": self.model_data(entry).input_shape,
+            "external_data": external,
+            "versions": library_versions(),
+        }
+        started = time.perf_counter()
+        artifact = self.artifacts.store_copy(key, path, meta, external, check)
+        elapsed = time.perf_counter() - started
+        self.log(f"{entry.name}: {path.name} kept in the artifact store ({elapsed:.1f} s)")
+        return artifact
+
+
+def _model_key(identity: dict[str, Any]) -> str:
+    return digest({"model": identity, "versions": library_versions()})
+
+
+def _external_data_files(path: Path) -> list[str]:
+    """The files an ONNX model keeps its tensors in (paths relative to the model), or
+    [] for a .pte or an ONNX file that holds them all. A location that leaves the
+    model's directory is refused, as onnxruntime refuses it."""
+    if path.suffix.lower() != ".onnx" or not path.is_file():
+        return []
+    stat = path.stat()
+    return list(_external_data_of(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=64)
+def _external_data_of(path_text: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """Parsed once per version of the file (identities are asked for several times a
+    cell, and a large model takes a while to parse)."""
+    path = Path(path_text)
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not an ONNX file: validate/measure name that, not the copy
+        return []
+    names = sorted(
+        {
+            ExternalDataInfo(tensor).location
+            for tensor in _get_all_tensors(model)
+            if uses_external_data(tensor)
+        }
+    )
+    for name in names:
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ModelError(
+                f"{path}: external data {name!r} is not a path inside the model's directory"
+            )
+        if not (path.parent / relative).is_file():
+            raise ModelError(f"{path}: its external data file {name!r} is missing")
+    return tuple(names)
 
 
 def _quant_request(variant: Variant) -> QuantRequest | None:

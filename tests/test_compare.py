@@ -23,9 +23,11 @@ from harness.results.compare import (
     compare_runs,
     hodges_lehmann,
     hodges_lehmann_ci,
+    interval_settles,
     judge_delta,
     mann_whitney_p,
     mann_whitney_smallest_p,
+    paired_verdict,
     signed_rank_p,
     signed_rank_smallest_p,
     trials_can_decide,
@@ -33,7 +35,7 @@ from harness.results.compare import (
 )
 from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
 from harness.results.thresholds import default_thresholds, parse_limit
-from harness.runner.interleave import RoundsPlan
+from harness.runner.interleave import RoundsPlan, StopReason
 from tests.results_builders import VERSIONS, add_cell, new_run, two_runs
 
 LATENCY = default_thresholds()["latency_p50"]
@@ -251,6 +253,51 @@ def test_rounds_plan_stops_once_the_ratio_is_precise_enough():
         RoundsPlan(min_rounds=10, max_rounds=5)
 
 
+def test_the_paired_verdict_asks_the_interval_to_clear_a_quarter_of_the_limit():
+    # The A/A cell of issue 11 that was called regressed: 1.050 [1.008, 1.088].
+    assert paired_verdict(1.050, (1.008, 1.088), 0.01, 0.05, LATENCY) is Verdict.NOISE
+    assert paired_verdict(1.050, (1.008, 1.088), 0.2, 0.05, LATENCY) is Verdict.UNCHANGED
+    assert paired_verdict(1.060, (1.0125, 1.095), 0.001, 0.05, LATENCY) is Verdict.REGRESSED
+    assert paired_verdict(1.060, (1.012, 1.095), 0.001, 0.05, LATENCY) is Verdict.NOISE
+    assert paired_verdict(1.049, (1.030, 1.070), 0.001, 0.05, LATENCY) is Verdict.NOISE
+    assert paired_verdict(0.94, (0.90, 0.9875), 0.001, 0.05, LATENCY) is Verdict.IMPROVED
+    assert paired_verdict(0.94, (0.90, 0.99), 0.001, 0.05, LATENCY) is Verdict.NOISE
+    assert paired_verdict(1.0, (0.99, 1.01), 0.9, 0.05, LATENCY) is Verdict.UNCHANGED
+
+
+def test_an_interval_settles_the_verdict_beyond_the_limit_or_short_of_it():
+    assert interval_settles(1.10, 1.06, 1.14, LATENCY)  # wholly above: regressed
+    assert interval_settles(0.90, 0.86, 0.94, LATENCY)  # wholly below: improved
+    assert interval_settles(1.00, 0.97, 1.03, LATENCY)  # inside the band
+    assert interval_settles(1.00, 0.94, 1.04, LATENCY)  # cannot regress, no gain in view
+    assert not interval_settles(0.97, 0.93, 1.01, LATENCY)  # a gain of 3%: go on
+    assert not interval_settles(1.05, 1.008, 1.088, LATENCY)  # straddles the limit
+    assert not interval_settles(1.0, 0.90, 1.10, LATENCY)
+
+
+def test_rounds_plan_stops_a_cell_once_its_verdict_is_settled():
+    plan = RoundsPlan.for_limit(6, 40, LATENCY.limit)
+    assert plan.target_half_width == pytest.approx(0.025) and plan.confidence == 0.95
+    rng = np.random.default_rng(11)
+
+    def rounds(ratio: float, spread: float, n: int = 40) -> list[tuple[float, float]]:
+        return [(1.0, ratio * float(np.exp(rng.normal(0, spread)))) for _ in range(n)]
+
+    slower = rounds(1.5, 0.02)
+    assert plan.stop_reason(slower[:5]) is None
+    assert plan.stop_reason(slower[:6]) is StopReason.SETTLED  # at the minimum
+    same = rounds(1.0, 0.01)
+    assert plan.stop_reason(same[:6]) is StopReason.SETTLED
+    # At the limit itself the interval keeps straddling it: the precision target ends it.
+    at_limit = rounds(1.05, 0.05)
+    stop = next(n for n in range(6, 41) if plan.done(at_limit[:n]))
+    assert stop > 10 and plan.stop_reason(at_limit[:stop]) is StopReason.PRECISE
+    noisy = rounds(1.05, 0.3)
+    assert not any(plan.done(noisy[:n]) for n in range(6, 40))
+    assert plan.stop_reason(noisy) is StopReason.MAX_ROUNDS
+    assert RoundsPlan(6, 40, None).stop_reason(noisy[:6]) is StopReason.FIXED
+
+
 # --- deterministic metrics ----------------------------------------------------------------
 
 
@@ -409,16 +456,30 @@ def test_interleaved_records_replace_the_stored_latency_basis(tmp_path):
     failed = dataclasses.replace(record, status="failed", reason="timeout: killed", turns=())
     with store:
         comparison = compare_runs(store, base, new, interleaved={key: record}, interleave_id=7)
-        fallback = compare_runs(store, base, new, interleaved={key: failed})
+        not_judged = compare_runs(store, base, new, interleaved={key: failed}, interleave_id=8)
+        never_reached = compare_runs(store, base, new, interleaved={}, interleave_id=9)
+        stored = compare_runs(store, base, new)
     [cell] = comparison.cells
     assert cell.latency.basis is Basis.INTERLEAVED and cell.verdict is Verdict.REGRESSED
     assert cell.latency.ratio == pytest.approx(1.2) and comparison.interleave_id == 7
     assert not any("measured at different times" in w for w in comparison.warnings)
-    [cell] = fallback.cells
-    assert cell.latency.basis is Basis.TRIALS
-    assert any("1 cell(s) judged on stored runs" in w for w in fallback.warnings)
-    assert any("interleaved re-measurement failed: timeout" in n for n in cell.notes)
-    assert any("could not be re-measured" in w for w in fallback.warnings)
+    assert comparison.regressed and not comparison.incomplete
+    # A failed re-measurement is no verdict: no fallback to the stored runs.
+    [cell] = not_judged.cells
+    assert cell.verdict is Verdict.NOT_JUDGED and cell.latency is None
+    assert cell.not_judged == "timeout: killed"
+    assert not_judged.incomplete and not not_judged.regressed
+    assert not_judged.counts()["not_judged"] == 1
+    assert not any("judged on stored runs" in w for w in not_judged.warnings)
+    assert any("1 cell(s) not judged" in w for w in not_judged.warnings)
+    data = not_judged.to_dict()
+    assert data["incomplete"] and data["cells"][0]["verdict"] == "not_judged"
+    # A cell the interleave never got to (interrupted) is not judged either.
+    [cell] = never_reached.cells
+    assert cell.verdict is Verdict.NOT_JUDGED and "#9 has no record of this cell" in cell.not_judged
+    # Without an interleave, the stored runs are what is judged.
+    [cell] = stored.cells
+    assert cell.latency.basis is Basis.TRIALS and not stored.incomplete
 
 
 def test_results_are_frozen_and_serialise_to_json(tmp_path):

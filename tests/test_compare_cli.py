@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.results.store import ResultsStore
 from tests.onnx_models import matmul_model
 from tests.results_builders import KEY, add_cell, new_run
-from tests.suite_files import write_suite
+from tests.suite_files import FAST_MEASURE, write_suite
 
 SUITE = """
 name = "s"
@@ -192,7 +192,7 @@ def test_interleave_re_measures_both_artifacts_alternately_and_stores_every_turn
         [record] = store.interleaves()
         assert (record.base_run_id, record.new_run_id, record.status) == (1, 2, "complete")
         assert (record.min_rounds, record.max_rounds) == (6, 6)
-        assert record.target_half_width == pytest.approx(0.04)
+        assert record.target_half_width == pytest.approx(0.025)  # half the 5% limit
         [stored] = store.interleave_cells(1)
     assert stored.key == KEY and stored.status == "ok" and len(stored.turns) == 12
     # ABBA...: the base goes first in even rounds, second in odd ones.
@@ -207,13 +207,121 @@ def test_interleave_re_measures_both_artifacts_alternately_and_stores_every_turn
     assert again["cells"] == data["cells"]
 
 
-def test_interleave_records_a_missing_artifact_and_falls_back(tmp_path, capsys):
+def test_a_cell_that_cannot_be_re_measured_is_not_judged_and_exits_3(tmp_path, capsys):
+    """The stored runs say +25%, but they are not what --interleave judges: a cell whose
+    artifact is gone has no verdict, and the comparison is incomplete (exit 3)."""
     results = _results(tmp_path, [1.25] * 5, artifact_hash="gone")
-    assert compare(results, "--interleave", "--rounds", "6", "--format", "json") == 1
+    assert compare(results, "--interleave", "--rounds", "6", "--format", "json") == 3
     data = json.loads(capsys.readouterr().out)
     [cell] = data["cells"]
-    assert cell["latency"]["basis"] == "trials"
-    assert any("artifact_missing" in n for n in cell["notes"])
+    assert cell["verdict"] == "not_judged" and cell["latency"] is None
+    assert cell["not_judged"].startswith("artifact_missing: the base run's artifact gone")
+    assert data["incomplete"] and not data["regressed"]
+    assert data["counts"]["not_judged"] == 1 and data["counts"]["regressed"] == 0
+    assert any("1 cell(s) not judged" in w for w in data["warnings"])
     with ResultsStore(results / "harness.db") as store:
         [stored] = store.interleave_cells(1)
     assert stored.status == "failed" and "artifact_missing" in stored.reason
+
+    assert compare(results, "--interleave", "--rounds", "6") == 3
+    out = capsys.readouterr().out
+    assert "not judged: artifact_missing" in out
+    assert "1 not judged" in out and "INCOMPLETE" in out and "REGRESSED" not in out
+    # The same stored interleave judged again: still not judged, still 3.
+    assert compare(results, "--from-interleave", "1") == 3
+    # Without --interleave the stored runs are judged (with their drift warning).
+    assert compare(results) == 1
+
+
+def _tiny_artifact(results: Path, key: str, size: int, layers: int) -> None:
+    artifacts = ArtifactStore(results / "artifacts")
+    staged = artifacts.staging_path(key, ".onnx")
+    matmul_model(staged, size=size, layers=layers)
+    artifacts.commit(key, staged, ".onnx", {"runtime": "onnxruntime"})
+
+
+def test_a_regression_elsewhere_wins_over_an_incomplete_comparison(tmp_path, capsys):
+    """Three cells re-measured for real: one whose candidate is many times slower
+    (regressed), one on a device profile that does not exist and one whose artifact is
+    gone (both not judged). Regression wins: exit 1."""
+    results = tmp_path / "results"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    suite = write_suite(tmp_path, SUITE)
+    _tiny_artifact(results, "fast", size=16, layers=1)
+    _tiny_artifact(results, "slow", size=128, layers=12)
+    slow_key = ("slow", "fp32", "onnxruntime", "local")
+    nodev_key = ("nodev", "fp32", "onnxruntime", "no-such-board")
+    gone_key = ("gone", "fp32", "onnxruntime", "local")
+    with ResultsStore(results / "harness.db") as store:
+        for run_commit, slow_hash in (("aaaa1111", "fast"), ("bbbb2222", "slow")):
+            run = new_run(store, commit=run_commit, suite_path=str(suite))
+            add_cell(store, run, slow_key, measure=FAST, artifact_hash=slow_hash)
+            add_cell(store, run, nodev_key, measure=FAST, artifact_hash="fast")
+            add_cell(store, run, gone_key, measure=FAST, artifact_hash="gone")
+    code = compare(results, "--interleave", "--rounds", "6", "--format", "json")
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert data["regressed"] and data["incomplete"]
+    by_model = {c["model"]: c for c in data["cells"]}
+    assert by_model["slow"]["verdict"] == "regressed"
+    assert by_model["slow"]["latency"]["basis"] == "interleaved"
+    # Settled at the minimum: the interval is wholly above the limit after 6 rounds.
+    assert by_model["slow"]["latency"]["n_base"] == 6
+    assert by_model["nodev"]["verdict"] == "not_judged"
+    assert "device profile 'no-such-board' not found" in by_model["nodev"]["not_judged"]
+    assert by_model["gone"]["verdict"] == "not_judged"
+    assert "artifact_missing" in by_model["gone"]["not_judged"]
+
+
+READY_SUITE = """
+name = "ready"
+runtimes = ["onnxruntime"]
+devices = ["local"]
+
+[[models]]
+name = "ready"
+file = "ready.onnx"
+
+[variants]
+fp32 = []
+"""
+
+
+def test_a_ready_onnx_file_is_re_measured_from_the_copy_its_run_kept(tmp_path, capsys):
+    """A ``file =`` model is measured from a copy in the artifact store, so --interleave
+    judges it; editing the user's file after the base run changes the new run's
+    artifact, not what the base run measured."""
+    from harness.artifacts import file_sha256
+
+    model = tmp_path / "ready.onnx"
+    matmul_model(model, size=16, layers=2)
+    original_sha = file_sha256(model)
+    suite = write_suite(tmp_path, READY_SUITE + FAST_MEASURE)
+    results = tmp_path / "results"
+    assert main(["run", str(suite), "--results", str(results), "-q"]) == 0
+    matmul_model(model, size=32, layers=3)  # the user rewrites the file in place
+    assert main(["run", str(suite), "--results", str(results), "-q", "--new-run"]) == 0
+    capsys.readouterr()
+
+    code = compare(
+        results, "--interleave", "--rounds", "6", "--max-rounds", "8", "--format", "json"
+    )
+    captured = capsys.readouterr()
+    assert code in (0, 1), captured.err
+    data = json.loads(captured.out)
+    [cell] = data["cells"]
+    assert cell["verdict"] != "not_judged" and cell["not_judged"] is None
+    assert cell["latency"]["basis"] == "interleaved" and cell["latency"]["n_base"] >= 6
+    assert not data["incomplete"] and not cell["same_artifact"]
+    with ResultsStore(results / "harness.db") as store:
+        [record] = store.interleave_cells(1)
+        base_cell, new_cell = (store.cells(run.id)[0] for run in store.runs())
+    assert record.status == "ok" and record.base_artifact_hash == base_cell.artifact_hash
+    artifacts = ArtifactStore(results / "artifacts")
+    base_copy = artifacts.get(base_cell.artifact_hash)
+    new_copy = artifacts.get(new_cell.artifact_hash)
+    assert base_copy is not None and new_copy is not None
+    assert base_copy.path != model and base_copy.meta["source_file"] == str(model.resolve())
+    assert file_sha256(base_copy.path) == base_copy.meta["sha256"] == original_sha
+    assert file_sha256(new_copy.path) == file_sha256(model) != original_sha
+    assert base_copy.meta["input_shape"] == [1, 16, 16]

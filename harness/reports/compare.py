@@ -40,7 +40,9 @@ _STYLE = {
     Verdict.IMPROVED: "green",
     Verdict.NOISE: "yellow",
     Verdict.UNCHANGED: None,
+    Verdict.NOT_JUDGED: "magenta",
 }
+_VERDICT_WORDS = {Verdict.NOT_JUDGED: "not judged"}
 _FAILURE_WORDS = {
     FailureChange.NEWLY_FAILED: "newly failing",
     FailureChange.STILL_FAILING: "still failing",
@@ -78,9 +80,11 @@ def _cell_values(cell: CellComparison) -> tuple[str, ...]:
     notes = list(cell.notes)
     if cell.same_artifact:
         notes.insert(0, "same artifact")
+    if cell.not_judged:
+        notes.insert(0, f"not judged: {cell.not_judged}")
     return (
         *cell.key,
-        cell.verdict.value,
+        _VERDICT_WORDS.get(cell.verdict, cell.verdict.value),
         *latency,
         *(_delta_text(d) for d in cell.deltas),
         "; ".join(notes),
@@ -98,7 +102,9 @@ def _title(comparison: Comparison) -> str:
 
 def summary_line(comparison: Comparison) -> str:
     counts = comparison.counts()
-    parts = [f"{counts[v.value]} {v.value}" for v in Verdict]
+    parts = [f"{counts[v.value]} {v.value}" for v in Verdict if v is not Verdict.NOT_JUDGED]
+    if counts[Verdict.NOT_JUDGED.value]:
+        parts.append(f"{counts[Verdict.NOT_JUDGED.value]} not judged")
     for change, words in _FAILURE_WORDS.items():
         if counts[change.value]:
             parts.append(f"{counts[change.value]} {words}")
@@ -106,11 +112,13 @@ def summary_line(comparison: Comparison) -> str:
         if counts[side]:
             parts.append(f"{counts[side]} {side.replace('_', ' ')}")
     limits = ", ".join(f"{t.metric} {t.text}" for t in comparison.thresholds)
-    return (
-        ", ".join(parts)
-        + f" (alpha {comparison.alpha:g}; limits {limits}; "
-        + ("REGRESSED)" if comparison.regressed else "no regression)")
-    )
+    if comparison.regressed:
+        outcome = "REGRESSED"
+    elif comparison.incomplete:
+        outcome = "INCOMPLETE: no regression among the cells judged"
+    else:
+        outcome = "no regression"
+    return ", ".join(parts) + f" (alpha {comparison.alpha:g}; limits {limits}; {outcome})"
 
 
 def _other_lines(comparison: Comparison) -> list[str]:
@@ -146,7 +154,7 @@ def render_comparison_rich(comparison: Comparison, console: Console) -> None:
         console.print(f"warning: {warning}", style="yellow", markup=False)
     console.print(
         summary_line(comparison),
-        style="bold red" if comparison.regressed else None,
+        style="bold red" if comparison.regressed else "magenta" if comparison.incomplete else None,
         markup=False,
     )
 

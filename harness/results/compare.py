@@ -26,7 +26,11 @@ significant. What the test runs over (its *basis*) matters more than which test 
 * ``interleaved``: the Wilcoxon signed-rank test over paired rounds of an interleaved
   re-measurement (base and candidate run alternately, see
   :mod:`harness.runner.interleave`); pairing removes the drift both sides share. The
-  ratio is then the Hodges-Lehmann estimate over the rounds, not a ratio of two p50s.
+  ratio is then the Hodges-Lehmann estimate over the rounds, not a ratio of two p50s,
+  and ``regressed``/``improved`` ask more than significance: the estimate reaches the
+  limit and its interval at 1 - ``alpha`` clears a quarter of it (:func:`paired_verdict`).
+  A cell that could not be re-measured is ``not_judged`` (no verdict, and the whole
+  comparison is incomplete), never judged on the stored runs in its place.
 """
 
 from __future__ import annotations
@@ -36,14 +40,19 @@ import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from scipy import stats as sps
 
 from harness.results.store import CellRecord, InterleaveCellRecord, ResultsStore, RunRecord
 from harness.results.thresholds import Threshold, default_thresholds
 
 DEFAULT_ALPHA = 0.05
+# How far beyond no change, as a fraction of the limit, the near end of an interleaved
+# ratio's interval must lie for a regressed/improved verdict (see paired_verdict).
+INTERVAL_CLEARANCE = 0.25
 # Version keys that describe the harness itself, not the runtimes being measured: the
 # code digest changes with every edit of models/recipes/export and is no reason to warn.
 _NOT_RUNTIMES = frozenset({"harness", "harness_code"})
@@ -56,9 +65,13 @@ class Verdict(str, Enum):
     IMPROVED = "improved"
     NOISE = "noise"
     UNCHANGED = "unchanged"
+    # --interleave could not re-measure the cell: no verdict, and the comparison is
+    # incomplete (the stored runs are not judged in its place: their drift is no verdict).
+    NOT_JUDGED = "not_judged"
 
 
-# A cell's verdict is its most important metric verdict, in this order.
+# A cell's verdict is its most important metric verdict, in this order (a measured
+# cell's: NOT_JUDGED is never one of its metrics').
 _VERDICT_ORDER = (Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOISE, Verdict.UNCHANGED)
 
 
@@ -126,10 +139,16 @@ def signed_rank_p(differences: Sequence[float]) -> float:
     return 1.0 if math.isnan(p) else p
 
 
-def _walsh_averages(values: Sequence[float]) -> list[float]:
-    return sorted(
-        (values[i] + values[j]) / 2.0 for i in range(len(values)) for j in range(i, len(values))
-    )
+@lru_cache(maxsize=128)
+def _pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n)
+
+
+def _walsh_averages(values: Sequence[float]) -> np.ndarray:
+    """Every pairwise mean of ``values`` (each value with itself included), sorted."""
+    array = np.asarray(values, dtype=float)
+    i, j = _pair_indices(len(array))
+    return np.sort((array[i] + array[j]) / 2.0)
 
 
 def hodges_lehmann(differences: Sequence[float]) -> float:
@@ -140,7 +159,12 @@ def hodges_lehmann(differences: Sequence[float]) -> float:
     disturbed round or two."""
     if not differences:
         raise ValueError("Hodges-Lehmann estimate of nothing")
-    return float(statistics.median(_walsh_averages(differences)))
+    return float(np.median(_walsh_averages(differences)))
+
+
+@lru_cache(maxsize=16)
+def _two_sided_z(confidence: float) -> float:
+    return float(sps.norm.ppf(0.5 + confidence / 2.0))
 
 
 def hodges_lehmann_ci(
@@ -151,11 +175,11 @@ def hodges_lehmann_ci(
     (Hollander & Wolfe); the full range when there are too few values for one."""
     walsh = _walsh_averages(differences)
     n, m = len(differences), len(walsh)
-    z = float(sps.norm.ppf(0.5 + confidence / 2.0))
+    z = _two_sided_z(confidence)
     k = math.floor(n * (n + 1) / 4.0 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0))
     if k < 1:
-        return walsh[0], walsh[-1]
-    return walsh[k - 1], walsh[m - k]
+        return float(walsh[0]), float(walsh[-1])
+    return float(walsh[k - 1]), float(walsh[m - k])
 
 
 def latency_verdict(change: float, p_value: float, alpha: float, threshold: Threshold) -> Verdict:
@@ -250,18 +274,71 @@ def compare_latency_stored(
     )
 
 
+def interval_settles(ratio: float, low: float, high: float, threshold: Threshold) -> bool:
+    """Whether more rounds could still change what an interleaved cell is called, given
+    its new/base ``ratio`` and the interval (``low``, ``high``) the verdict uses.
+
+    Settled: the interval is wholly beyond the limit on the worse side (regressed,
+    whatever the estimate inside it) or on the better side (improved); or it is wholly
+    short of the limit on the worse side (it cannot be called regressed) and, on the
+    better side, either wholly short of the limit too or with the estimate less than
+    half the limit better (no improvement in view). That last case is what lets an
+    A/A pair stop early: the gate is on regressions, and an interval that reaches the
+    improvement limit only with its far end is not worth more rounds. A cell that looks
+    better by half the limit or more goes on until its improvement is settled.
+    """
+    limit = threshold.limit * (1 - 1e-9)  # as Threshold.reaches
+    worse_low, worse_high = sorted(
+        (threshold.worsening(low - 1.0), threshold.worsening(high - 1.0))
+    )
+    if worse_low >= limit or worse_high <= -limit:
+        return True
+    no_improvement_in_view = worse_low > -limit or threshold.worsening(ratio - 1.0) > -limit / 2
+    return worse_high < limit and no_improvement_in_view
+
+
+def paired_verdict(
+    ratio: float, interval: tuple[float, float], p_value: float, alpha: float, threshold: Threshold
+) -> Verdict:
+    """The interleaved verdict: ``regressed`` (``improved``) when the estimate reaches
+    the limit *and* the near end of the ratio's interval at 1 - ``alpha`` is a quarter
+    of the limit beyond no change (:data:`INTERVAL_CLEARANCE`; for a 5% limit: ratio
+    >= 1.05 and the interval's lower end >= 1.0125); else ``noise`` when the
+    signed-rank test is significant, else ``unchanged``.
+
+    Why not just "the interval excludes 1": an A/A cell is then called regressed
+    whenever its estimate reaches the limit, and on a loaded machine, where a cell
+    ends at the round cap with an interval about as wide as the limit, that happened
+    in over 1% of cells (an A/A cell at 1.050 [1.008, 1.088] was called regressed so).
+    Asking the interval to clear part of the limit makes the bar rise with the noise:
+    the estimate must reach max(limit, limit / 4 + half-width). A quarter balances the
+    two errors at the widths noisy cells end with: half the limit cut A/A false
+    regressions further but missed one +10% cell in seven when the interval was as wide
+    as the limit. tests/test_interleave_rates.py checks the rates by simulation.
+    """
+    low, high = interval
+    change = ratio - 1.0
+    if threshold.reaches(change):
+        # The end of the interval nearest to no change must be clear of it.
+        near = (low if change > 0 else high) - 1.0
+        if near * change > 0 and abs(near) >= threshold.limit * INTERVAL_CLEARANCE * (1 - 1e-9):
+            return Verdict.REGRESSED if threshold.worsening(change) > 0 else Verdict.IMPROVED
+    return Verdict.NOISE if p_value < alpha else Verdict.UNCHANGED
+
+
 def compare_latency_paired(
     rounds: Sequence[tuple[float, float]], threshold: Threshold, alpha: float
 ) -> LatencyComparison:
     """Latency from interleaved rounds, each a (base p50, new p50) pair measured back to
     back. The test is the signed-rank test on the per-round log ratios (log, so that
     +10% and -10% weigh alike); the ratio is its Hodges-Lehmann estimate, with the
-    interval that inverts the test."""
+    interval that inverts the test; the verdict is :func:`paired_verdict`'s."""
     if not rounds:
         raise ValueError("no interleaved rounds to compare")
     log_ratios = [math.log(new / base) for base, new in rounds]
     ratio = math.exp(hodges_lehmann(log_ratios))
-    low, high = hodges_lehmann_ci(log_ratios)
+    ci95 = _exp_interval(hodges_lehmann_ci(log_ratios))
+    decision = ci95 if alpha == DEFAULT_ALPHA else decision_interval(rounds, alpha)
     p_value = signed_rank_p(log_ratios)
     return LatencyComparison(
         base_p50=statistics.median(b for b, _ in rounds),
@@ -274,9 +351,20 @@ def compare_latency_paired(
         n_new=len(rounds),
         alpha=alpha,
         threshold=threshold,
-        verdict=latency_verdict(ratio - 1.0, p_value, alpha, threshold),
-        ratio_ci95=(math.exp(low), math.exp(high)),
+        verdict=paired_verdict(ratio, decision, p_value, alpha, threshold),
+        ratio_ci95=ci95,
     )
+
+
+def _exp_interval(interval: tuple[float, float]) -> tuple[float, float]:
+    return math.exp(interval[0]), math.exp(interval[1])
+
+
+def decision_interval(rounds: Sequence[tuple[float, float]], alpha: float) -> tuple[float, float]:
+    """The interval of the new/base ratio at confidence 1 - ``alpha`` over interleaved
+    rounds: the one the verdict and the early stop of
+    :class:`harness.runner.interleave.RoundsPlan` look at."""
+    return _exp_interval(hodges_lehmann_ci([math.log(n / b) for b, n in rounds], 1.0 - alpha))
 
 
 @dataclass(frozen=True)
@@ -336,11 +424,16 @@ class CellComparison:
     verdict: Verdict
     same_artifact: bool
     notes: tuple[str, ...] = ()
+    # Why the cell has no verdict (``verdict`` is NOT_JUDGED): its interleaved
+    # re-measurement failed. Its memory, size and accuracy deltas are still shown, as
+    # information, but gate nothing.
+    not_judged: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **_key_dict(self.key),
             "verdict": self.verdict.value,
+            "not_judged": self.not_judged,
             "latency": self.latency.to_dict() if self.latency else None,
             **{d.metric: d.to_dict() for d in self.deltas},
             "same_artifact": self.same_artifact,
@@ -450,8 +543,13 @@ class Comparison:
             f.newly_failed for f in self.failed
         )
 
+    @property
+    def incomplete(self) -> bool:
+        """Some cell could not be judged (its interleaved re-measurement failed)."""
+        return any(c.verdict is Verdict.NOT_JUDGED for c in self.cells)
+
     def counts(self) -> dict[str, int]:
-        out = {v.value: 0 for v in _VERDICT_ORDER}
+        out = {v.value: 0 for v in (*_VERDICT_ORDER, Verdict.NOT_JUDGED)}
         for c in self.cells:
             out[c.verdict.value] += 1
         for change in FailureChange:
@@ -468,6 +566,7 @@ class Comparison:
             "thresholds": {t.metric: t.to_dict() for t in self.thresholds},
             "interleave_id": self.interleave_id,
             "regressed": self.regressed,
+            "incomplete": self.incomplete,
             "counts": self.counts(),
             "warnings": list(self.warnings),
             "cells": [c.to_dict() for c in self.cells],
@@ -550,6 +649,36 @@ def paired_rounds(record: InterleaveCellRecord) -> list[tuple[float, float]]:
     ]
 
 
+def _not_judged_reason(record: InterleaveCellRecord | None, interleave_id: int | None) -> str:
+    where = f" #{interleave_id}" if interleave_id is not None else ""
+    if record is None:
+        return (
+            f"the interleaved re-measurement{where} has no record of this cell "
+            "(interrupted before it?)"
+        )
+    if record.status != "ok":
+        return record.reason or f"the interleaved re-measurement {record.status}"
+    return "the interleaved re-measurement has no complete round"
+
+
+def _paired_notes(latency: LatencyComparison, rounds: int) -> list[str]:
+    notes = []
+    low, high = latency.ratio_ci95 or (latency.ratio, latency.ratio)
+    limit = latency.threshold
+    if (high - low) / 2.0 > limit.limit:
+        notes.append(
+            f"too noisy to resolve a {limit.text} change: the ratio's 95% interval is "
+            f"[{low:.3f}, {high:.3f}] over {rounds} rounds; use more rounds"
+        )
+    if limit.reaches(latency.change) and latency.verdict in (Verdict.NOISE, Verdict.UNCHANGED):
+        notes.append(
+            f"estimate {limit.format_change(latency.change)} reaches the {limit.text} limit "
+            f"but its interval [{low:.3f}, {high:.3f}] does not clear a quarter of it: not called "
+            f"{'regressed' if limit.worsening(latency.change) > 0 else 'improved'}"
+        )
+    return notes
+
+
 def compare_cells(
     store: ResultsStore,
     base: CellRecord,
@@ -557,21 +686,23 @@ def compare_cells(
     thresholds: Mapping[str, Threshold],
     alpha: float,
     interleaved: InterleaveCellRecord | None = None,
+    *,
+    interleaving: bool = False,
+    interleave_id: int | None = None,
 ) -> CellComparison:
+    """One cell of both runs. With ``interleaving`` (the comparison re-measured its
+    cells), latency is judged on ``interleaved``'s rounds only: a cell without them is
+    NOT_JUDGED, never judged on the stored runs instead."""
     notes = _cell_notes(base, new)
     latency = None
     base_lat, new_lat = base.result.get("latency_ms"), new.result.get("latency_ms")
     rounds = paired_rounds(interleaved) if interleaved and interleaved.status == "ok" else []
-    if interleaved is not None and not rounds:
-        notes.append(f"interleaved re-measurement failed: {interleaved.reason}; stored runs used")
-    if rounds:
+    not_judged = None
+    if interleaving and not rounds:
+        not_judged = _not_judged_reason(interleaved, interleave_id)
+    elif rounds:
         latency = compare_latency_paired(rounds, thresholds["latency_p50"], alpha)
-        low, high = latency.ratio_ci95 or (latency.ratio, latency.ratio)
-        if (high - low) / 2.0 > latency.threshold.limit:
-            notes.append(
-                f"too noisy to resolve a {latency.threshold.text} change: the ratio's 95% "
-                f"interval is [{low:.3f}, {high:.3f}] over {len(rounds)} rounds; use more rounds"
-            )
+        notes += _paired_notes(latency, len(rounds))
     elif base_lat and new_lat:
 
         def load_samples() -> tuple[list[float], list[float]]:
@@ -598,9 +729,10 @@ def compare_cells(
         key=base.key,
         latency=latency,
         deltas=deltas,
-        verdict=overall_verdict(verdicts),
+        verdict=Verdict.NOT_JUDGED if not_judged else overall_verdict(verdicts),
         same_artifact=bool(base.artifact_hash) and base.artifact_hash == new.artifact_hash,
         notes=tuple(notes),
+        not_judged=not_judged,
     )
 
 
@@ -643,8 +775,11 @@ def compare_runs(
 ) -> Comparison:
     """Compare every cell of ``new_run_id`` with the same cell of ``base_run_id``.
 
-    ``interleaved`` holds re-measurements of some cells (base and new artifacts run
-    alternately); those cells' latency is judged on the paired rounds.
+    ``interleaved`` holds the interleaved re-measurement of the cells (base and new
+    artifacts run alternately), whose latency is then judged on the paired rounds; a
+    cell it has no rounds for (the re-measurement failed, or never got to it) is
+    NOT_JUDGED and the comparison :attr:`~Comparison.incomplete`. None: judge the
+    stored runs.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
@@ -652,9 +787,19 @@ def compare_runs(
     limits.update(thresholds or {})
     base_run, new_run = store.get_run(base_run_id), store.get_run(new_run_id)
     matched = match_cells(store.cells(base_run_id), store.cells(new_run_id))
+    interleaving = interleaved is not None
     interleaved = interleaved or {}
     cells = tuple(
-        compare_cells(store, b, n, limits, alpha, interleaved.get(b.key))
+        compare_cells(
+            store,
+            b,
+            n,
+            limits,
+            alpha,
+            interleaved.get(b.key),
+            interleaving=interleaving,
+            interleave_id=interleave_id,
+        )
         for b, n in matched.both_ok
     )
     warnings = _run_warnings(base_run, new_run)
@@ -698,13 +843,12 @@ def compare_runs(
             f"{len(few_rounds)} cell(s) have too few interleaved rounds to be significant at "
             f"alpha {alpha:g} whatever the difference; use more --rounds"
         )
-    failed_interleave = sum(
-        1 for r in interleaved.values() if r.status != "ok" or not paired_rounds(r)
-    )
-    if failed_interleave:
+    not_judged = sum(c.verdict is Verdict.NOT_JUDGED for c in cells)
+    if not_judged:
         warnings.append(
-            f"{failed_interleave} cell(s) could not be re-measured interleaved; "
-            "their stored measurements were compared instead"
+            f"{not_judged} cell(s) not judged: they could not be re-measured interleaved, "
+            "and their stored runs are not judged instead (drift between the runs is no "
+            "verdict); the comparison is incomplete"
         )
     return Comparison(
         base=RunSummary.of(base_run),

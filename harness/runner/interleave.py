@@ -16,6 +16,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ from harness.devices.base import Device
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, HarnessError, RunnerError
 from harness.machine import git_commit, machine_fingerprint, machine_info
-from harness.results.compare import hodges_lehmann_ci
+from harness.results.compare import (
+    DEFAULT_ALPHA,
+    hodges_lehmann,
+    hodges_lehmann_ci,
+    interval_settles,
+)
 from harness.results.stats import percentile
 from harness.results.store import (
     CellRecord,
@@ -35,50 +41,95 @@ from harness.results.store import (
     ResultsStore,
     RunRecord,
 )
+from harness.results.thresholds import Direction, Threshold
 from harness.runner.job import MeasureSettings, make_job, settings_dict
 
 DEFAULT_TIMEOUT_S = 600.0
 SIDES = ("base", "new")
 
 
+class StopReason(str, Enum):
+    """Why a cell's rounds ended."""
+
+    SETTLED = "settled"  # the interval fixes the verdict
+    PRECISE = "precise"  # the interval is as narrow as the plan asks
+    MAX_ROUNDS = "max_rounds"
+    FIXED = "fixed"  # no precision target and no limit: min_rounds it is
+
+
 @dataclass(frozen=True)
 class RoundsPlan:
-    """How many rounds a cell gets: at least ``min_rounds``, then more until the 95%
-    interval of its new/base ratio is no wider than +-``target_half_width`` (None: stop
-    at ``min_rounds``), and never more than ``max_rounds``.
+    """How many rounds a cell gets: at least ``min_rounds``, then more until its verdict
+    cannot change any more or its ratio is known precisely enough, and never more than
+    ``max_rounds``.
 
-    Why adaptive: on a quiet machine a handful of rounds resolve a few percent, while
-    under load one round's ratio can be 10% off and dozens are needed. Stopping on the
-    interval's *width*, not on significance, barely moves the test's error rates (the
-    width hardly depends on which way the rounds lean).
+    After each round from ``min_rounds`` on, the new/base ratio's interval at
+    ``confidence`` is looked at (the interval the verdict uses, see
+    :func:`harness.results.compare.paired_verdict`). With a ``threshold``, the cell
+    stops as soon as more rounds could not change what it is called
+    (:func:`harness.results.compare.interval_settles`): the interval wholly beyond the
+    limit (regressed, or improved), or wholly short of the regression limit with no
+    improvement in view. Otherwise it stops once the interval's half-width is at most
+    ``target_half_width`` (None: no such target), or at ``max_rounds``.
+
+    Why: an A/A pair or a change of twice the limit is settled in about ten rounds on a
+    quiet machine and in a few dozen on a loaded one; only a change close to the limit
+    needs the precision target or the cap, and there either verdict is fair. An A/A
+    cell can settle as regressed only once its interval is wholly above the limit (its
+    estimate a half-width beyond it), so looking after every round barely adds false
+    regressions: tests/test_interleave_rates.py measures the rates by simulation.
     """
 
     min_rounds: int = 10
     max_rounds: int = 60
-    target_half_width: float | None = 0.04
+    target_half_width: float | None = 0.025
+    threshold: Threshold | None = None
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_rounds <= self.max_rounds:
             raise ValueError(
                 f"rounds: expected 1 <= min ({self.min_rounds}) <= max ({self.max_rounds})"
             )
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence: expected between 0 and 1, got {self.confidence}")
 
     @classmethod
-    def for_limit(cls, min_rounds: int, max_rounds: int, latency_limit: float) -> RoundsPlan:
-        """Rounds until the ratio's 95% interval is +-0.8 x the latency threshold. Its
-        standard error is then ~0.41 x the threshold, so (normal approximation) an A/A
-        pair's estimate reaches the threshold in under 1% of cells, and a change of
-        twice the threshold stays above it in over 95%."""
-        return cls(min_rounds, max(min_rounds, max_rounds), 0.8 * latency_limit)
+    def for_limit(
+        cls,
+        min_rounds: int,
+        max_rounds: int,
+        latency_limit: float,
+        alpha: float = DEFAULT_ALPHA,
+    ) -> RoundsPlan:
+        """The plan ``harness compare --interleave`` uses: settle on the latency limit
+        at confidence 1 - ``alpha``, else go on until the interval is within +-half the
+        limit (where a change of twice the limit clears the verdict's bar in over 99%
+        of cells), at most ``max_rounds``."""
+        threshold = Threshold("latency_p50", Direction.HIGHER_IS_WORSE, latency_limit)
+        return cls(
+            min_rounds, max(min_rounds, max_rounds), 0.5 * latency_limit, threshold, 1.0 - alpha
+        )
 
-    def done(self, pairs: Sequence[tuple[float, float]]) -> bool:
+    def stop_reason(self, pairs: Sequence[tuple[float, float]]) -> StopReason | None:
+        """Why the cell stops after these rounds, or None to measure another."""
         n = len(pairs)
         if n < self.min_rounds:
-            return False
-        if n >= self.max_rounds or self.target_half_width is None:
-            return True
-        low, high = hodges_lehmann_ci([math.log(new / base) for base, new in pairs])
-        return (math.exp(high) - math.exp(low)) / 2.0 <= self.target_half_width
+            return None
+        if self.target_half_width is None and self.threshold is None:
+            return StopReason.FIXED
+        log_ratios = [math.log(new / base) for base, new in pairs]
+        low, high = (math.exp(v) for v in hodges_lehmann_ci(log_ratios, self.confidence))
+        if self.threshold is not None:
+            ratio = math.exp(hodges_lehmann(log_ratios))
+            if interval_settles(ratio, low, high, self.threshold):
+                return StopReason.SETTLED
+        if self.target_half_width is not None and (high - low) / 2.0 <= self.target_half_width:
+            return StopReason.PRECISE
+        return StopReason.MAX_ROUNDS if n >= self.max_rounds else None
+
+    def done(self, pairs: Sequence[tuple[float, float]]) -> bool:
+        return self.stop_reason(pairs) is not None
 
 
 @dataclass(frozen=True)
@@ -108,6 +159,11 @@ def _settings(cell: CellRecord) -> MeasureSettings:
 
 
 def _input_shape(artifact: Artifact) -> list[int]:
+    """The shape the run measured with: a ready file's is in its sidecar (the suite may
+    have given it), a built artifact's is read from the file."""
+    stored = artifact.meta.get("input_shape")
+    if stored:
+        return [int(d) for d in stored]
     from harness.models.loaders import load_file_model
 
     return load_file_model(artifact.path).input_shape
@@ -236,8 +292,8 @@ def interleave_runs(
     """Re-measure each (base cell, new cell) pair's artifacts alternately for as many
     rounds as ``plan`` asks, storing each cell's turns as it finishes. A cell that cannot
     be measured (artifact gone, device profile missing, runner failure) is stored as
-    failed with its reason and the others go on. Ctrl-C marks the interleave
-    interrupted."""
+    failed with its reason (the comparison then shows it as not judged) and the others
+    go on. Ctrl-C marks the interleave interrupted."""
     plan = plan or RoundsPlan()
     emit = on_event or (lambda event: None)
     info = machine_info()
