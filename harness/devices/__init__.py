@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterable
+
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
 from harness.errors import HarnessError
@@ -36,3 +40,30 @@ def lane(profile: DeviceProfile) -> str:
             pass  # no user to log in as: the cell fails on that; the lane is as written
         return f"ssh:{host}:{port}"
     return "this-machine"
+
+
+# How long devices get to stop their runners after an interrupt, at least; a board gets
+# its connect time-out about three times over on top (a reconnect, then the stop).
+ABORT_GRACE_S = 5.0
+
+
+def abort_all(devices: Iterable[Device]) -> None:
+    """Every device stops its runner (:meth:`Device.abort`), side by side, and this
+    returns within a bounded time whether or not they managed."""
+    devices = list(devices)
+    if not devices:
+        return
+    budget = ABORT_GRACE_S
+    for device in devices:
+        conn = device.profile.connection
+        if conn is not None:
+            budget = max(budget, 3 * conn.connect_timeout_s + ABORT_GRACE_S)
+    threads = [
+        threading.Thread(target=device.abort, name=f"abort {device.name}", daemon=True)
+        for device in devices
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + budget
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))

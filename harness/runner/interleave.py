@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.artifacts import Artifact, ArtifactStore
 from harness.configfile import load_toml
-from harness.devices import open_device
+from harness.devices import abort_all, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, HarnessError, RunnerError
@@ -187,6 +187,9 @@ class _Devices:
             self._open[name] = open_device(profile)
         return self._open[name]
 
+    def abort(self) -> None:
+        abort_all(self._open.values())
+
     def close(self) -> None:
         for device in self._open.values():
             device.close()
@@ -320,7 +323,8 @@ def interleave_runs(
             store.record_interleave_cell(interleave_id, cell)
             out[cell.key] = cell
             emit(InterleaveEvent("cell_done", new.key, index, len(pairs), record=cell))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: no runner may go on measuring
+        devices.abort()
         store.set_interleave_status(interleave_id, "interrupted")
         raise
     finally:

@@ -25,7 +25,7 @@ from typing import Any
 
 import harness
 from harness.artifacts import ArtifactStore, digest, library_versions
-from harness.devices import lane, open_device
+from harness.devices import abort_all, lane, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
 from harness.errors import (
@@ -100,8 +100,6 @@ class WalkEvent:
 # this machine it is the model's own doing.)
 TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted"})
 BOARD_TRANSIENT_KINDS = frozenset({"timeout"})
-# How long the devices get to stop their runners after an interrupt, at least.
-ABORT_GRACE_S = 5.0
 
 
 class RunBusy(HarnessError):
@@ -284,27 +282,9 @@ class SuiteWalker:
             self._walk_lanes(summary, run_id, lanes)
 
     def _abort_devices(self) -> None:
-        """Every open device stops its runner, side by side, within a bounded time (a
-        board gets its connect time-out about three times over: a reconnect, then the
-        stop command)."""
         with self._devices_lock:
             devices = list(self._devices.values())
-        if not devices:
-            return
-        budget = ABORT_GRACE_S
-        for device in devices:
-            conn = device.profile.connection
-            if conn is not None:
-                budget = max(budget, 3 * conn.connect_timeout_s + ABORT_GRACE_S)
-        threads = [
-            threading.Thread(target=device.abort, name=f"abort {device.name}", daemon=True)
-            for device in devices
-        ]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + budget
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        abort_all(devices)
 
     def _run_lane_cell(
         self, cell: Cell, config_hash: str, state: _LaneState
