@@ -77,6 +77,8 @@ def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> C
     findings: list[Finding] = []
     if profile.kind == "ssh":
         probe = _probe_ssh(profile, findings)
+    elif profile.kind == "aarch64-qemu":
+        probe = _probe_qemu(profile, findings)
     else:
         probe = _probe_here(findings)
     if probe is not None:
@@ -84,13 +86,15 @@ def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> C
     return CheckReport(profile.name, tuple(findings), probe)
 
 
-def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
+def _probe_here(
+    findings: list[Finding], prefix: list[str] | None = None, where: str = "this machine"
+) -> dict[str, Any] | None:
     workdir = str(Path.cwd())
     proc = subprocess.run(
-        [sys.executable, str(RUNNER_PATH), "--probe", workdir],
+        [*(prefix or [sys.executable]), str(RUNNER_PATH), "--probe", workdir],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # under qemu, python's start-up is emulated too
         check=False,
     )
     if proc.returncode != 0:
@@ -98,8 +102,36 @@ def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
             Finding("fail", "runner", f"the runner's probe failed: {proc.stderr.strip()[-500:]}")
         )
         return None
-    findings.append(Finding("ok", "reachable", "this machine"))
+    findings.append(Finding("ok", "reachable", where))
     return _probe_json(proc.stdout, findings)
+
+
+def _probe_qemu(profile: DeviceProfile, findings: list[Finding]) -> dict[str, Any] | None:
+    """The runner's probe run the way a cell runs it: the root's Python under qemu."""
+    from harness.devices.qemu_root import SetupError, root_status, runner_prefix, settings_of
+
+    status = root_status(profile)
+    if not status.ready:
+        findings.append(
+            Finding(
+                "fail",
+                "root",
+                status.problem,
+                f"harness devices setup {profile.name} (as root, once; a few minutes)",
+            )
+        )
+        return None
+    try:
+        prefix = runner_prefix(profile)
+    except SetupError as exc:
+        findings.append(Finding("fail", "qemu", str(exc)))
+        return None
+    cpu = settings_of(profile).cpu
+    findings.append(Finding("ok", "root", f"{status.layout.root}, emulating a {cpu}"))
+    findings.append(
+        Finding("warn", "timing", "not meaningful under qemu: cells report outputs, not speed")
+    )
+    return _probe_here(findings, prefix, f"qemu-aarch64 ({prefix[0]})")
 
 
 def _probe_json(text: str, findings: list[Finding]) -> dict[str, Any] | None:
@@ -270,24 +302,30 @@ def judge_probe(
             )
         )
     packages = probe.get("packages") or {}
-    installed = {r: packages.get(r) for r in _INSTALL}
+    install = dict(_INSTALL)
+    if profile.kind == "aarch64-qemu":
+        install = {
+            "onnxruntime": f"harness devices setup {profile.name} --rebuild",
+            "executorch": f"harness devices setup {profile.name} --executorch (about 2.7 GB)",
+        }
+    installed = {r: packages.get(r) for r in install}
     wanted = runtimes or []
     for runtime, version in installed.items():
         if version:
             out.append(Finding("ok", runtime, f"{runtime} {version}"))
         elif runtime in wanted:
             out.append(
-                Finding("fail", runtime, "not installed; the suite uses it", _INSTALL[runtime])
+                Finding("fail", runtime, "not installed; the suite uses it", install[runtime])
             )
         else:
-            out.append(Finding("warn", runtime, "not installed", _INSTALL[runtime]))
+            out.append(Finding("warn", runtime, "not installed", install[runtime]))
     if not wanted and not any(installed.values()):
         out.append(
             Finding(
                 "fail",
                 "runtimes",
                 "neither onnxruntime nor executorch is installed: nothing can run",
-                _INSTALL["onnxruntime"],
+                install["onnxruntime"],
             )
         )
     if not packages.get("numpy"):

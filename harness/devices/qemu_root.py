@@ -498,7 +498,7 @@ class _Builder:
         return match.group(1)
 
     def key_cpu(self) -> dict[str, Any]:
-        return {"cpu": self.settings.cpu, "processors": host_cpus()}
+        return {"cpu": self.settings.cpu, "processors": host_cpus(), "layout": 2}
 
     def run_cpu(self, key: dict[str, Any]) -> dict[str, Any]:
         out = self.under_qemu(
@@ -508,8 +508,7 @@ class _Builder:
             f"reading the hardware capabilities of qemu's {self.settings.cpu}",
         )
         hwcap, hwcap2 = (int(v) for v in out.split())
-        features = [n for i, n in enumerate(_HWCAP) if hwcap >> i & 1]
-        features += [n for i, n in enumerate(_HWCAP2) if hwcap2 >> i & 1]
+        features = hwcap_features(hwcap, hwcap2)
         wanted = set(self.profile.hardware.cpu_features)
         missing = sorted(wanted - set(features))
         if missing:
@@ -711,6 +710,12 @@ def setup_root(
     return _Builder(profile, executorch, on_progress).build(rebuild)
 
 
+def hwcap_features(hwcap: int, hwcap2: int) -> list[str]:
+    """The /proc/cpuinfo feature names of AT_HWCAP and AT_HWCAP2, as Linux lists them."""
+    features = [name for bit, name in enumerate(_HWCAP) if hwcap >> bit & 1]
+    return features + [name for bit, name in enumerate(_HWCAP2) if hwcap2 >> bit & 1]
+
+
 def cpuinfo_text(cpu: str, features: list[str], processors: int) -> str:
     implementer, variant, part, revision = _MIDR.get(cpu, (0x00, 0x0, 0x000, 0))
     block = (
@@ -723,7 +728,9 @@ def cpuinfo_text(cpu: str, features: list[str], processors: int) -> str:
         f"CPU part\t: 0x{part:03x}\n"
         f"CPU revision\t: {revision}\n\n"
     )
-    return "".join(block.format(n=n) for n in range(processors))
+    # As a Raspberry Pi's ends: the runner reports this line as the CPU model.
+    model = f"Model\t\t: qemu-aarch64 -cpu {cpu}\n"
+    return "".join(block.format(n=n) for n in range(processors)) + model
 
 
 def _glibc_of_release(root: Path) -> tuple[int, int]:
