@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.devices import open_device
+from harness.devices.check import check_device
 from harness.devices.config import load_profile
 from harness.devices.qemu import QEMU_VALIDITY, QemuDevice
 from harness.devices.qemu_root import (
@@ -178,6 +179,16 @@ def test_a_root_set_up_for_another_cpu_is_not_ready(
     assert not status.ready and "'cortex-a72'" in status.problem
 
 
+def test_devices_check_without_a_root_says_to_set_it_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    report = check_device(load_profile(PROFILE))
+    assert not report.can_run
+    (root,) = [f for f in report.findings if f.topic == "root"]
+    assert root.level == "fail" and root.advice.startswith("harness devices setup aarch64-qemu")
+
+
 def test_setup_refuses_a_profile_of_another_kind() -> None:
     with pytest.raises(SetupError, match="only aarch64-qemu"):
         setup_root(load_profile(REPO / "devices" / "local.toml"))
@@ -230,6 +241,21 @@ def test_setup_again_reuses_every_step_and_redoes_one_whose_stamp_is_gone(
     status = root_status(profile)
     assert status.ready and status.runtimes == {"onnxruntime": "1.31.1"}
     assert (lay.root / "proc" / "cpuinfo").read_text().count("asimddp") >= 1
+
+
+@pytest.mark.slow
+@needs_root_build
+def test_devices_check_probes_the_runner_under_qemu(
+    qemu_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(qemu_cache))
+    report = check_device(load_profile(PROFILE), ["onnxruntime"])
+    assert report.can_run, report.findings
+    assert report.probe is not None and report.probe["machine"] == "aarch64"
+    assert report.probe["packages"]["onnxruntime"] == "1.31.1"
+    findings = {f.topic: f for f in report.findings}
+    assert findings["timing"].level == "warn"
+    assert "--executorch" in findings["executorch"].advice
 
 
 @pytest.mark.slow
