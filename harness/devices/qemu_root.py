@@ -298,17 +298,20 @@ class _Builder:
 
     # -- tools
 
-    def check_tools(self) -> None:
-        missing = [t for t in ("debootstrap", "dpkg-deb", "tar") if shutil.which(t) is None]
+    def check_qemu(self) -> None:
         qemu = find_qemu()
+        if qemu is None:
+            raise SetupError(_NO_QEMU)
+        self.qemu = qemu
+
+    def check_debootstrap(self) -> None:
+        """What building the root's Debian part needs (a built root needs none of it)."""
+        missing = [t for t in ("debootstrap", "dpkg-deb", "tar") if shutil.which(t) is None]
         if missing:
             raise SetupError(
                 f"{', '.join(missing)} not on PATH: apt-get install debootstrap "
                 "(Debian's tools build the arm64 root)"
             )
-        if qemu is None:
-            raise SetupError(_NO_QEMU)
-        self.qemu = qemu
         if os.geteuid() != 0:
             raise SetupError(
                 "debootstrap needs root to build the arm64 root (it creates device nodes and "
@@ -468,6 +471,8 @@ class _Builder:
         )
         for package in base:
             deb = root / paths[package].strip().lstrip("/")
+            if not deb.is_file():  # a second unpack: the root's copies were removed
+                deb = self.layout.debs / deb.name
             # What debootstrap itself does: dpkg-deb's data through tar, keeping the
             # /lib -> usr/lib symlinks of merged /usr instead of replacing them.
             data = subprocess.Popen(
@@ -656,7 +661,7 @@ class _Builder:
 
     def build(self, rebuild: bool) -> SetupReport:
         started = time.monotonic()
-        self.check_tools()
+        self.check_qemu()
         self.layout.base.mkdir(parents=True, exist_ok=True)
         ran: list[str] = []
         reused: list[str] = []
@@ -678,6 +683,8 @@ class _Builder:
                 redo = True  # every later step builds on this one
                 for later in steps[index - 1 :]:
                     self.layout.stamp(later.name).unlink(missing_ok=True)
+                if step.name in ("debootstrap", "unpack"):
+                    self.check_debootstrap()
                 self.on_progress(f"{label} ...")
                 step_started = time.monotonic()
                 facts = step.run(key) or {}
