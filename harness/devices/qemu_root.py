@@ -65,7 +65,7 @@ _DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _DEFAULT_VERSIONS = {"onnxruntime": "1.31.1", "numpy": "2.4.6", "executorch": "1.5.1"}
 EXECUTORCH_SIZE_NOTE = (
     "executorch and PyPI's aarch64 torch, which is torch's CUDA build: about 2.7 GB of "
-    "wheels to download"
+    "wheels to download and a 5.3 GB root"
 )
 TIMING_NOTE = "not meaningful under qemu"
 
