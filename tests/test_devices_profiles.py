@@ -115,7 +115,11 @@ def test_emulated_profile_copies_board_and_overrides(tmp_path: Path) -> None:
             "greater than 0",
         ),
         (SSH + "[extra]\nx = 1\n", "extra", "allowed here"),
-        (SSH.replace('kind = "ssh"', 'kind = "usb"'), "kind", "'local', 'emulated' or 'ssh'"),
+        (
+            SSH.replace('kind = "ssh"', 'kind = "usb"'),
+            "kind",
+            "'local', 'emulated', 'ssh' or 'aarch64-qemu'",
+        ),
         (SSH.replace("agent = true", ""), "connection", "key_file"),
         (
             SSH.replace("memory_mb = 256", "memory_mb = 256\nswap = 1"),

@@ -15,6 +15,7 @@ DEVICE_KINDS: dict[str, str] = {
     "local": "harness.devices.local:LocalDevice",
     "emulated": "harness.devices.emulated:EmulatedDevice",
     "ssh": "harness.devices.ssh:SshDevice",
+    "aarch64-qemu": "harness.devices.qemu:QemuDevice",
 }
 
 

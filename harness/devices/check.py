@@ -9,6 +9,7 @@ Each finding is ``ok``, ``warn`` (numbers may suffer) or ``fail`` (the suite can
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -20,7 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from harness.devices.config import DeviceProfile
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
-from harness.runner.bench_runner import PROBE_IMPORT_TIMEOUT_S, PROBED_IMPORTS
+from harness.runner.bench_runner import (
+    PROBE_IMPORT_TIMEOUT_S,
+    PROBED_IMPORTS,
+    PYTHON_COMMAND_ENV,
+)
 
 if TYPE_CHECKING:  # paramiko is imported only when a board is checked
     from harness.devices.ssh import SshDevice
@@ -80,6 +85,8 @@ def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> C
     findings: list[Finding] = []
     if profile.kind == "ssh":
         probe = _probe_ssh(profile, findings)
+    elif profile.kind == "aarch64-qemu":
+        probe = _probe_qemu(profile, findings)
     else:
         probe = _probe_here(findings)
     if probe is not None:
@@ -87,19 +94,27 @@ def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> C
     return CheckReport(profile.name, tuple(findings), probe)
 
 
-def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
+def _probe_here(
+    findings: list[Finding], prefix: list[str] | None = None, where: str = "this machine"
+) -> dict[str, Any] | None:
     workdir = str(Path.cwd())
+    # Under qemu, Python's start-up and each import are emulated too.
+    timeout_s = _PROBE_TIMEOUT_S * (3 if prefix else 1)
+    env = dict(os.environ)
+    if prefix:  # the probe's import checks start their Pythons the same way
+        env[PYTHON_COMMAND_ENV] = json.dumps(prefix)
     try:
         proc = subprocess.run(
-            [sys.executable, str(RUNNER_PATH), "--probe", workdir],
+            [*(prefix or [sys.executable]), str(RUNNER_PATH), "--probe", workdir],
             capture_output=True,
             text=True,
-            timeout=_PROBE_TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         findings.append(
-            Finding("fail", "runner", f"the runner's probe did not finish in {_PROBE_TIMEOUT_S} s")
+            Finding("fail", "runner", f"the runner's probe did not finish in {timeout_s} s")
         )
         return None
     if proc.returncode != 0:
@@ -107,8 +122,36 @@ def _probe_here(findings: list[Finding]) -> dict[str, Any] | None:
             Finding("fail", "runner", f"the runner's probe failed: {proc.stderr.strip()[-500:]}")
         )
         return None
-    findings.append(Finding("ok", "reachable", "this machine"))
+    findings.append(Finding("ok", "reachable", where))
     return _probe_json(proc.stdout, findings)
+
+
+def _probe_qemu(profile: DeviceProfile, findings: list[Finding]) -> dict[str, Any] | None:
+    """The runner's probe run the way a cell runs it: the root's Python under qemu."""
+    from harness.devices.qemu_root import SetupError, root_status, runner_prefix, settings_of
+
+    status = root_status(profile)
+    if not status.ready:
+        findings.append(
+            Finding(
+                "fail",
+                "root",
+                status.problem,
+                f"harness devices setup {profile.name} (as root, once; a few minutes)",
+            )
+        )
+        return None
+    try:
+        prefix = runner_prefix(profile)
+    except SetupError as exc:
+        findings.append(Finding("fail", "qemu", str(exc)))
+        return None
+    cpu = settings_of(profile).cpu
+    findings.append(Finding("ok", "root", f"{status.layout.root}, emulating a {cpu}"))
+    findings.append(
+        Finding("warn", "timing", "not meaningful under qemu: cells report outputs, not speed")
+    )
+    return _probe_here(findings, prefix, f"qemu-aarch64 ({prefix[0]})")
 
 
 def _probe_json(text: str, findings: list[Finding]) -> dict[str, Any] | None:
@@ -282,12 +325,21 @@ def judge_probe(
             )
         )
     packages = probe.get("packages") or {}
+    install = dict(_INSTALL)
+    if profile.kind == "aarch64-qemu":
+        install = {
+            **install,
+            "onnxruntime": f"harness devices setup {profile.name} --rebuild",
+            "executorch": f"harness devices setup {profile.name} --executorch (about 2.7 GB)",
+        }
     imports = probe.get("imports")  # None from a probe that only read the metadata
     executable = str(probe.get("executable") or _python_of(profile))
     wanted = runtimes or []
     usable: dict[str, bool] = {}
     for runtime in _INSTALL:
-        finding = _package_finding(runtime, packages, imports, executable, runtime in wanted)
+        finding = _package_finding(
+            runtime, packages, imports, executable, runtime in wanted, install
+        )
         out.append(finding)
         usable[runtime] = finding.level == "ok"
     if not wanted and not any(usable.values()):
@@ -302,7 +354,7 @@ def judge_probe(
                     if installed
                     else "neither onnxruntime nor executorch is installed: nothing can run"
                 ),
-                _INSTALL["onnxruntime"],
+                install["onnxruntime"],
             )
         )
     out.append(_package_finding("numpy", packages, imports, executable, True))
@@ -343,6 +395,7 @@ def _package_finding(
     imports: dict[str, Any] | None,
     python: str,
     needed: bool,
+    installs: dict[str, str] = _INSTALL,
 ) -> Finding:
     """One package: installed (its metadata) and loadable (the probe's import of it).
 
@@ -351,7 +404,7 @@ def _package_finding(
     the suite needs the package, a ``warn`` otherwise.
     """
     version = packages.get(name)
-    install = _INSTALL.get(name, f"pip install {name}")
+    install = installs.get(name, f"pip install {name}")
     imported = (imports or {}).get(name)
     if imported is not None and imported.get("ok"):
         seconds = imported.get("seconds")

@@ -11,7 +11,11 @@ caps that make this machine behave like it (emulation). Three kinds:
   hardware facts describe the board. ``board = "pi4"`` copies the ``hardware``,
   ``power`` and ``emulation`` tables of ``pi4.toml`` (beside this file); keys the
   emulated profile sets itself win;
-* ``ssh``: a real board reached over SSH (:mod:`harness.devices.ssh`).
+* ``ssh``: a real board reached over SSH (:mod:`harness.devices.ssh`);
+* ``aarch64-qemu``: the board's own build (arm64 wheels, artifacts for the board's CPU)
+  run under qemu-aarch64 in an arm64 Debian root (:mod:`harness.devices.qemu`). Its
+  target is the board's (``board = "pi5"`` copies the tables as for ``emulated``); its
+  outputs are real, its timings are not.
 """
 
 from __future__ import annotations
@@ -93,15 +97,32 @@ class EmulationCaps(StrictModel):
     cgroup_root: str = "/sys/fs/cgroup"
 
 
+class QemuSettings(StrictModel):
+    """How an ``aarch64-qemu`` device emulates the board (``[qemu]``)."""
+
+    # qemu's CPU model (``qemu-aarch64-static -cpu help``): its features are the ones the
+    # runtimes' kernels see, so it should be the board's core (Pi 5: cortex-a76).
+    cpu: str = Field("cortex-a76", min_length=1)
+    # The Debian release of the root: bookworm's python3 is 3.11, the cp311 wheels'.
+    release: str = Field("bookworm", min_length=1)
+    # Where the root is built; default $HARNESS_CACHE_DIR/<profile name>, where
+    # HARNESS_CACHE_DIR defaults to ~/.cache/harness.
+    root_dir: str | None = Field(None, min_length=1)
+    # A Debian mirror; default: the one apt on this machine is configured with.
+    mirror: str | None = Field(None, min_length=1)
+
+
 class DeviceProfile(StrictModel):
     name: str
-    kind: Literal["local", "emulated", "ssh"] = "local"
+    kind: Literal["local", "emulated", "ssh", "aarch64-qemu"] = "local"
     description: str = ""
-    board: str | None = None  # emulated only: the profile whose tables are copied
+    # emulated and aarch64-qemu only: the profile whose tables are copied
+    board: str | None = None
     hardware: HardwareFacts = HardwareFacts()
     power: PowerModel | None = None
     connection: Connection | None = None
     emulation: EmulationCaps | None = None
+    qemu: QemuSettings | None = None
 
     @property
     def emulated(self) -> bool:
@@ -122,6 +143,13 @@ class DeviceProfile(StrictModel):
                 cores=min(cores or here.cores, here.cores),
             )
         hw = self.hardware
+        if self.kind == "aarch64-qemu":
+            # The board's CPU, not this one: the artifact runs in the arm64 root.
+            return TargetInfo(
+                arch="aarch64",
+                cpu_features=frozenset(hw.cpu_features),
+                cores=hw.cores or here.cores,
+            )
         return TargetInfo(
             arch=hw.arch or here.arch,
             cpu_features=frozenset(hw.cpu_features) if hw.cpu_features else here.cpu_features,
@@ -145,7 +173,9 @@ def _inherit_board(path: Path, data: dict[str, Any], seen: tuple[Path, ...]) -> 
         raise ConfigError(path, "board", "a profile that does not lead back to this one", board)
     base = _load(board_path, (*seen, board_path.resolve())).model_dump(mode="python")
     merged = dict(data)
-    for table in _INHERITED:
+    # A qemu device runs the board's build, not this machine under caps: no [emulation].
+    tables = _INHERITED if data.get("kind") == "emulated" else ("hardware", "power")
+    for table in tables:
         own = data.get(table)
         if base.get(table) is None:
             continue
@@ -173,9 +203,21 @@ def _check_kind(path: Path, profile: DeviceProfile) -> None:
         raise ConfigError(
             path, "connection", "no [connection] table: it is only used by kind 'ssh'"
         )
-    if profile.board is not None and profile.kind != "emulated":
+    if profile.board is not None and profile.kind not in _BOARD_KINDS:
         raise ConfigError(
-            path, "board", "no 'board' key: it is only used by kind 'emulated'", profile.board
+            path,
+            "board",
+            "no 'board' key: it is only used by kinds 'emulated' and 'aarch64-qemu'",
+            profile.board,
+        )
+    if profile.qemu is not None and profile.kind != "aarch64-qemu":
+        raise ConfigError(path, "qemu", "no [qemu] table: it is only used by kind 'aarch64-qemu'")
+    if profile.kind == "aarch64-qemu" and profile.hardware.arch not in (None, "aarch64"):
+        raise ConfigError(
+            path,
+            "hardware.arch",
+            "'aarch64' (or no arch) for kind 'aarch64-qemu'",
+            profile.hardware.arch,
         )
     if profile.kind == "emulated" and profile.emulation is None:
         raise ConfigError(
@@ -185,9 +227,12 @@ def _check_kind(path: Path, profile: DeviceProfile) -> None:
         )
 
 
+_BOARD_KINDS = ("emulated", "aarch64-qemu")
+
+
 def _load(path: Path, seen: tuple[Path, ...]) -> DeviceProfile:
     data = load_toml(path)
-    if data.get("kind") == "emulated" and "board" in data:
+    if data.get("kind") in _BOARD_KINDS and "board" in data:
         data = _inherit_board(path, data, seen)
     profile = validate(DeviceProfile, {"name": path.stem, **data}, path)
     if profile.name != path.stem:

@@ -1543,9 +1543,24 @@ def _last_line(text):
     return lines[-1] if lines else ""
 
 
+# How the probe starts a child Python like itself, as a JSON list, when that is not just
+# sys.executable: under qemu-user (no binfmt_misc) the board's Python only runs through
+# the emulator, e.g. ["qemu-aarch64-static", "-L", ROOT, ROOT + "/usr/bin/python3"].
+PYTHON_COMMAND_ENV = "HARNESS_RUNNER_PYTHON"
+
+
+def _python_command():
+    given = os.environ.get(PYTHON_COMMAND_ENV)
+    if given:
+        command = json.loads(given)
+        if isinstance(command, list) and command and all(isinstance(c, str) for c in command):
+            return command
+    return [sys.executable]
+
+
 def probe_import(name, timeout_s=PROBE_IMPORT_TIMEOUT_S):
     """Import ``name`` in a child Python: ``{"ok", "seconds", "error", "traceback"}``."""
-    command = [sys.executable, os.path.abspath(__file__), "--import", name]
+    command = [*_python_command(), os.path.abspath(__file__), "--import", name]
     try:
         proc = subprocess.run(
             command,
@@ -1567,7 +1582,7 @@ def probe_import(name, timeout_s=PROBE_IMPORT_TIMEOUT_S):
         return {
             "ok": False,
             "seconds": None,
-            "error": "could not start %s: %s" % (sys.executable, exc),
+            "error": "could not start %s: %s" % (" ".join(command[:-3]), exc),
             "traceback": "",
         }
     for line in reversed(proc.stdout.splitlines()):

@@ -182,6 +182,8 @@ def combine_trials(
         "env": results[0].get("env"),
         # What an emulated device enforced (the same for every trial).
         "emulation": results[0].get("emulation"),
+        # A device whose timings are not the board's says so (aarch64-qemu).
+        **{key: results[0][key] for key in ("timing", "qemu") if key in results[0]},
         "validity": _validity(results, p50s, settings.max_cv),
         "deploy": _deploy(results),
         "profile": results[0].get("profile"),
