@@ -107,10 +107,21 @@ def _settings(cell: CellRecord) -> MeasureSettings:
     return dataclasses.replace(MeasureSettings(**stored), trials=1, profile=False)
 
 
-def _input_shape(artifact: Artifact) -> list[int]:
+def _inputs(artifact: Artifact, cell: CellRecord) -> tuple[Any, ...]:
+    """The artifact's input specs (read from the file), with the integer id ranges the
+    cell was measured with, by position (a file keeps no ranges; without one ids are 0)."""
     from harness.models.loaders import load_file_model
 
-    return load_file_model(artifact.path).input_shape
+    specs = load_file_model(artifact.path).inputs
+    measured = cell.result.get("inputs") or []
+    if len(measured) != len(specs):
+        return specs
+    return tuple(
+        dataclasses.replace(spec, id_range=tuple(m["range"]))
+        if not spec.is_float and isinstance(m, dict) and m.get("range")
+        else spec
+        for spec, m in zip(specs, measured, strict=True)
+    )
 
 
 class _Devices:
@@ -177,7 +188,7 @@ def _measure_cell(
             jobs[side] = make_job(
                 new.runtime,
                 str(artifact.path),
-                _input_shape(artifact),
+                _inputs(artifact, new),
                 settings,
                 power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
             )
