@@ -191,7 +191,7 @@ class Pipeline:
             reference = predict_logits(bundle.module, inputs).numpy()
         except Exception as exc:
             ranges = "; ".join(
-                f"{s.name} ids in [{s.id_range[0]}, {s.id_range[1]}) ({s.range_source})"
+                f"input {s.name!r}: ids in [{s.id_range[0]}, {s.id_range[1]}) from {s.range_source}"
                 for s in specs
                 if s.id_range is not None
             )

@@ -420,7 +420,7 @@ def _check_runs(
             call_module(module, to_tensors(take(data.eval_inputs, slice(0, 1))))
     except Exception as exc:
         ranges = "; ".join(
-            f"{s.name} ids in [{s.id_range[0]}, {s.id_range[1]}) from {s.range_source}"
+            f"input {s.name!r}: ids in [{s.id_range[0]}, {s.id_range[1]}) from {s.range_source}"
             for s in specs
             if s.id_range is not None
         )

@@ -121,7 +121,10 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "load_ms": r.get("load_ms"),
         "first_inference_ms": r.get("first_inference_ms"),
         "throughput_ips": r.get("throughput_ips"),
-        "quality": {k: r.get(k) for k in ("max_abs_error", "mean_abs_error", "cosine", "snr_db")},
+        "quality": {
+            k: r.get(k)
+            for k in ("max_abs_error", "mean_abs_error", "cosine", "snr_db", "snr_varying_db")
+        },
         # Added by the user-models issue: fidelity against the fp32 PyTorch model, why
         # that reference cannot rank variants by agreement (if so), and the inputs the
         # cell was measured with (name, shape, dtype, id range of each).

@@ -292,7 +292,8 @@ def _degenerate(cells: list[CellRecord]) -> str:
     return (
         '<h2 id="degenerate">Degenerate fp32 baselines</h2><p class="note">For these models '
         "the fp32 PyTorch outputs make top-1 agreement meaningless: compare variants by SNR "
-        f"and cosine instead.</p><ul>{items}</ul>"
+        "(by the input-dependent SNR, snr_varying_db in the cell JSON, where the outputs are "
+        f"near-constant).</p><ul>{items}</ul>"
     )
 
 

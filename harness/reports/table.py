@@ -128,8 +128,13 @@ def degenerate_note(cell: CellRecord) -> str:
     reasons = cell.result.get("baseline_degenerate") or []
     if not reasons:
         return ""
-    kinds = ", ".join(str(r).split(":")[0] for r in reasons)
-    return f"degenerate fp32 ({kinds}): agreement says nothing, read SNR"
+    kinds = [str(r).split(":")[0] for r in reasons]
+    varying = cell.result.get("snr_varying_db")
+    if "near-constant outputs" in kinds and varying is not None:
+        advice = f"input-dependent SNR {varying:.1f} dB"
+    else:
+        advice = "agreement says nothing, read SNR"
+    return f"degenerate fp32 ({', '.join(kinds)}): {advice}"
 
 
 def slowdown_note(cell: CellRecord, speedup: float | None) -> str:
