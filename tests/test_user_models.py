@@ -402,3 +402,22 @@ def test_fit_min_snr_db_is_a_floor_on_the_cells_snr() -> None:
     assert "SNR 6 dB < 30 dB minimum" in check.evaluate(low).text
     assert check.evaluate(high).status.value == "met"
     assert check.evaluate(_cell("old", 1.0)).status.value == "unknown"
+
+
+def test_html_report_lists_a_degenerate_baseline_and_shows_snr(tmp_path: Path) -> None:
+    from harness.reports.html import write_html_report
+    from harness.results.store import ResultsStore
+    from tests.results_builders import new_run
+
+    reason = "one class: the fp32 model picks class 0 of 8 on all 64 evaluated positions"
+    with ResultsStore(tmp_path / "harness.db") as store:
+        run = new_run(store)
+        for cell in (
+            _cell("fp32", 1.0, snr_db=135.2, agreement=1.0, baseline_degenerate=[reason]),
+            _cell("low-rank", 1.0, snr_db=6.0, agreement=1.0, baseline_degenerate=[reason]),
+        ):
+            store.record_cell(run, cell, [1.0])
+        page = write_html_report(store, run, tmp_path / "run.html", with_history=False)
+    text = page.path.read_text()
+    assert '<h2 id="degenerate">' in text and 'data-degenerate-model="m"' in text
+    assert reason in text and "<th>SNR dB</th>" in text and ">6.0</td>" in text
