@@ -402,6 +402,14 @@ def test_fit_min_snr_db_is_a_floor_on_the_cells_snr() -> None:
     assert "SNR 6 dB < 30 dB minimum" in check.evaluate(low).text
     assert check.evaluate(high).status.value == "met"
     assert check.evaluate(_cell("old", 1.0)).status.value == "unknown"
+    # A near-constant fp32 reference: its constant part would pass any variant on the raw
+    # SNR, so the budget reads the input-dependent SNR.
+    near = ["near-constant outputs: they vary across inputs by 2.1% of their size"]
+    biased = _cell("prune", 1.0, snr_db=34.3, snr_varying_db=0.9, baseline_degenerate=near)
+    assert check.evaluate(biased).status.value == "broken"
+    one_class = ["one class: the fp32 model picks class 0 of 8 on all 64 evaluated positions"]
+    kept = _cell("int8", 1.0, snr_db=34.3, snr_varying_db=0.9, baseline_degenerate=one_class)
+    assert check.evaluate(kept).status.value == "met"
 
 
 def test_html_report_lists_a_degenerate_baseline_and_shows_snr(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@
 A *budget* (``[budgets.<device>]`` in a suite, or ``--budget KEY=VALUE`` on the command
 line) holds limits on p90 latency, peak memory, energy per inference, accuracy, output
 fidelity (``min_snr_db``: the SNR of a variant's outputs against the fp32 PyTorch model,
-the budget for models without labels) and artifact size. Each limit becomes a
-:class:`BudgetCheck` (metric, limit, direction); every cell of the run on a budgeted
-device is checked against all of them:
+the budget for models without labels; see :func:`fidelity_snr`) and artifact size.
+Each limit becomes a :class:`BudgetCheck` (metric, limit, direction); every cell of the
+run on a budgeted device is checked against all of them:
 
 * ``fits``: every limit is met;
 * ``breaks``: at least one limit is broken (each broken one says by how much);
@@ -148,6 +148,17 @@ def _peak_memory(cell: CellRecord) -> float | None:
     return (cell.result.get("memory_mb") or {}).get("peak")
 
 
+def fidelity_snr(cell: CellRecord) -> float | None:
+    """The SNR a ``min_snr_db`` budget checks: the output SNR against the fp32 PyTorch
+    model, or, where that model's outputs are near-constant (a bias that dominates every
+    input counts as signal and would let any variant pass), the SNR of the part of the
+    output that depends on the input (``snr_varying_db``)."""
+    degenerate = cell.result.get("baseline_degenerate") or []
+    if any(str(r).startswith("near-constant") for r in degenerate):
+        return cell.result.get("snr_varying_db")
+    return cell.result.get("snr_db")
+
+
 @dataclass(frozen=True)
 class FitMetric:
     """One budgetable quantity: the ``Budget`` key it is limited by, which way is worse
@@ -208,7 +219,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "SNR",
             Direction.LOWER_IS_WORSE,
             "min_snr_db=30 (dB against the fp32 PyTorch outputs)",
-            lambda c: c.result.get("snr_db"),
+            fidelity_snr,
             lambda v: f"{_num(v)} dB",
             _signed(lambda v: f"{_num(v)} dB"),
         ),
@@ -651,7 +662,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         "energy_mj": cell.result.get("energy_mj"),
         "accuracy": cell.result.get("accuracy"),
         "agreement": cell.result.get("agreement"),
-        "snr_db": cell.result.get("snr_db"),
+        "snr_db": fidelity_snr(cell),
         "size_bytes": cell.size_bytes,
     }
     if cell.status != "ok":
