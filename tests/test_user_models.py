@@ -429,3 +429,63 @@ def test_html_report_lists_a_degenerate_baseline_and_shows_snr(tmp_path: Path) -
     text = page.path.read_text()
     assert '<h2 id="degenerate">' in text and 'data-degenerate-model="m"' in text
     assert reason in text and "<th>SNR dB</th>" in text and ">6.0</td>" in text
+
+
+def test_a_ready_two_input_file_runs_through_the_walk_with_its_inputs(tmp_path: Path) -> None:
+    from harness.results.store import ResultsStore
+    from harness.suite.config import load_suite
+    from harness.suite.walk import SuiteWalker
+    from tests.suite_files import FAST_MEASURE, write_suite
+
+    two_input_onnx(tmp_path / "two.onnx")
+    suite = write_suite(
+        tmp_path,
+        """
+        name = "file"
+        runtimes = ["onnxruntime"]
+        devices = ["local"]
+
+        [[models]]
+        name = "two"
+        file = "two.onnx"
+
+        [variants]
+        fp32 = []
+        """
+        + FAST_MEASURE.replace("[measure]", "[measure]\ntrials = 1"),
+    )
+    walker = SuiteWalker(load_suite(suite), tmp_path / "results")
+    try:
+        summary = walker.walk()
+    finally:
+        walker.close()
+    with ResultsStore(tmp_path / "results" / "harness.db") as store:
+        [cell] = store.cells(summary.run_id)
+    assert cell.status == "ok", cell.reason
+    # A file keeps no id range: its integer input is fed id 0, and the cell says so.
+    assert cell.result["inputs"] == [
+        {"name": "tokens", "shape": [1, 6], "dtype": "int64", "range": None},
+        {"name": "scale", "shape": [1, 4], "dtype": "float32", "range": None},
+    ]
+
+
+def test_interleave_jobs_take_the_files_inputs_with_the_ranges_the_cell_was_measured_with(
+    tmp_path: Path,
+) -> None:
+    from harness.artifacts import Artifact
+    from harness.runner.interleave import _inputs
+
+    artifact = Artifact("k", two_input_onnx(tmp_path / "two.onnx"), {})
+    measured = [
+        {"name": "tokens", "shape": [1, 6], "dtype": "int64", "range": [0, 10]},
+        {"name": "scale", "shape": [1, 4], "dtype": "float32", "range": None},
+    ]
+    specs = _inputs(artifact, _cell("int8", 1.0, inputs=measured))
+    assert [(s.name, s.dtype, s.id_range) for s in specs] == [
+        ("tokens", "int64", (0, 10)),
+        ("scale", "float32", None),
+    ]
+    job = make_job("onnxruntime", str(artifact.path), specs, FAST)
+    assert job["inputs"][0]["range"] == [0, 10]
+    # A cell from before input specs: the file's own specs, ids 0.
+    assert _inputs(artifact, _cell("old", 1.0))[0].id_range is None
