@@ -499,7 +499,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         )
     _console().print(table)
     _console().print(
-        "User models: 'factory = \"package.module:function\"' (returns (module, example_input)) "
+        "User models: 'factory = \"package.module:function\"' (returns (module, example_input"
+        "[, data]); the example a tensor, tuple or dict of tensors, integer ids allowed) "
         "or 'file = \"model.onnx\"' / '.pte' (benchmark only) in a suite's [[models]]."
     )
     return EXIT_OK
@@ -765,7 +766,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="a limit, repeatable: p90_ms, peak_memory_mb, energy_mj, min_accuracy (0-1), "
-        "max_size_bytes; applies to the --device devices, else to every device of the run",
+        "min_snr_db (output SNR against fp32, for models without labels), max_size_bytes; "
+        "applies to the --device devices, else to every device of the run",
     )
     fit.add_argument(
         "--device",

@@ -30,20 +30,42 @@ from harness.artifacts import (
 )
 from harness.errors import ConfigError, HarnessError, ModelError, RecipeError
 from harness.models.base import ModelBundle
+from harness.models.inputs import (
+    InputSpec,
+    generate_batch,
+    save_batch,
+    specs_from_dicts,
+    specs_to_dicts,
+)
 from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
 from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant, source_error
 from harness.target import TargetInfo
 
+FILE_EVAL_SAMPLES = 16  # inputs a ready file is run on (outputs kept, nothing to score)
+
 
 @dataclass(frozen=True)
 class ModelData:
-    """What scoring needs, cached so measuring a built artifact never rebuilds the model."""
+    """What scoring needs, cached so measuring a built artifact never rebuilds the model.
+
+    ``eval_inputs`` is the runner-readable file of evaluation inputs (``.npy`` for a
+    one-input model, ``.npz`` of arrays named after the inputs otherwise); ``inputs`` the
+    model's input specs; ``reference`` the fp32 PyTorch model's first output on those
+    inputs; ``degenerate`` why that reference cannot tell variants apart by top-1
+    agreement (empty when it can; see :func:`harness.results.scoring.degenerate_reasons`).
+    """
 
     eval_inputs: Path
     labels: np.ndarray | None
     reference: np.ndarray | None  # fp32 PyTorch outputs on eval_inputs
-    input_shape: list[int]
+    inputs: tuple[InputSpec, ...]
     info: dict[str, Any]
+    degenerate: tuple[str, ...] = ()
+
+    @property
+    def input_shape(self) -> list[int]:
+        """The first input's shape (for callers that only know one-input models)."""
+        return list(self.inputs[0].shape)
 
 
 def _np_save(path: Path, array: np.ndarray) -> None:
@@ -147,40 +169,65 @@ class Pipeline:
         info_path = directory / "info.json"
         if info_path.is_file() and not self._fresh_once(f"data:{directory}"):
             info = json.loads(info_path.read_text())
-            labels_path, ref_path = directory / "labels.npy", directory / "reference.npy"
-            return ModelData(
-                eval_inputs=directory / "eval_inputs.npy",
-                labels=np.load(labels_path) if labels_path.is_file() else None,
-                reference=np.load(ref_path) if ref_path.is_file() else None,
-                input_shape=info["input_shape"],
-                info=info["info"],
-            )
+            # A cache from before input specs (one float input_shape) is rebuilt.
+            if "inputs" in info and (directory / info["eval_inputs"]).is_file():
+                labels_path, ref_path = directory / "labels.npy", directory / "reference.npy"
+                return ModelData(
+                    eval_inputs=directory / info["eval_inputs"],
+                    labels=np.load(labels_path) if labels_path.is_file() else None,
+                    reference=np.load(ref_path) if ref_path.is_file() else None,
+                    inputs=specs_from_dicts(info["inputs"]),
+                    info=info["info"],
+                    degenerate=tuple(info.get("degenerate") or ()),
+                )
         directory.mkdir(parents=True, exist_ok=True)
         if entry.file is not None:
             data = self._file_model_data(entry, directory)
         else:
             data = self._torch_model_data(entry, directory)
-        atomic_write_json(info_path, {"input_shape": data.input_shape, "info": data.info})
+        atomic_write_json(
+            info_path,
+            {
+                "inputs": specs_to_dicts(data.inputs),
+                "eval_inputs": data.eval_inputs.name,
+                "info": data.info,
+                "degenerate": list(data.degenerate),
+            },
+        )
         return data
 
     def _torch_model_data(self, entry: ModelEntry, directory: Path) -> ModelData:
-        import torch
+        from harness.recipes.training import predict_logits
+        from harness.results.scoring import degenerate_reasons
 
         bundle = self.bundle(entry)
-        inputs = np.ascontiguousarray(bundle.data.eval_inputs, dtype=np.float32)
-        with torch.no_grad():
-            reference = bundle.module.eval()(torch.from_numpy(inputs)).numpy()
-        _np_save(directory / "eval_inputs.npy", inputs)
+        specs = bundle.input_specs
+        inputs = bundle.data.eval_inputs
+        try:
+            reference = predict_logits(bundle.module, inputs).numpy()
+        except Exception as exc:
+            ranges = "; ".join(
+                f"input {s.name!r}: ids in [{s.id_range[0]}, {s.id_range[1]}) from {s.range_source}"
+                for s in specs
+                if s.id_range is not None
+            )
+            raise ModelError(
+                f"{entry.name}: the fp32 model fails on its evaluation inputs"
+                + (f" ({ranges})" if ranges else "")
+                + f": {type(exc).__name__}: {exc}"
+            ) from exc
+        eval_path = save_batch(directory, "eval_inputs", inputs, specs)
         _np_save(directory / "reference.npy", reference)
         labels = bundle.data.eval_labels
         if labels is not None:
             _np_save(directory / "labels.npy", np.asarray(labels))
         return ModelData(
-            eval_inputs=directory / "eval_inputs.npy",
+            eval_inputs=eval_path,
             labels=labels,
             reference=reference,
-            input_shape=list(bundle.example_input.shape),
+            inputs=specs,
             info=dict(bundle.info),
+            degenerate=tuple(degenerate_reasons(reference)),
         )
 
     def _file_model_data(self, entry: ModelEntry, directory: Path) -> ModelData:
@@ -188,13 +235,12 @@ class Pipeline:
 
         model = load_file_model(self.suite.model_path(entry), input_shape=entry.input_shape)
         rng = np.random.default_rng(self.suite.measure.seed)
-        inputs = rng.standard_normal((16, *model.input_shape[1:]), dtype=np.float32)
-        _np_save(directory / "eval_inputs.npy", inputs)
+        inputs = generate_batch(model.inputs, rng, FILE_EVAL_SAMPLES)
         return ModelData(
-            eval_inputs=directory / "eval_inputs.npy",
+            eval_inputs=save_batch(directory, "eval_inputs", inputs, model.inputs),
             labels=None,
             reference=None,
-            input_shape=list(model.input_shape),
+            inputs=model.inputs,
             info={},
         )
 
@@ -336,7 +382,9 @@ class Pipeline:
             "model": entry.name,
             "source_file": str(path),
             "runtime": FILE_RUNTIMES[path.suffix.lower()],
-            "input_shape": self.model_data(entry).input_shape,
+            # Each input as the run fed it (the suite may give a one-input file's shape).
+            "inputs": [spec.to_dict() for spec in self.model_data(entry).inputs],
+            "input_shape": entry.input_shape,
             "external_data": external,
             "versions": library_versions(),
         }

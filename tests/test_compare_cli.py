@@ -324,4 +324,4 @@ def test_a_ready_onnx_file_is_re_measured_from_the_copy_its_run_kept(tmp_path, c
     assert base_copy.path != model and base_copy.meta["source_file"] == str(model.resolve())
     assert file_sha256(base_copy.path) == base_copy.meta["sha256"] == original_sha
     assert file_sha256(new_copy.path) == file_sha256(model) != original_sha
-    assert base_copy.meta["input_shape"] == [1, 16, 16]
+    assert [i["shape"] for i in base_copy.meta["inputs"]] == [[1, 16, 16]]

@@ -123,7 +123,9 @@ def test_robust_cv_ignores_a_few_spikes_the_plain_cv_does_not():
         ({"input_dtype": "complex64"}, "'input_dtype'"),
         ({"sysfs_root": ""}, "'sysfs_root'"),
         ({"vcgencmd": 3}, "'vcgencmd'"),
-        ({"schema_version": 3}, "'schema_version'"),
+        ({"schema_version": 4}, "'schema_version'"),
+        # Schema 3 describes inputs in "inputs" only: an old single-shape body is refused.
+        ({"schema_version": 3}, "'input_shape'"),
     ],
 )
 def test_job_validation_names_the_key(tmp_path, patch, key):
@@ -135,6 +137,60 @@ def test_job_validation_names_the_key(tmp_path, patch, key):
     with pytest.raises(bench_runner.JobError) as err:
         bench_runner.load_job(str(path))
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "key"),
+    [
+        (None, "'inputs'"),
+        ([], "'inputs'"),
+        (["tokens"], "'inputs[0]'"),
+        ([{"name": "", "shape": [1, 4], "dtype": "int64"}], "'inputs[0].name'"),
+        ([{"name": "a", "shape": [1, 0], "dtype": "int64"}], "'inputs[0].shape'"),
+        ([{"name": "a", "shape": [1, 4], "dtype": "complex64"}], "'inputs[0].dtype'"),
+        ([{"name": "a", "shape": [1, 4], "dtype": "int64", "range": [5, 5]}], "'inputs[0].range'"),
+        ([{"name": "a", "shape": [1], "dtype": "float32", "range": [0, 5]}], "'inputs[0].range'"),
+        ([{"name": "a", "shape": [1], "dtype": "int64", "low": 0}], "'inputs[0].low'"),
+        (
+            [
+                {"name": "a", "shape": [1], "dtype": "int64"},
+                {"name": "a", "shape": [1], "dtype": "int64"},
+            ],
+            "'inputs[1].name'",
+        ),
+    ],
+)
+def test_schema_3_inputs_are_validated_naming_the_key(tmp_path, inputs, key):
+    job = {"schema_version": 3, "runtime": "onnxruntime", "artifact": "m.onnx"}
+    if inputs is not None:
+        job["inputs"] = inputs
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    with pytest.raises(bench_runner.JobError) as err:
+        bench_runner.load_job(str(path))
+    assert key in str(err.value)
+
+
+def test_schema_3_job_keeps_every_input_and_an_old_job_becomes_one_unnamed_input(tmp_path):
+    job = {"schema_version": 3, "runtime": "onnxruntime", "artifact": "m.onnx"}
+    job["inputs"] = [
+        {"name": "tokens", "shape": [1, 12], "dtype": "int64", "range": [0, 40]},
+        {"name": "mask", "shape": [1, 12], "dtype": "bool"},
+    ]
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    merged = bench_runner.load_job(str(path))
+    assert [(i["name"], i["dtype"], i["range"]) for i in merged["inputs"]] == [
+        ("tokens", "int64", [0, 40]),
+        ("mask", "bool", None),
+    ]
+    old = {"schema_version": 2, "runtime": "onnxruntime", "artifact": "m.onnx"}
+    old.update(input_shape=[1, 3, 8, 8], input_dtype="float16")
+    path.write_text(json.dumps(old))
+    merged = bench_runner.load_job(str(path))
+    assert merged["inputs"] == [
+        {"name": None, "shape": [1, 3, 8, 8], "dtype": "float16", "range": None}
+    ]
 
 
 def test_version_1_job_is_read_with_defaults(tmp_path):

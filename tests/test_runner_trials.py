@@ -117,7 +117,8 @@ def test_measure_config_options_reach_the_job():
     )
     settings = config.settings()
     job = make_job("executorch", "m.pte", [1, 3], settings, power_model={"idle_w": 1, "max_w": 2})
-    assert job["schema_version"] == JOB_SCHEMA_VERSION == 2
+    assert job["schema_version"] == JOB_SCHEMA_VERSION == 3
+    assert job["inputs"] == [{"name": "input", "shape": [1, 3], "dtype": "float32", "range": None}]
     assert job["batch"] == 2 and job["measure"]["adaptive_ci"] == 0.01
     assert job["measure"]["max_cv"] == 0.1 and job["cooldown"]["max_c"] == 60
     assert job["profile"]["enabled"] is True and job["power"]["model"]["max_w"] == 2

@@ -16,6 +16,7 @@ import torch
 
 from harness.errors import ExportError
 from harness.models.base import ModelBundle
+from harness.models.inputs import batch_arrays
 from harness.recipes.base import QuantRequest
 
 MAX_MESSAGE_CHARS = 2000
@@ -68,27 +69,45 @@ def staging_dir(out_path: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def calibration_samples(bundle: ModelBundle, quant: QuantRequest) -> list[np.ndarray]:
-    """The first ``quant.calibration_samples`` calibration inputs, each shaped like
-    ``bundle.example_input`` (batch 1, float32), in dataset order."""
-    shape = tuple(bundle.example_input.shape)
-    inputs = bundle.data.calib_inputs[: quant.calibration_samples]
-    if len(inputs) == 0:
+def calibration_samples(bundle: ModelBundle, quant: QuantRequest) -> list[tuple[np.ndarray, ...]]:
+    """The first ``quant.calibration_samples`` calibration inputs in dataset order, each
+    one array per model input shaped like that input's example (batch 1).
+
+    Every input is fed, in its own dtype (a graph cannot run without its token ids), but
+    only float inputs are quantized: integer inputs (ids, masks) carry no range to
+    calibrate, and both quantizers observe float tensors only.
+    """
+    specs = bundle.input_specs
+    arrays = batch_arrays(bundle.data.calib_inputs)
+    if len(arrays) != len(specs):
+        raise ExportError(
+            f"{bundle.name}: calibration data has {len(arrays)} inputs, the model {len(specs)}"
+        )
+    count = min(quant.calibration_samples, len(arrays[0]))
+    if count == 0:
         raise ExportError(f"{bundle.name}: static quantization needs calibration inputs, got none")
     samples = []
-    for i, sample in enumerate(inputs):
-        arr = np.ascontiguousarray(sample, dtype=np.float32)
-        if arr.size != int(np.prod(shape)):
-            raise ExportError(
-                f"{bundle.name}: calibration input {i} has shape {arr.shape}, "
-                f"which does not fit the example input shape {list(shape)}"
-            )
-        samples.append(arr.reshape(shape))
+    for i in range(count):
+        sample = []
+        for spec, array in zip(specs, arrays, strict=True):
+            arr = np.ascontiguousarray(array[i], dtype=spec.dtype)
+            if arr.size != int(np.prod(spec.shape)):
+                raise ExportError(
+                    f"{bundle.name}: calibration input {i} ({spec.name}) has shape "
+                    f"{list(arr.shape)}, which does not fit the example input shape "
+                    f"{list(spec.shape)}"
+                )
+            sample.append(arr.reshape(spec.shape))
+        samples.append(tuple(sample))
     return samples
 
 
-def example_input(bundle: ModelBundle) -> torch.Tensor:
-    return bundle.example_input.detach().to(torch.float32).contiguous()
+def example_args(bundle: ModelBundle) -> tuple[torch.Tensor, ...]:
+    """The example input as positional args: float inputs float32, integers as they are."""
+    return tuple(
+        (a.float() if a.is_floating_point() else a).detach().contiguous()
+        for a in bundle.example_args
+    )
 
 
 GZIP_LEVEL = 6

@@ -31,12 +31,13 @@ from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
 from harness.export.common import (
     calibration_samples,
-    example_input,
+    example_args,
     export_error,
     gzip_size,
     staging_dir,
 )
 from harness.models.base import ModelBundle
+from harness.models.inputs import InputSpec, batch_arrays, first_output
 from harness.recipes.base import QuantRequest
 from harness.target import TargetInfo
 
@@ -45,14 +46,15 @@ _FP16_FEATURES = {"asimdhp", "fphp"}
 
 class _Fp16Wrapper(torch.nn.Module):
     """Runs an fp16 copy of the model behind float32 inputs/outputs, so the artifact
-    keeps the same interface as every other variant; the casts sit at the graph edges."""
+    keeps the same interface as every other variant; the casts sit at the graph edges.
+    Integer inputs (token ids) pass through unchanged."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, x: torch.Tensor) -> Any:
-        out = self.module(x.to(torch.float16))
+    def forward(self, *args: torch.Tensor) -> Any:
+        out = self.module(*(a.to(torch.float16) if a.is_floating_point() else a for a in args))
         if isinstance(out, torch.Tensor):
             return out.to(torch.float32)
         return out
@@ -81,9 +83,9 @@ def _check_request(quant: QuantRequest | None, target: TargetInfo) -> None:
 
 def _quantize_pt2e(
     module: torch.nn.Module,
-    x: torch.Tensor,
+    args: tuple[torch.Tensor, ...],
     quant: QuantRequest,
-    calib: list[torch.Tensor],
+    calib: list[tuple[torch.Tensor, ...]],
 ) -> torch.nn.Module:
     """pt2e post-training quantization for XNNPACK (static or dynamic activations)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
@@ -95,7 +97,7 @@ def _quantize_pt2e(
 
     dynamic = quant.mode == "dynamic"
     try:
-        graph = torch.export.export(module, (x,)).module()
+        graph = torch.export.export(module, args).module()
     except Exception as e:
         raise export_error("torch.export.export failed", e) from e
     try:
@@ -112,8 +114,8 @@ def _quantize_pt2e(
         # Dynamic activations need no calibration; one pass still runs the observers.
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
-            for sample in calib or [x]:
-                prepared(sample)
+            for sample in calib or [args]:
+                prepared(*sample)
         return convert_pt2e(prepared)
     except Exception as e:
         raise export_error("pt2e quantization (XNNPACKQuantizer) failed", e) from e
@@ -177,7 +179,9 @@ def _folded_bn_quantizer() -> Any:
     return _FoldedBnXnnpackQuantizer()
 
 
-def _export_for_qat(module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.fx.GraphModule, bool]:
+def _export_for_qat(
+    module: torch.nn.Module, args: tuple[torch.Tensor, ...]
+) -> tuple[torch.fx.GraphModule, bool]:
     """``torch.export`` with a dynamic batch dimension (batched training), else batch 1.
 
     The artifact itself is exported later at batch 1; only training wants batches. A model
@@ -187,30 +191,37 @@ def _export_for_qat(module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.fx.
     """
     from torch.export import Dim
 
-    x2 = torch.cat([x, x])
+    doubled = tuple(torch.cat([a, a]) for a in args)
     try:
         batch = Dim("batch", min=1, max=1 << 16)
-        graph = torch.export.export(module, (x2,), dynamic_shapes=({0: batch},)).module()
+        dynamic = tuple({0: batch} for _ in args)
+        graph = torch.export.export(module, doubled, dynamic_shapes=dynamic).module()
         return graph, True  # type: ignore[return-value]
     except Exception:
         pass
     try:
-        return torch.export.export(module, (x,)).module(), False  # type: ignore[return-value]
+        return torch.export.export(module, args).module(), False  # type: ignore[return-value]
     except Exception as e:
         raise export_error("torch.export.export failed", e) from e
 
 
-def _as_batch(inputs: np.ndarray, like: torch.Tensor, what: str) -> torch.Tensor:
-    x = torch.as_tensor(np.ascontiguousarray(inputs, dtype=np.float32))
-    sample = tuple(like.shape[1:])
-    if len(x) == 0:
-        raise ExportError(f"QAT needs {what}, got none")
-    if x[0].numel() != math.prod(sample):
-        raise ExportError(
-            f"QAT: {what} have shape {tuple(x.shape[1:])} per sample, which does not fit the "
-            f"example input shape {list(like.shape)}"
-        )
-    return x.reshape(len(x), *sample)
+def _as_batch(inputs: Any, specs: tuple[InputSpec, ...], what: str) -> tuple[torch.Tensor, ...]:
+    """A data batch as one tensor per input, each in its spec's dtype and sample shape."""
+    arrays = batch_arrays(inputs)
+    if len(arrays) != len(specs):
+        raise ExportError(f"QAT: {what} have {len(arrays)} inputs, the model {len(specs)}")
+    out = []
+    for spec, array in zip(specs, arrays, strict=True):
+        x = torch.as_tensor(np.ascontiguousarray(array, dtype=spec.dtype))
+        if len(x) == 0:
+            raise ExportError(f"QAT needs {what}, got none")
+        if x[0].numel() != math.prod(spec.sample_shape):
+            raise ExportError(
+                f"QAT: {what} ({spec.name}) have shape {tuple(x.shape[1:])} per sample, which "
+                f"does not fit the example input shape {list(spec.shape)}"
+            )
+        out.append(x.reshape(len(x), *spec.sample_shape))
+    return tuple(out)
 
 
 def qat_pt2e(
@@ -250,26 +261,33 @@ def qat_pt2e(
     from harness.recipes.training import predict_logits, torch_threads, training_threads
 
     started = time.perf_counter()
-    x = example_input(bundle)
+    x = example_args(bundle)
+    specs = bundle.input_specs
     module = copy.deepcopy(bundle.module).float().eval()
     data = bundle.data
     graph, batched = _export_for_qat(module, x)
     if data.train_inputs is not None and data.train_labels is not None:
-        inputs = _as_batch(data.train_inputs, x, "train inputs")
+        inputs = _as_batch(data.train_inputs, specs, "train inputs")
         labels: torch.Tensor | None = torch.as_tensor(data.train_labels, dtype=torch.int64)
         soft = None
         source = "hard labels (train split)"
     else:
-        inputs = _as_batch(data.calib_inputs, x, "calibration inputs")
+        inputs = _as_batch(data.calib_inputs, specs, "calibration inputs")
         labels = None
         if batched:
             soft = predict_logits(module, inputs)
         else:
             soft = torch.cat(
-                [predict_logits(module, inputs[i : i + 1]) for i in range(len(inputs))]
+                [
+                    predict_logits(module, tuple(t[i : i + 1] for t in inputs))
+                    for i in range(len(inputs[0]))
+                ]
             )
         source = "self-distillation on calibration inputs (no labels)"
-    calib = torch.from_numpy(np.concatenate(calibration_samples(bundle, quant)))
+    samples = calibration_samples(bundle, quant)
+    calib = tuple(
+        torch.from_numpy(np.concatenate([s[i] for s in samples])) for i in range(len(specs))
+    )
     threads = training_threads(module, x)
 
     bn_before = sum(1 for n in graph.graph.nodes if "batch_norm" in str(n.target))
@@ -282,16 +300,18 @@ def qat_pt2e(
     except Exception as e:
         raise export_error("pt2e prepare_qat_pt2e (XNNPACKQuantizer) failed", e) from e
 
-    def run(xb: torch.Tensor) -> torch.Tensor:
+    def run(xb: tuple[torch.Tensor, ...]) -> torch.Tensor:
         if batched:
-            return prepared(xb)
-        return torch.cat([prepared(xb[i : i + 1]) for i in range(len(xb))])
+            return first_output(prepared(*xb))
+        return torch.cat(
+            [first_output(prepared(*(t[i : i + 1] for t in xb))) for i in range(len(xb[0]))]
+        )
 
     with torch.random.fork_rng(devices=[]), torch_threads(threads):
         torch.manual_seed(0)
         with torch.no_grad():  # observers start from measured ranges, not the first batch
-            for start in range(0, len(calib), QAT_BATCH_SIZE):
-                run(calib[start : start + QAT_BATCH_SIZE])
+            for start in range(0, len(calib[0]), QAT_BATCH_SIZE):
+                run(tuple(t[start : start + QAT_BATCH_SIZE] for t in calib))
         history = _train_qat(run, prepared.parameters(), inputs, labels, soft, quant)
     prepared.apply(disable_observer)
     try:
@@ -309,7 +329,7 @@ def qat_pt2e(
         "qat_batch": QAT_BATCH_SIZE if batched else "1 sample at a time (batch pinned)",
         "qat_training": source,
         "qat_history": history,
-        "calibration_samples": len(calib),
+        "calibration_samples": len(calib[0]),
         "qat_seconds": round(time.perf_counter() - started, 2),
     }
     if bn_before:
@@ -321,17 +341,17 @@ def qat_pt2e(
 
 
 def _train_qat(
-    run: Callable[[torch.Tensor], torch.Tensor],
+    run: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
     parameters: Any,
-    inputs: torch.Tensor,
+    inputs: tuple[torch.Tensor, ...],
     labels: torch.Tensor | None,
     soft: torch.Tensor | None,
     quant: QuantRequest,
 ) -> list[dict[str, float]]:
     """The fine-tuning loop; returns loss and accuracy (or agreement) per epoch."""
-    from harness.recipes.training import distillation_loss
+    from harness.recipes.training import class_logits, distillation_loss
 
-    n = len(inputs)
+    n = len(inputs[0])
     epochs = quant.qat_epochs
     total = max(1, epochs * math.ceil(n / QAT_BATCH_SIZE))
     params = [p for p in parameters if p.requires_grad]
@@ -344,27 +364,52 @@ def _train_qat(
     metric = "accuracy" if labels is not None else "agreement"
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen)
-        loss_sum, hits = 0.0, 0
+        loss_sum, hits, positions = 0.0, 0, 0
         for start in range(0, n, QAT_BATCH_SIZE):
             idx = perm[start : start + QAT_BATCH_SIZE]
-            out = run(inputs[idx])
+            out = run(tuple(t[idx] for t in inputs))
             if labels is not None:
                 target = labels[idx]
-                loss = F.cross_entropy(out, target)
+                loss = F.cross_entropy(*class_logits(out, target))  # type: ignore[arg-type]
             else:
                 assert soft is not None
-                target = soft[idx].argmax(1)
+                target = soft[idx].argmax(-1)
                 loss = distillation_loss(out, soft[idx], None, 0.0, 1.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             loss_sum += float(loss.item()) * len(idx)
-            hits += int((out.argmax(1) == target).sum().item())
+            hits += int((out.argmax(-1) == target).sum().item())
+            positions += target.numel()
         history.append(
-            {"epoch": epoch + 1, "loss": round(loss_sum / n, 5), metric: round(hits / n, 4)}
+            {
+                "epoch": epoch + 1,
+                "loss": round(loss_sum / n, 5),
+                metric: round(hits / max(positions, 1), 4),
+            }
         )
     return history
+
+
+def _speed_hints(delegation: dict[str, Any]) -> list[str]:
+    """What the lowering knows can make the program slow: ops XNNPACK did not take run in
+    ExecuTorch's portable kernels (plain C++ loops, one thread)."""
+    outside = delegation.get("non_delegated_by_op") or {}
+    costly = {op: n for op, n in outside.items() if not _is_cheap_op(op)}
+    if not costly:
+        return []
+    listed = ", ".join(f"{op} x{n}" for op, n in sorted(costly.items(), key=lambda kv: -kv[1]))
+    return [f"ops outside XNNPACK, run by portable kernels: {listed}"[:300]]
+
+
+# Views, copies and casts the portable runtime does in place or in a trivial loop.
+_CHEAP_OPS = ("view", "reshape", "squeeze", "unsqueeze", "permute", "expand", "clone",
+              "alias", "slice", "select", "getitem", "_to_copy", "dim_order", "full")  # fmt: skip
+
+
+def _is_cheap_op(name: str) -> bool:
+    return any(part in name for part in _CHEAP_OPS)
 
 
 def _delegation_notes(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
@@ -391,12 +436,12 @@ def _delegation_notes(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
     }
 
 
-def _lower(module: torch.nn.Module, x: torch.Tensor) -> tuple[bytes, dict[str, Any]]:
+def _lower(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[bytes, dict[str, Any]]:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     try:
-        program = torch.export.export(module, (x,))
+        program = torch.export.export(module, args)
     except Exception as e:
         raise export_error("torch.export.export failed", e) from e
     try:
@@ -430,7 +475,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
-def _check_program(path: Path, x: torch.Tensor) -> None:
+def _check_program(path: Path, args: tuple[torch.Tensor, ...]) -> None:
     """The .pte must load in the ExecuTorch runtime and run on the example input."""
     from executorch.runtime import Runtime
 
@@ -439,7 +484,7 @@ def _check_program(path: Path, x: torch.Tensor) -> None:
             method = Runtime.get().load_program(str(path)).load_method("forward")
             if method is None:
                 raise RuntimeError("the program has no 'forward' method")
-            method.execute([x])
+            method.execute(list(args))
     except Exception as e:
         raise export_error("the executorch runtime cannot run the exported program", e) from e
 
@@ -457,14 +502,16 @@ class ExecuTorchExporter(Exporter):
     ) -> ExportResult:
         out_path = Path(out_path)
         _check_request(quant, target)
-        x = example_input(bundle)
+        x = example_args(bundle)
         module = copy.deepcopy(bundle.module).eval()
         notes: dict[str, Any] = {}
         granularity = "per-channel" if quant is None or quant.per_channel else "per-tensor"
         if quant is None:
             notes["quant_format"] = "fp32"
         elif quant.mode == "static":
-            calib = [torch.from_numpy(s) for s in calibration_samples(bundle, quant)]
+            calib = [
+                tuple(torch.from_numpy(a) for a in s) for s in calibration_samples(bundle, quant)
+            ]
             module = _quantize_pt2e(module, x, quant, calib)
             notes.update(
                 {
@@ -508,6 +555,9 @@ class ExecuTorchExporter(Exporter):
             )
         buffer, delegation = _lower(module, x)
         notes.update(delegation)
+        hints = _speed_hints(delegation)
+        if hints:
+            notes["speed_hints"] = hints
         with staging_dir(out_path) as tmp:
             staged = tmp / f"model{self.suffix}"
             staged.write_bytes(buffer)

@@ -22,7 +22,7 @@ from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
 from harness.export.common import (
     calibration_samples,
-    example_input,
+    example_args,
     export_error,
     gzip_size,
     staging_dir,
@@ -59,9 +59,12 @@ def _quiet_registry_log() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _torch_onnx_export(module: torch.nn.Module, x: torch.Tensor, dest: Path) -> dict[str, Any]:
+def _torch_onnx_export(
+    module: torch.nn.Module, args: tuple[torch.Tensor, ...], names: list[str], dest: Path
+) -> dict[str, Any]:
     """torch.onnx.export with the torch.export-based (dynamo) exporter, into ``dest``
-    (alone in its directory, so a stray external-data file is noticed).
+    (alone in its directory, so a stray external-data file is noticed). The graph's
+    inputs are ``names`` (the bundle's input specs), in order, each in its own dtype.
 
     The TorchScript exporter is deprecated since torch 2.9 and silently bakes
     data-dependent branches into the trace; the dynamo exporter fails loudly instead and
@@ -73,9 +76,9 @@ def _torch_onnx_export(module: torch.nn.Module, x: torch.Tensor, dest: Path) -> 
         with contextlib.redirect_stdout(progress), torch.no_grad(), _quiet_registry_log():
             torch.onnx.export(
                 module,
-                (x,),
+                tuple(args),
                 str(dest),
-                input_names=[INPUT_NAME],
+                input_names=list(names),
                 output_names=[OUTPUT_NAME],
                 dynamo=True,
                 external_data=False,
@@ -97,9 +100,15 @@ def _torch_onnx_export(module: torch.nn.Module, x: torch.Tensor, dest: Path) -> 
     return {"onnx_exporter": "torch.onnx.export(dynamo=True)", "opset": opset}
 
 
+def input_names(bundle: ModelBundle) -> list[str]:
+    return [s.name for s in bundle.input_specs]
+
+
 def _export_fp32(bundle: ModelBundle, dest: Path) -> dict[str, Any]:
     """The bundle's model as an fp32 ONNX file (on a copy: exporting must not touch it)."""
-    return _torch_onnx_export(copy.deepcopy(bundle.module).eval(), example_input(bundle), dest)
+    return _torch_onnx_export(
+        copy.deepcopy(bundle.module).eval(), example_args(bundle), input_names(bundle), dest
+    )
 
 
 def _export_qat(
@@ -127,7 +136,7 @@ def _export_qat(
     qat_dir = workdir / "qat"
     qat_dir.mkdir()
     exported = qat_dir / "model.onnx"
-    notes = _torch_onnx_export(result.module, example_input(bundle), exported)
+    notes = _torch_onnx_export(result.module, example_args(bundle), input_names(bundle), exported)
     os.replace(exported, dest)
     notes["int8_weights"] = ort_quant.count_int8_weights(dest)
     notes.update(result.notes)
@@ -169,10 +178,12 @@ def strip_debug_metadata(path: Path) -> int:
     return count
 
 
-def _check_session(path: Path, x: torch.Tensor) -> None:
-    """The artifact must load in an onnxruntime CPU session and run on the example input."""
+def _check_session(path: Path, bundle: ModelBundle) -> None:
+    """The artifact must load in an onnxruntime CPU session, take the bundle's inputs
+    (same names, in order) and run on the example input."""
     import onnxruntime as ort
 
+    names = input_names(bundle)
     try:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -180,7 +191,15 @@ def _check_session(path: Path, x: torch.Tensor) -> None:
         session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        session.run(None, {INPUT_NAME: x.numpy()})
+        graph_names = [i.name for i in session.get_inputs()]
+        if graph_names != names:
+            raise ExportError(
+                f"the exported graph's inputs {graph_names} are not the model's inputs {names} "
+                "(an input the model does not use is dropped by the exporter)"
+            )
+        session.run(None, {n: a.numpy() for n, a in zip(names, example_args(bundle), strict=True)})
+    except ExportError:
+        raise
     except Exception as e:
         raise export_error("onnxruntime cannot run the exported model", e) from e
 
@@ -243,7 +262,7 @@ class OnnxExporter(Exporter):
             else:
                 notes = self._export_post_training(bundle, final, quant, target, tmp)
             notes["debug_metadata_stripped"] = strip_debug_metadata(final)
-            _check_session(final, example_input(bundle))
+            _check_session(final, bundle)
             notes["gzip_bytes"] = gzip_size(final)
             os.replace(final, out_path)
         return ExportResult(path=out_path, notes=notes)
@@ -269,7 +288,13 @@ class OnnxExporter(Exporter):
 
             notes.update(
                 ort_quant.quantize_static_int8(
-                    fp32, final, calibration_samples(bundle, quant), quant, target, tmp
+                    fp32,
+                    final,
+                    calibration_samples(bundle, quant),
+                    input_names(bundle),
+                    quant,
+                    target,
+                    tmp,
                 )
             )
         elif quant.mode == "dynamic":

@@ -84,10 +84,25 @@ def choose_static_format(quant: QuantRequest, target: TargetInfo) -> StaticForma
 
 
 class SampleReader(CalibrationDataReader):
-    """Feeds calibration samples one at a time, always in the same order."""
+    """Feeds calibration samples one at a time, always in the same order.
 
-    def __init__(self, samples: Sequence[np.ndarray], input_name: str = INPUT_NAME):
-        self._feeds = [{input_name: s} for s in samples]
+    A sample is one array (a one-input model) or a tuple with one array per input in
+    ``input_names`` order; integer inputs are fed as they are (the graph needs them) and
+    the quantizer calibrates only the float tensors they lead to.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[np.ndarray | tuple[np.ndarray, ...]],
+        input_names: Sequence[str] = (INPUT_NAME,),
+    ):
+        names = list(input_names)
+        self._feeds = []
+        for sample in samples:
+            arrays = sample if isinstance(sample, tuple) else (sample,)
+            if len(arrays) != len(names):
+                raise ValueError(f"a calibration sample has {len(arrays)} inputs, not {names}")
+            self._feeds.append(dict(zip(names, arrays, strict=True)))
         self._pos = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -126,7 +141,8 @@ def _preprocess(src: Path, dest: Path) -> dict[str, Any]:
 def quantize_static_int8(
     fp32: Path,
     dest: Path,
-    samples: Sequence[np.ndarray],
+    samples: Sequence[np.ndarray | tuple[np.ndarray, ...]],
+    input_names: Sequence[str],
     quant: QuantRequest,
     target: TargetInfo,
     workdir: Path,
@@ -139,7 +155,7 @@ def quantize_static_int8(
         quantize_static(
             str(pre),
             str(dest),
-            SampleReader(samples),
+            SampleReader(samples, input_names),
             quant_format=QuantFormat.QDQ,
             per_channel=fmt.per_channel,
             reduce_range=fmt.reduce_range,
@@ -219,7 +235,29 @@ def quantize_dynamic_int8(
             "int8_weights": count_int8_weights(dest),
         }
     )
+    hints = dynamic_speed_hints(dest)
+    if hints:
+        notes["speed_hints"] = hints
     return notes
+
+
+def dynamic_speed_hints(path: Path) -> list[str]:
+    """What is known to make a dynamically quantized graph slow on onnxruntime's CPU
+    provider: every convolution became ConvInteger, which has no fused or vectorised
+    int8 kernel there (an im2col and a plain integer GEMM, plus a DynamicQuantizeLinear
+    pass over its input and a float rescale of its output on every call). Dynamic int8
+    pays off for MatMul-heavy models (transformers, RNN heads), not for CNNs."""
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    hints = []
+    if counts.get("ConvInteger"):
+        hints.append(
+            f"ConvInteger x{counts['ConvInteger']}: onnxruntime's dynamic int8 convolution "
+            "has no optimised CPU kernel (quantize with int8-static for convolutions)"
+        )
+    return hints
 
 
 def count_int8_weights(path: Path) -> int:

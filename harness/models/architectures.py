@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from harness.models.inputs import example_args
+
 __all__ = [
     "DigitsCNN",
     "DigitsMLP",
@@ -314,8 +316,9 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_macs(module: nn.Module, example_input: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on ``example_input``.
+def count_macs(module: nn.Module, example_input: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """Multiply-accumulates of one forward pass on ``example_input`` (one tensor, or a
+    tuple of them for a model with several inputs).
 
     Uses torch's own ``FlopCounterMode`` (convolutions, matmuls, attention) rather than
     per-layer hooks, so attention inside ``nn.TransformerEncoder`` is counted too. The
@@ -331,13 +334,15 @@ def count_macs(module: nn.Module, example_input: torch.Tensor) -> int:
     try:
         counter = FlopCounterMode(display=False)
         with counter, torch.enable_grad():
-            module(example_input)
+            module(*example_args(example_input))
         return int(counter.get_total_flops() // 2)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         module.train(was_training)
 
 
-def model_stats(module: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
+def model_stats(
+    module: nn.Module, example_input: torch.Tensor | tuple[torch.Tensor, ...]
+) -> dict[str, int]:
     """``{"params_count", "macs"}`` for a bundle's ``info`` (and the recipes' notes)."""
     return {"params_count": count_params(module), "macs": count_macs(module, example_input)}

@@ -7,24 +7,30 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.models.inputs import SINGLE_INPUT_NAME, Batch, InputSpec, example_args
+
 if TYPE_CHECKING:  # reports and compare load configs without paying for torch's import
     import torch
 
 
 @dataclass
 class TaskData:
-    """Inputs (float32, batch-first) and labels for one model.
+    """Inputs (batch-first) and labels for one model.
 
-    ``calib`` feeds quantization calibration, ``train`` feeds fine-tuning and
-    distillation, ``eval`` scores every variant. Labels are None when the model has no
-    task (e.g. a randomly initialised resnet18); agreement with the fp32 reference is
-    then the only quality measure.
+    Each ``*_inputs`` is a :data:`~harness.models.inputs.Batch`: one array for a model
+    with one input, a tuple of arrays (in the order of the bundle's input specs) for
+    several; floats are float32, integer ids keep their integer dtype. ``calib`` feeds
+    quantization calibration, ``train`` feeds fine-tuning and distillation, ``eval``
+    scores every variant. Labels are class ids shaped like the model's first output
+    without its last (class) axis: ``(N,)`` for a classifier, ``(N, T)`` for a tagger.
+    They are None when the model has no task (e.g. a randomly initialised resnet18);
+    fidelity to the fp32 reference (agreement, cosine, SNR) is then the only measure.
     """
 
-    calib_inputs: np.ndarray
-    eval_inputs: np.ndarray
+    calib_inputs: Batch
+    eval_inputs: Batch
     eval_labels: np.ndarray | None = None
-    train_inputs: np.ndarray | None = None
+    train_inputs: Batch | None = None
     train_labels: np.ndarray | None = None
 
     @property
@@ -37,15 +43,39 @@ class ModelBundle:
     """A PyTorch model ready for recipes and export.
 
     ``identity`` is a stable JSON-able description (zoo name + parameters, or a file
-    hash) used in content hashes; ``module`` is in eval mode and fp32.
+    hash) used in content hashes; ``module`` is in eval mode and fp32 and is called
+    positionally, ``module(*example_args(example_input))``. ``example_input`` is one
+    tensor (batch 1) or a tuple of them; ``inputs`` describes each (name, shape, dtype,
+    id range) and is derived from the example when left empty.
     """
 
     name: str
     module: torch.nn.Module
-    example_input: torch.Tensor
+    example_input: torch.Tensor | tuple[torch.Tensor, ...]
     data: TaskData
     identity: dict[str, Any]
     info: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[InputSpec, ...] = ()
+
+    @property
+    def example_args(self) -> tuple[torch.Tensor, ...]:
+        return example_args(self.example_input)
+
+    @property
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        """The given specs, or ones read off the example (float32 unless integer)."""
+        if self.inputs:
+            return self.inputs
+        args = self.example_args
+        names = [SINGLE_INPUT_NAME] if len(args) == 1 else [f"input_{i}" for i in range(len(args))]
+        return tuple(
+            InputSpec(
+                name,
+                tuple(int(d) for d in a.shape),
+                "float32" if a.is_floating_point() else str(a.dtype).removeprefix("torch."),
+            )
+            for name, a in zip(names, args, strict=True)
+        )
 
 
 @dataclass
@@ -55,8 +85,13 @@ class FileModel:
     name: str
     path: str
     runtime: str
-    input_shape: list[int]
+    inputs: tuple[InputSpec, ...]
     identity: dict[str, Any]
+
+    @property
+    def input_shape(self) -> list[int]:
+        """The first input's shape (what a one-input file's callers read)."""
+        return list(self.inputs[0].shape)
 
 
 class ZooModel:

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,22 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError, ModelError
+from harness.models.adapters import KeywordInputs
+from harness.models.architectures import model_stats
 from harness.models.base import FileModel, ModelBundle, TaskData
+from harness.models.inputs import (
+    SINGLE_INPUT_NAME,
+    Batch,
+    InputSpec,
+    batch_len,
+    call_module,
+    generate_batch,
+    integer_ranges,
+    pack_batch,
+    positional_names,
+    take,
+    to_tensors,
+)
 
 __all__ = ["FACTORY_CALIB", "FACTORY_EVAL", "load_factory_model", "load_file_model", "sha256_file"]
 
@@ -74,14 +90,34 @@ def _import_failed(module_name: str, exc: BaseException) -> ModelError:
     )
 
 
+FACTORY_DATA_KEYS = (
+    "eval_inputs",
+    "eval_labels",
+    "calib_inputs",
+    "train_inputs",
+    "train_labels",
+    "id_ranges",
+)
+
+
 def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelBundle:
     """Call a user factory and wrap what it returns as a :class:`ModelBundle`.
 
     The factory takes no arguments (or a ``cache_dir`` keyword, passed through so it can
-    cache its own weights) and returns either a ready ModelBundle or ``(module,
-    example_input)``. For the tuple form there is no task: calibration (128) and eval
-    (64) inputs are seeded standard-normal tensors shaped like ``example_input``, and
-    quality is agreement with the fp32 module.
+    cache its own weights) and returns one of:
+
+    * ``(module, example_input)``;
+    * ``(module, example_input, data)`` with ``data`` a dict of any of
+      :data:`FACTORY_DATA_KEYS` (see :func:`_task_data`);
+    * a ready :class:`ModelBundle`.
+
+    ``example_input`` is a tensor, a tuple of tensors (``module(*inputs)``) or a dict of
+    tensors (``module(**inputs)``), batch first; floats run in float32, integer inputs
+    (token ids) keep their dtype. Without ``data`` there is no task: calibration (128)
+    and eval (64) inputs are seeded samples shaped like the example (standard normal
+    floats, integer ids drawn from each input's id range, see
+    :func:`harness.models.inputs.integer_ranges`), and quality is fidelity to the fp32
+    module.
     """
     py_module, factory = _resolve_factory(spec)
     kwargs: dict[str, Any] = {}
@@ -103,47 +139,332 @@ def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelB
         identity["source_sha256"] = sha256_file(source)
     name = spec.partition(":")[2]
 
-    from harness.models.architectures import model_stats
-
     if isinstance(result, ModelBundle):
-        result.module = result.module.float().eval()
-        result.identity = {**identity, **(result.identity or {})}
-        result.info = {**model_stats(result.module, result.example_input), **result.info}
-        return result
-    if not (isinstance(result, tuple) and len(result) == 2):
+        return _normalised_bundle(spec, result, identity)
+    if not (isinstance(result, tuple) and len(result) in (2, 3)):
         raise ConfigError(
             None,
             "model.factory",
-            "a factory returning a ModelBundle or a (module, example_input) tuple",
+            "a factory returning a ModelBundle, (module, example_input) or "
+            "(module, example_input, data)",
             f"{spec} returned {type(result).__name__}",
         )
-    module, example = result
-    if not isinstance(module, torch.nn.Module) or not isinstance(example, torch.Tensor):
+    module, example = result[0], result[1]
+    data = result[2] if len(result) == 3 else None
+    if not isinstance(module, torch.nn.Module):
         raise ConfigError(
             None,
             "model.factory",
-            "(torch.nn.Module, torch.Tensor)",
+            "(torch.nn.Module, example_input[, data])",
             f"({type(module).__name__}, {type(example).__name__})",
         )
-    module = module.float().eval()
-    example = example.detach().float()
-    if example.dim() == 0:
-        raise ConfigError(None, "model.factory", "a batched example_input", tuple(example.shape))
-    shape = tuple(example.shape[1:])
-    rng = np.random.default_rng(FACTORY_SEED)
-    data = TaskData(
-        calib_inputs=rng.standard_normal((FACTORY_CALIB, *shape), dtype=np.float32),
-        eval_inputs=rng.standard_normal((FACTORY_EVAL, *shape), dtype=np.float32),
-    )
-    example = example[:1].clone()
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            None, "model.factory", "data as a dict (eval_inputs, eval_labels, ...)", type(data)
+        )
+    module, args, specs = _example_inputs(spec, module.float().eval(), example)
+    specs = _with_ranges(spec, module, specs, args, (data or {}).get("id_ranges"))
+    task = _task_data(spec, data or {}, specs)
+    _check_runs(spec, module, args, specs, task)
     return ModelBundle(
         name=name,
         module=module,
-        example_input=example,
-        data=data,
+        example_input=pack_args(args),
+        data=task,
         identity=identity,
-        info=model_stats(module, example),
+        info=model_stats(module, args),
+        inputs=specs,
     )
+
+
+def pack_args(args: tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """One tensor for a one-input model (what the zoo's bundles hold), else the tuple."""
+    return args[0] if len(args) == 1 else args
+
+
+def _normalised_bundle(spec: str, bundle: ModelBundle, identity: dict[str, Any]) -> ModelBundle:
+    """A factory's own ModelBundle with its example, specs and data in canonical form."""
+    module, args, specs = _example_inputs(spec, bundle.module.float().eval(), bundle.example_input)
+    if bundle.inputs:
+        if [s.name for s in bundle.inputs] != [s.name for s in specs]:
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"ModelBundle.inputs named like the example's inputs {[s.name for s in specs]}",
+                [s.name for s in bundle.inputs],
+            )
+        specs = tuple(bundle.inputs)
+    specs = _with_ranges(spec, module, specs, args, None)
+    d = bundle.data
+    task = TaskData(
+        calib_inputs=_batch(spec, "data.calib_inputs", d.calib_inputs, specs),
+        eval_inputs=_batch(spec, "data.eval_inputs", d.eval_inputs, specs),
+        eval_labels=None if d.eval_labels is None else np.asarray(d.eval_labels),
+        train_inputs=(
+            None
+            if d.train_inputs is None
+            else _batch(spec, "data.train_inputs", d.train_inputs, specs)
+        ),
+        train_labels=None if d.train_labels is None else np.asarray(d.train_labels),
+    )
+    _check_runs(spec, module, args, specs, task)
+    return replace(
+        bundle,
+        module=module,
+        example_input=pack_args(args),
+        data=task,
+        identity={**identity, **(bundle.identity or {})},
+        info={**model_stats(module, args), **bundle.info},
+        inputs=specs,
+    )
+
+
+_NUMPY_DTYPES = {
+    torch.int64: "int64",
+    torch.int32: "int32",
+    torch.int16: "int16",
+    torch.int8: "int8",
+    torch.uint8: "uint8",
+    torch.bool: "bool",
+}
+
+
+def _example_inputs(
+    spec: str, module: torch.nn.Module, example: Any
+) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...], tuple[InputSpec, ...]]:
+    """The module to call positionally, the example's tensors (batch 1) and their specs.
+
+    A dict example wraps the module in :class:`KeywordInputs` (inputs named after the
+    keys); a tuple names its inputs after the forward's parameters.
+    """
+    if isinstance(example, torch.Tensor):
+        names, tensors = [SINGLE_INPUT_NAME], [example]
+    elif isinstance(example, (tuple, list)) and example:
+        tensors = list(example)
+        names = positional_names(module, len(tensors)) if len(tensors) > 1 else [SINGLE_INPUT_NAME]
+    elif isinstance(example, dict) and example and all(isinstance(k, str) for k in example):
+        names, tensors = list(example), list(example.values())
+        module = KeywordInputs(module, names).eval()
+    else:
+        raise ConfigError(
+            None,
+            "model.factory",
+            "example_input as a tensor, a non-empty tuple of tensors or a dict of tensors",
+            f"{spec} gave {type(example).__name__}",
+        )
+    args, specs = [], []
+    for name, tensor in zip(names, tensors, strict=True):
+        if not isinstance(tensor, torch.Tensor):
+            raise ConfigError(
+                None, "model.factory", f"example input {name!r} as a tensor", type(tensor).__name__
+            )
+        if tensor.dim() == 0:
+            raise ConfigError(
+                None, "model.factory", f"a batched example input {name!r}", tuple(tensor.shape)
+            )
+        tensor = tensor.detach()[:1].clone()
+        if tensor.is_floating_point():
+            tensor, dtype = tensor.float(), "float32"
+        elif tensor.dtype in _NUMPY_DTYPES:
+            dtype = _NUMPY_DTYPES[tensor.dtype]
+        else:
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"example input {name!r} of a float or integer dtype",
+                str(tensor.dtype),
+            )
+        args.append(tensor)
+        specs.append(InputSpec(name, tuple(int(d) for d in tensor.shape), dtype))
+    return module, tuple(args), tuple(specs)
+
+
+def _with_ranges(
+    spec: str,
+    module: torch.nn.Module,
+    specs: tuple[InputSpec, ...],
+    args: tuple[torch.Tensor, ...],
+    declared: Any,
+) -> tuple[InputSpec, ...]:
+    """Each integer input with its id range: declared by the factory, else found."""
+    specs = list(specs)
+    if declared is not None:
+        names = {s.name: i for i, s in enumerate(specs)}
+        if not isinstance(declared, dict):
+            raise ConfigError(
+                None, "model.factory", "data['id_ranges'] as {input name: [low, high)}", declared
+            )
+        for name, given in declared.items():
+            i = names.get(name)
+            if i is None or specs[i].is_float:
+                integer = [s.name for s in specs if not s.is_float]
+                raise ConfigError(
+                    None,
+                    "model.factory",
+                    f"data['id_ranges'] keys among the integer inputs {integer}",
+                    name,
+                )
+            try:
+                low, high = (int(v) for v in given)
+                specs[i] = replace(specs[i], id_range=(low, high), range_source="factory")
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    None,
+                    "model.factory",
+                    f"data['id_ranges'][{name!r}] as [low, high) with high > low",
+                    given,
+                ) from exc
+    found = integer_ranges(module, specs, [a.numpy() for a in args])
+    for i, hit in enumerate(found):
+        if hit is not None:
+            specs[i] = replace(specs[i], id_range=hit[0], range_source=hit[1])
+    return tuple(specs)
+
+
+def _batch(spec: str, key: str, value: Any, specs: tuple[InputSpec, ...]) -> Batch:
+    """A factory's batch (array or tensor for a one-input model; tuple/list in input
+    order or dict by input name for several) as numpy arrays of the specs' dtypes."""
+    if isinstance(value, dict):
+        missing = [s.name for s in specs if s.name not in value]
+        extra = sorted(set(value) - {s.name for s in specs})
+        if missing or extra:
+            raise ConfigError(
+                None, "model.factory", f"{key} keyed by the inputs {[s.name for s in specs]}",
+                sorted(value),
+            )  # fmt: skip
+        parts = [value[s.name] for s in specs]
+    elif isinstance(value, (tuple, list)) and len(specs) > 1:
+        parts = list(value)
+    else:
+        parts = [value]
+    if len(parts) != len(specs):
+        raise ConfigError(
+            None, "model.factory", f"{key} with one batch per input ({len(specs)})", len(parts)
+        )
+    arrays = []
+    for s, part in zip(specs, parts, strict=True):
+        array = part.detach().cpu().numpy() if isinstance(part, torch.Tensor) else np.asarray(part)
+        if array.ndim == len(s.sample_shape):  # a single sample: make it a batch of one
+            array = array[None]
+        if tuple(array.shape[1:]) != s.sample_shape or len(array) == 0:
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"{key} for input {s.name!r} shaped (N, {', '.join(map(str, s.sample_shape))})",
+                list(array.shape),
+            )
+        if not s.is_float and array.dtype.kind == "f":
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"{key} for input {s.name!r} as integer ids ({s.dtype})",
+                str(array.dtype),
+            )
+        arrays.append(np.ascontiguousarray(array, dtype=s.dtype))
+    if len({len(a) for a in arrays}) != 1:
+        raise ConfigError(
+            None, "model.factory", f"{key} with the same N for every input",
+            [len(a) for a in arrays],
+        )  # fmt: skip
+    return pack_batch(arrays)
+
+
+def _labels(spec: str, key: str, value: Any, count: int) -> np.ndarray:
+    labels = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    if labels.ndim == 0 or len(labels) != count or labels.dtype.kind not in "iub":
+        raise ConfigError(
+            None,
+            "model.factory",
+            f"{key} as {count} integer class ids (one per input sample)",
+            f"{labels.dtype} array of shape {list(labels.shape)}",
+        )
+    return labels.astype(np.int64)
+
+
+def _task_data(spec: str, data: dict[str, Any], specs: tuple[InputSpec, ...]) -> TaskData:
+    """The factory's data, filled in where it gave none.
+
+    Keys (all optional): ``eval_inputs`` and ``eval_labels`` (held-out scoring; labels
+    make accuracy a metric), ``calib_inputs`` (quantization calibration and label-free
+    fine-tuning; defaults to ``eval_inputs`` when those are given), ``train_inputs`` with
+    ``train_labels`` (fine-tuning and distillation), ``id_ranges`` (``{input name:
+    [low, high)}`` for integer inputs). Batches take the example's form: an array or
+    tensor for a one-input model, a tuple in input order or a dict by input name for
+    several. What is not given is generated from the specs with a fixed seed.
+    """
+    unknown = sorted(set(data) - set(FACTORY_DATA_KEYS))
+    if unknown:
+        raise ConfigError(
+            None, "model.factory", "data keys among " + ", ".join(FACTORY_DATA_KEYS), unknown
+        )
+    rng = np.random.default_rng(FACTORY_SEED)
+    calib = generate_batch(specs, rng, FACTORY_CALIB)
+    evals = generate_batch(specs, rng, FACTORY_EVAL)
+    eval_labels = train = train_labels = None
+    if data.get("eval_inputs") is not None:
+        evals = _batch(spec, "data['eval_inputs']", data["eval_inputs"], specs)
+        calib = evals
+    elif data.get("eval_labels") is not None:
+        raise ConfigError(None, "model.factory", "eval_labels together with eval_inputs")
+    if data.get("eval_labels") is not None:
+        eval_labels = _labels(spec, "data['eval_labels']", data["eval_labels"], batch_len(evals))
+    if data.get("calib_inputs") is not None:
+        calib = _batch(spec, "data['calib_inputs']", data["calib_inputs"], specs)
+    if (data.get("train_inputs") is None) != (data.get("train_labels") is None):
+        raise ConfigError(None, "model.factory", "train_inputs and train_labels together")
+    if data.get("train_inputs") is not None:
+        train = _batch(spec, "data['train_inputs']", data["train_inputs"], specs)
+        train_labels = _labels(spec, "data['train_labels']", data["train_labels"], batch_len(train))
+    return TaskData(
+        calib_inputs=calib,
+        eval_inputs=evals,
+        eval_labels=eval_labels,
+        train_inputs=train,
+        train_labels=train_labels,
+    )
+
+
+def _check_runs(
+    spec: str,
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    specs: tuple[InputSpec, ...],
+    data: TaskData,
+) -> None:
+    """The module runs on the example and on one eval sample, and labels fit its output
+    (its first output without the last, class axis)."""
+    try:
+        with torch.no_grad():
+            out = call_module(module, args)
+            call_module(module, to_tensors(take(data.eval_inputs, slice(0, 1))))
+    except Exception as exc:
+        ranges = "; ".join(
+            f"input {s.name!r}: ids in [{s.id_range[0]}, {s.id_range[1]}) from {s.range_source}"
+            for s in specs
+            if s.id_range is not None
+        )
+        hint = f" ({ranges}; declare data['id_ranges'] if that is wrong)" if ranges else ""
+        raise ModelError(
+            f"model factory {spec}: the module fails on its inputs{hint}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    for key in ("eval_labels", "train_labels"):
+        labels = getattr(data, key)
+        if labels is not None and tuple(labels.shape[1:]) != tuple(out.shape[1:-1]):
+            raise ConfigError(
+                None,
+                "model.factory",
+                f"data['{key}'] shaped (N, {', '.join(map(str, out.shape[1:-1]))}): the "
+                f"model's output {list(out.shape)} without its last (class) axis",
+                list(labels.shape),
+            )
+
+
+# ONNX TensorProto element types and ExecuTorch ScalarType codes a runner can feed.
+_ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 5: "int16", 3: "int8",
+                2: "uint8", 9: "bool"}  # fmt: skip
+_PTE_DTYPES = {6: "float32", 5: "float16", 4: "int64", 3: "int32", 2: "int16", 1: "int8",
+               0: "uint8", 11: "bool"}  # fmt: skip
 
 
 def _invalid(path: Path, kind: str, why: str) -> ModelError:
@@ -172,19 +493,6 @@ def _read_onnx(path: Path) -> Any:
     else:
         return model
     raise _invalid(path, "ONNX file", f"{problem}: cut short, or not an ONNX model")
-
-
-def _onnx_input_shape(path: Path, model: Any = None) -> list[int]:
-    model = _read_onnx(path) if model is None else model
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise ConfigError(
-            path, "model.file", "an ONNX model with exactly one input", f"{len(inputs)} inputs"
-        )
-    dims = inputs[0].type.tensor_type.shape.dim
-    # Symbolic (dim_param) or unknown dims, typically the batch: benchmark at 1.
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims]
 
 
 _PTE_HEAD_BYTES = 64
@@ -227,14 +535,47 @@ def _read_pte(path: Path) -> Any | None:
         raise _invalid(path, "ExecuTorch program", f"the runtime could not load it: {exc}") from exc
 
 
-def _pte_input_shape(program: Any) -> list[int] | None:
+def _onnx_inputs(path: Path, model: Any) -> tuple[InputSpec, ...]:
+    """One spec per graph input (initializers listed as inputs are weights, not inputs).
+    Symbolic (dim_param) or unknown dims, typically the batch, are benchmarked at 1."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        raise ConfigError(path, "model.file", "an ONNX model with at least one input", 0)
+    specs = []
+    for graph_input in inputs:
+        tensor = graph_input.type.tensor_type
+        dtype = _ONNX_DTYPES.get(tensor.elem_type)
+        if dtype is None:
+            raise ConfigError(
+                path,
+                "model.file",
+                f"input {graph_input.name!r} of a dtype the runner feeds "
+                f"({', '.join(sorted(set(_ONNX_DTYPES.values())))})",
+                f"ONNX elem_type {tensor.elem_type}",
+            )
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                for d in tensor.shape.dim]  # fmt: skip
+        specs.append(InputSpec(graph_input.name, tuple(dims) or (1,), dtype))
+    return tuple(specs)
+
+
+def _pte_inputs(program: Any) -> tuple[InputSpec, ...] | None:
+    """Specs from the .pte's ``forward`` metadata (named ``input_<i>``: a .pte keeps no
+    input names); None when the metadata cannot be read (or no runtime is here)."""
     if program is None:
         return None
     try:
         meta = program.metadata("forward")
-        if meta.num_inputs() != 1:
-            return None
-        return [int(s) for s in meta.input_tensor_meta(0).sizes()]
+        specs = []
+        for i in range(meta.num_inputs()):
+            tensor = meta.input_tensor_meta(i)
+            dtype = _PTE_DTYPES.get(int(tensor.dtype()))
+            if dtype is None:
+                return None
+            name = SINGLE_INPUT_NAME if meta.num_inputs() == 1 else f"input_{i}"
+            specs.append(InputSpec(name, tuple(int(s) for s in tensor.sizes()), dtype))
+        return tuple(specs) or None
     except Exception:
         return None
 
@@ -242,8 +583,10 @@ def _pte_input_shape(program: Any) -> list[int] | None:
 def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> FileModel:
     """Describe a ready .onnx (onnxruntime) or .pte (executorch) file for benchmarking.
 
-    The input shape comes from the file (ONNX graph input; ExecuTorch method metadata);
-    ``input_shape`` overrides it and is required when a .pte's metadata cannot be read.
+    The inputs (name, shape, dtype of each) come from the file (ONNX graph inputs;
+    ExecuTorch method metadata). ``input_shape`` overrides the shape of a one-input file
+    and is required when a .pte's metadata cannot be read (the input is then float32).
+    Integer inputs of a file have no known id range: the runner feeds id 0.
     A file that is not a valid model (cut short, another format) raises ModelError
     ``"<path>: not a valid ONNX file (...)"`` (or ExecuTorch program).
     """
@@ -255,13 +598,11 @@ def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> F
     # model error, named here, not a runtime failure on the device later.
     if suffix == ".onnx":
         runtime = "onnxruntime"
-        model = _read_onnx(path)
-        shape = list(input_shape) if input_shape else _onnx_input_shape(path, model)
+        specs: tuple[InputSpec, ...] | None = _onnx_inputs(path, _read_onnx(path))
     elif suffix == ".pte":
         runtime = "executorch"
-        program = _read_pte(path)
-        shape = list(input_shape) if input_shape else _pte_input_shape(program)
-        if shape is None:
+        specs = _pte_inputs(_read_pte(path))
+        if specs is None and not input_shape:
             raise ConfigError(
                 path,
                 "model.input_shape",
@@ -270,12 +611,24 @@ def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> F
             )
     else:
         raise ConfigError(path, "model.file", "a file ending in .onnx or .pte", path.suffix)
-    if not shape or any(int(d) < 1 for d in shape):
-        raise ConfigError(path, "model.input_shape", "positive dimensions", shape)
+    if input_shape:
+        if specs is not None and len(specs) != 1:
+            raise ConfigError(
+                path,
+                "model.input_shape",
+                f"no input_shape for a file with {len(specs)} inputs (each shape is read "
+                "from the file)",
+                list(input_shape),
+            )
+        if any(not isinstance(d, int) or d < 1 for d in input_shape):
+            raise ConfigError(path, "model.input_shape", "positive dimensions", input_shape)
+        base = specs[0] if specs else InputSpec(SINGLE_INPUT_NAME, (1,), "float32")
+        specs = (replace(base, shape=tuple(int(d) for d in input_shape)),)
+    assert specs is not None
     return FileModel(
         name=path.stem,
         path=str(path),
         runtime=runtime,
-        input_shape=[int(d) for d in shape],
+        inputs=specs,
         identity={"file": str(path), "sha256": sha256_file(path)},
     )

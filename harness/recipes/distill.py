@@ -18,6 +18,7 @@ from torch import nn
 from harness.errors import RecipeError
 from harness.models.architectures import count_params
 from harness.models.base import ModelBundle
+from harness.models.inputs import call_module
 from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
 from harness.recipes.training import (
     derive_bundle,
@@ -92,7 +93,7 @@ class Distillation(TransformRecipe):
         return module, student_name, arch
 
     def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_input)):
+        with torch_threads(training_threads(bundle.module, bundle.example_args)):
             return self._apply(bundle, ctx)
 
     def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
@@ -102,16 +103,19 @@ class Distillation(TransformRecipe):
             raise RecipeError(
                 f"distill: {bundle.name!r} has no labelled train set (e.g. a random-weight "
                 "model); distillation needs one. Use dataset='digits' for resnet18/"
-                "mobilenet_v2, or a factory that returns a ModelBundle with train data"
+                "mobilenet_v2, or a factory that returns (module, example_input, "
+                "{'train_inputs': ..., 'train_labels': ..., 'eval_inputs': ..., "
+                "'eval_labels': ...})"
             )
         init, student_name, student_params = self._student(bundle)
         try:
             with torch.no_grad():
-                out = init.eval()(bundle.example_input)
+                out = call_module(init.eval(), bundle.example_args)
         except Exception as exc:
+            shapes = ", ".join(f"{s.name} {list(s.shape)} {s.dtype}" for s in bundle.input_specs)
             raise RecipeError(
-                f"distill: student {student_name!r} cannot take the teacher's input of shape "
-                f"{tuple(bundle.example_input.shape)} ({type(exc).__name__}: {exc})"
+                f"distill: student {student_name!r} cannot take the teacher's inputs "
+                f"({shapes}): {type(exc).__name__}: {exc}"
             ) from exc
         teacher_train = predict_logits(bundle.module, data.train_inputs)
         if out.shape[-1] != teacher_train.shape[-1]:

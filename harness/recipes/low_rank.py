@@ -31,6 +31,7 @@ from torch import nn
 from harness.errors import RecipeError
 from harness.models.architectures import model_stats
 from harness.models.base import ModelBundle
+from harness.models.inputs import call_module
 from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
 from harness.recipes.training import (
     derive_bundle,
@@ -203,7 +204,7 @@ class LowRankFactorization(TransformRecipe):
     Params: ClassVar = LowRankParams
 
     def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_input)):
+        with torch_threads(training_threads(bundle.module, bundle.example_args)):
             return self._apply(bundle, ctx)
 
     def _rank(self, s: torch.Tensor) -> int:
@@ -217,7 +218,7 @@ class LowRankFactorization(TransformRecipe):
         p: LowRankParams = self.params  # type: ignore[assignment]
         original = bundle.module
         module = copy.deepcopy(original).float().eval()
-        example = bundle.example_input
+        example = bundle.example_args
         before = model_stats(module, example)
         reference = predict_logits(original, bundle.data.eval_inputs)
 
@@ -249,6 +250,11 @@ class LowRankFactorization(TransformRecipe):
                 "energy_kept": round(kept, 4),
                 "params": [in_f * out_f, rank * (in_f + out_f)],
             }
+        for name, layer in module.named_modules():
+            if isinstance(layer, nn.RNNBase):
+                skipped[name] = (
+                    f"nn.{type(layer).__name__} is not factorized (Linear and Conv2d are)"
+                )
         if not factorized:
             raise RecipeError(
                 f"low-rank: no layer of {bundle.name!r} was factorized "
@@ -257,8 +263,8 @@ class LowRankFactorization(TransformRecipe):
                 + ")"
             )
         with torch.no_grad():
-            out = module(example)
-        if isinstance(out, torch.Tensor) and out.shape[1:] != reference.shape[1:]:
+            out = call_module(module, example)
+        if out.shape[1:] != reference.shape[1:]:
             raise RecipeError("low-rank: factorization changed the output shape")
 
         notes: dict[str, Any] = {

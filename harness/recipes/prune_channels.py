@@ -20,6 +20,7 @@ from torch import nn
 from harness.errors import RecipeError
 from harness.models.architectures import count_params, model_stats
 from harness.models.base import ModelBundle
+from harness.models.inputs import call_module
 from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
 from harness.recipes.training import (
     derive_bundle,
@@ -49,12 +50,11 @@ class ChannelPruningParams(RecipeParams):
     )
 
 
-def _output_width(module: nn.Module, example: torch.Tensor) -> int | None:
+def _output_width(module: nn.Module, example: tuple[torch.Tensor, ...]) -> int | None:
+    """The class count: the (first) output's last axis (classes are last everywhere)."""
     with torch.no_grad():
-        out = module(example)
-    if isinstance(out, torch.Tensor) and out.dim() >= 2:
-        return int(out.shape[-1] if out.dim() == 2 else out.shape[1])
-    return None
+        out = call_module(module, example)
+    return int(out.shape[-1]) if out.dim() >= 2 else None
 
 
 def _ignored_layers(module: nn.Module, num_classes: int | None) -> list[nn.Module]:
@@ -79,7 +79,7 @@ class ChannelPruning(TransformRecipe):
     Params: ClassVar = ChannelPruningParams
 
     def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_input)):
+        with torch_threads(training_threads(bundle.module, bundle.example_args)):
             return self._apply(bundle, ctx)
 
     def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
@@ -88,7 +88,7 @@ class ChannelPruning(TransformRecipe):
         p: ChannelPruningParams = self.params  # type: ignore[assignment]
         original = bundle.module
         module = copy.deepcopy(original).float().eval()
-        example = bundle.example_input
+        example = bundle.example_args
         before = model_stats(module, example)
         shapes_before = _shapes(module)
         num_classes = _output_width(module, example)
@@ -115,7 +115,7 @@ class ChannelPruning(TransformRecipe):
                 )
                 pruner.step()
             with torch.no_grad():
-                out = module(example)
+                out = call_module(module, example)
         except Exception as exc:
             raise RecipeError(
                 f"prune-channels: torch_pruning could not prune {bundle.name!r} "
@@ -123,9 +123,18 @@ class ChannelPruning(TransformRecipe):
                 "torch_pruning does not handle (try prune-unstructured instead)"
             ) from exc
         if count_params(module) >= before["params_count"]:
+            # torch_pruning has pruners for LSTM but not for GRU or plain RNN layers, so
+            # everything feeding or fed by one is left alone.
+            recurrent = [n for n, m in module.named_modules() if isinstance(m, (nn.GRU, nn.RNN))]
+            also = (
+                f"; torch_pruning does not prune recurrent layers ({', '.join(recurrent)}), "
+                "nor what feeds them"
+                if recurrent
+                else ""
+            )
             raise RecipeError(
                 f"prune-channels: nothing was pruned in {bundle.name!r} at ratio {p.ratio} "
-                "(every layer is either the classifier or coupled to it)"
+                f"(every conv/linear layer is either the classifier or coupled to it{also})"
             )
         if num_classes is not None and _output_width(module, example) != num_classes:
             raise RecipeError("prune-channels: pruning changed the output width")

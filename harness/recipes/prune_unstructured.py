@@ -124,7 +124,7 @@ class UnstructuredPruning(TransformRecipe):
     Params: ClassVar = UnstructuredPruningParams
 
     def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_input)):
+        with torch_threads(training_threads(bundle.module, bundle.example_args)):
             return self._apply(bundle, ctx)
 
     def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:

@@ -23,7 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models.inputs import Batch, batch_arrays, call_module, example_args, to_tensors
+
 __all__ = [
+    "class_logits",
     "derive_bundle",
     "distillation_loss",
     "evaluate_accuracy",
@@ -37,6 +40,16 @@ __all__ = [
 ]
 
 
+def class_logits(
+    logits: torch.Tensor, labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits as ``(positions, classes)`` and labels as ``(positions,)``: the class axis
+    is the last one, so a classifier's ``(N, C)`` stays as it is and a tagger's
+    ``(N, T, C)`` with labels ``(N, T)`` becomes ``N * T`` positions."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    return flat, None if labels is None else labels.reshape(-1)
+
+
 def distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -48,8 +61,11 @@ def distillation_loss(
 
     The ``T^2`` factor keeps the soft-target gradients at the same scale as the hard ones
     whatever the temperature, so ``alpha`` means the same thing at every ``T``.
-    ``labels`` may be None only when ``alpha == 0`` (pure output matching).
+    ``labels`` may be None only when ``alpha == 0`` (pure output matching). The class
+    axis is the last one (see :func:`class_logits`).
     """
+    student_logits, labels = class_logits(student_logits, labels)
+    teacher_logits = teacher_logits.reshape(-1, teacher_logits.shape[-1])
     t = temperature
     kd = F.kl_div(
         F.log_softmax(student_logits / t, dim=1),
@@ -65,41 +81,44 @@ def distillation_loss(
 
 
 def predict_logits(
-    module: nn.Module, inputs: np.ndarray | torch.Tensor, batch_size: int = 256
+    module: nn.Module,
+    inputs: Batch | torch.Tensor | tuple[torch.Tensor, ...],
+    batch_size: int = 256,
 ) -> torch.Tensor:
-    """Eval-mode outputs for every input, batched so large inputs do not spike memory.
-
-    The module's train/eval mode is restored afterwards.
+    """Eval-mode (first) outputs for every input, batched so large inputs do not spike
+    memory. ``inputs`` is a batch (one array or tensor per model input; integer ids keep
+    their dtype). The module's train/eval mode is restored afterwards.
     """
     was_training = module.training
     module.eval()
-    x = torch.as_tensor(inputs, dtype=torch.float32)
+    x = to_tensors(inputs)
     outs = []
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            outs.append(module(x[start : start + batch_size]))
+        for start in range(0, len(x[0]), batch_size):
+            outs.append(call_module(module, [t[start : start + batch_size] for t in x]))
     module.train(was_training)
     return torch.cat(outs) if outs else torch.empty(0)
 
 
 def evaluate_accuracy(
-    module: nn.Module, inputs: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor
+    module: nn.Module, inputs: Batch | torch.Tensor, labels: np.ndarray | torch.Tensor
 ) -> float:
-    """Top-1 accuracy in [0, 1] on the given (held-out) inputs."""
+    """Top-1 accuracy in [0, 1] on the given (held-out) inputs, over every position for
+    outputs with a sequence axis (class axis last)."""
     logits = predict_logits(module, inputs)
     y = torch.as_tensor(labels, dtype=torch.int64)
-    return float((logits.argmax(1) == y).float().mean().item())
+    return float((logits.argmax(-1) == y).float().mean().item())
 
 
 def top1_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fraction of inputs where two models pick the same class: the quality measure for
-    models without labels (agreement with the fp32 reference)."""
-    return float((a.argmax(1) == b.argmax(1)).float().mean().item())
+    """Fraction of inputs (positions) where two models pick the same class: one quality
+    measure for models without labels (agreement with the fp32 reference)."""
+    return float((a.argmax(-1) == b.argmax(-1)).float().mean().item())
 
 
 def train_classifier(
     module: nn.Module,
-    inputs: np.ndarray,
+    inputs: Batch,
     labels: np.ndarray | None = None,
     *,
     epochs: int,
@@ -128,16 +147,16 @@ def train_classifier(
     """
     if soft_targets is None and labels is None:
         raise ValueError("train_classifier needs labels or soft_targets")
-    if epochs <= 0 or len(inputs) == 0:
+    if epochs <= 0 or len(batch_arrays(inputs)[0]) == 0:
         return module.eval()
-    x = torch.as_tensor(inputs, dtype=torch.float32)
+    x = to_tensors(inputs)
     y = torch.as_tensor(labels, dtype=torch.int64) if labels is not None else None
     soft = torch.as_tensor(soft_targets, dtype=torch.float32) if soft_targets is not None else None
-    n = len(x)
+    n = len(x[0])
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
     if threads is None:
-        threads = training_threads(module, x[:1])
+        threads = training_threads(module, tuple(t[:1] for t in x))
     with torch.random.fork_rng(devices=[]), torch_threads(threads):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -160,9 +179,9 @@ def train_classifier(
                 idx = perm[start : start + batch_size]
                 if len(idx) < 2 and _has_batchnorm(module):
                     continue  # BatchNorm cannot train on a single sample
-                out = module(x[idx])
+                out = call_module(module, [t[idx] for t in x])
                 if soft is None:
-                    loss = F.cross_entropy(out, y[idx])  # type: ignore[index]
+                    loss = F.cross_entropy(*class_logits(out, y[idx]))  # type: ignore[arg-type,index]
                 else:
                     loss = distillation_loss(
                         out, soft[idx], y[idx] if y is not None else None, alpha, temperature
@@ -188,7 +207,7 @@ def train_classifier(
 SMALL_MODEL_MACS = 50_000_000
 
 
-def training_threads(module: nn.Module, example: torch.Tensor) -> int:
+def training_threads(module: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     """1 thread for small models, torch's current setting for large ones.
 
     Measured on the 2-core box while other processes ran: digits-cnn trained in 2-3 s
@@ -319,10 +338,15 @@ def derive_bundle(bundle: Any, module: nn.Module, **info: Any) -> Any:
     return dataclasses.replace(
         bundle,
         module=module,
-        example_input=bundle.example_input.clone(),
+        example_input=_cloned(bundle.example_input),
         identity=copy.deepcopy(bundle.identity),
         info=new_info,
     )
+
+
+def _cloned(example: Any) -> Any:
+    args = tuple(a.clone() for a in example_args(example))
+    return args if isinstance(example, tuple) else args[0]
 
 
 def finetune_with_quality(

@@ -134,7 +134,17 @@ def cell_to_dict(cell: CellRecord) -> dict[str, Any]:
         "load_ms": r.get("load_ms"),
         "first_inference_ms": r.get("first_inference_ms"),
         "throughput_ips": r.get("throughput_ips"),
-        "quality": {k: r.get(k) for k in ("max_abs_error", "mean_abs_error", "cosine")},
+        "quality": {
+            k: r.get(k)
+            for k in ("max_abs_error", "mean_abs_error", "cosine", "snr_db", "snr_varying_db")
+        },
+        # Added by the user-models issue: fidelity against the fp32 PyTorch model, why
+        # that reference cannot rank variants by agreement (if so), and the inputs the
+        # cell was measured with (name, shape, dtype, id range of each).
+        "snr_db": r.get("snr_db"),
+        "cosine": r.get("cosine"),
+        "baseline_degenerate": r.get("baseline_degenerate"),
+        "inputs": r.get("inputs"),
         "lineage": r.get("lineage", []),
         "transform_notes": r.get("transform_notes", []),
         "export_notes": r.get("export_notes", {}),

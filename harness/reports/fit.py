@@ -1,9 +1,11 @@
 """Hardware fit: which variants meet a device's budgets, and which one to ship there.
 
 A *budget* (``[budgets.<device>]`` in a suite, or ``--budget KEY=VALUE`` on the command
-line) holds limits on p90 latency, peak memory, energy per inference, accuracy and
-artifact size. Each limit becomes a :class:`BudgetCheck` (metric, limit, direction);
-every cell of the run on a budgeted device is checked against all of them:
+line) holds limits on p90 latency, peak memory, energy per inference, accuracy, output
+fidelity (``min_snr_db``: the SNR of a variant's outputs against the fp32 PyTorch model,
+the budget for models without labels; see :func:`fidelity_snr`) and artifact size.
+Each limit becomes a :class:`BudgetCheck` (metric, limit, direction); every cell of the
+run on a budgeted device is checked against all of them:
 
 * ``fits``: every limit is met;
 * ``breaks``: at least one limit is broken (each broken one says by how much);
@@ -35,7 +37,7 @@ report renders. Its shape (keys are always present; ``null`` where not known)::
           "estimate": bool, "estimate_caveats": ["speed cap not enforced", ...],
           "validity": "ok" | [reasons] | null,
           "metrics": {"p50_ms", "p90_ms", "peak_memory_mb", "energy_mj",
-                      "accuracy", "agreement", "size_bytes"},
+                      "accuracy", "agreement", "snr_db", "size_bytes"},
           "checks": [{"metric": "p90_ms", "label": "p90",
                       "direction": "higher_is_worse" | "lower_is_worse",  # ceiling | floor
                       "limit", "value", "status": "met" | "broken" | "unknown",
@@ -146,6 +148,17 @@ def _peak_memory(cell: CellRecord) -> float | None:
     return (cell.result.get("memory_mb") or {}).get("peak")
 
 
+def fidelity_snr(cell: CellRecord) -> float | None:
+    """The SNR a ``min_snr_db`` budget checks: the output SNR against the fp32 PyTorch
+    model, or, where that model's outputs are near-constant (a bias that dominates every
+    input counts as signal and would let any variant pass), the SNR of the part of the
+    output that depends on the input (``snr_varying_db``)."""
+    degenerate = cell.result.get("baseline_degenerate") or []
+    if any(str(r).startswith("near-constant") for r in degenerate):
+        return cell.result.get("snr_varying_db")
+    return cell.result.get("snr_db")
+
+
 @dataclass(frozen=True)
 class FitMetric:
     """One budgetable quantity: the ``Budget`` key it is limited by, which way is worse
@@ -200,6 +213,15 @@ FIT_METRICS: dict[str, FitMetric] = {
             lambda c: c.result.get("accuracy"),
             lambda v: f"{v * 100:.1f}%",
             lambda d: f"{d * 100:+.1f} pts",
+        ),
+        FitMetric(
+            "min_snr_db",
+            "SNR",
+            Direction.LOWER_IS_WORSE,
+            "min_snr_db=30 (dB against the fp32 PyTorch outputs)",
+            fidelity_snr,
+            lambda v: f"{_num(v)} dB",
+            _signed(lambda v: f"{_num(v)} dB"),
         ),
         FitMetric(
             "max_size_bytes",
@@ -640,6 +662,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         "energy_mj": cell.result.get("energy_mj"),
         "accuracy": cell.result.get("accuracy"),
         "agreement": cell.result.get("agreement"),
+        "snr_db": fidelity_snr(cell),
         "size_bytes": cell.size_bytes,
     }
     if cell.status != "ok":

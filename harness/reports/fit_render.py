@@ -36,6 +36,7 @@ VARIANT_COLUMNS = (
     "p90 ms",
     "peak MB",
     "accuracy",
+    "SNR dB",
     "energy mJ",
     "size KB",
     "details",
@@ -119,6 +120,7 @@ def variant_row(variant: VariantFit, recommended: bool) -> tuple[str, ...]:
         _fmt(m["p90_ms"], ".3f"),
         _fmt(m["peak_memory_mb"], ".0f"),
         _fmt(m["accuracy"], ".1f", 100) + ("%" if m["accuracy"] is not None else ""),
+        _fmt(m.get("snr_db"), ".1f"),
         _fmt(m["energy_mj"], ".3g"),
         _fmt(size / 1024 if size is not None else None, ".1f"),
         _details(variant, recommended),
@@ -222,7 +224,7 @@ def render_rich(report: FitReport, console: Console) -> None:
             title_justify="left",
         )
         for col in VARIANT_COLUMNS:
-            numeric = col.endswith(("ms", "MB", "mJ", "KB")) or col == "accuracy"
+            numeric = col.endswith(("ms", "MB", "mJ", "KB", "dB")) or col == "accuracy"
             table.add_column(col, justify="right" if numeric else "left", overflow="fold")
         for v in device.variants:
             table.add_row(

@@ -277,6 +277,27 @@ def _problems(cells: list[CellRecord]) -> str:
     )
 
 
+def _degenerate(cells: list[CellRecord]) -> str:
+    """Models whose fp32 reference cannot rank variants by top-1 agreement, and why."""
+    seen: dict[str, list[str]] = {}
+    for c in cells:
+        reasons = c.result.get("baseline_degenerate")
+        if reasons and c.model not in seen:
+            seen[c.model] = [str(r) for r in reasons]
+    if not seen:
+        return ""
+    items = "".join(
+        f'<li data-degenerate-model="{_e(model)}"><b>{_e(model)}</b>: {_e("; ".join(reasons))}</li>'
+        for model, reasons in seen.items()
+    )
+    return (
+        '<h2 id="degenerate">Degenerate fp32 baselines</h2><p class="note">For these models '
+        "the fp32 PyTorch outputs make top-1 agreement meaningless: compare variants by SNR "
+        "(by the input-dependent SNR, snr_varying_db in the cell JSON, where the outputs are "
+        f"near-constant).</p><ul>{items}</ul>"
+    )
+
+
 def _emulation(cells: list[CellRecord]) -> str:
     """What each emulated device enforced, from its first measured cell."""
     seen: dict[str, dict[str, Any]] = {}
@@ -470,6 +491,7 @@ def render_html(
         _results_tables(build_rows(cells)),
         '<h2 id="failed-invalid">Failed and invalid cells</h2>',
         _problems(cells),
+        _degenerate(cells),
         _emulation(cells),
         _deployments(cells),
         '<h2 id="plots">Plots</h2>',

@@ -20,6 +20,7 @@ from harness.reports.cells import (
     verdict,
     vs_baseline,
 )
+from harness.results.scoring import SNR_CAP_DB
 from harness.results.store import CellRecord
 
 COLUMNS = (
@@ -37,6 +38,7 @@ COLUMNS = (
     "accuracy",
     "acc Δ pt",
     "agreement",
+    "SNR dB",
     "energy mJ",
     "power",
     "validity",
@@ -45,11 +47,16 @@ COLUMNS = (
 GROUP_COLUMNS = ("model", "device")
 _TEXT_COLUMNS = ("model", "device", "runtime", "variant", "status", "power", "validity", "note")
 STATUS_TEXT = {"ok": "ok", "invalid": "INVALID", "failed": "FAILED"}
+SLOW_RATIO = 2.0  # a variant this many times slower than its baseline gets a note
 LEGEND = (
     "speedup (baseline p50 / p50) and size x (size / baseline size) are against the fp32 "
     "variant of the same model, runtime and device; acc Δ pt is the accuracy difference "
     "from it in percentage points. INVALID: measured, but the validity column says why "
-    "the numbers are not to be trusted. FAILED: not measured, the note says why."
+    "the numbers are not to be trusted. FAILED: not measured, the note says why. "
+    "agreement (top-1, %) and SNR dB (signal-to-noise ratio of the outputs, "
+    f"{SNR_CAP_DB:.0f} = identical) are against the fp32 PyTorch model on the same inputs; "
+    "the note flags an fp32 model whose outputs make agreement meaningless (degenerate) "
+    f"and names what the exporter knows makes a variant over {SLOW_RATIO:.0f}x slower."
 )
 
 
@@ -115,8 +122,39 @@ def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
     return text + "; dense kernels, no speedup expected"
 
 
-def _note(cell: CellRecord, base: CellRecord | None) -> str:
+def degenerate_note(cell: CellRecord) -> str:
+    """ "degenerate fp32 (one class)" when the cell's reference cannot tell variants apart
+    by agreement (see :func:`harness.results.scoring.degenerate_reasons`), else ""."""
+    reasons = cell.result.get("baseline_degenerate") or []
+    if not reasons:
+        return ""
+    kinds = [str(r).split(":")[0] for r in reasons]
+    varying = cell.result.get("snr_varying_db")
+    if "near-constant outputs" in kinds and varying is not None:
+        advice = f"input-dependent SNR {varying:.1f} dB"
+    else:
+        advice = "agreement says nothing, read SNR"
+    return f"degenerate fp32 ({', '.join(kinds)}): {advice}"
+
+
+def slowdown_note(cell: CellRecord, speedup: float | None) -> str:
+    """For a variant more than :data:`SLOW_RATIO` times slower than its baseline: by how
+    much, and the causes its exporter recorded (``export_notes.speed_hints``)."""
+    if speedup is None or speedup <= 0 or 1 / speedup <= SLOW_RATIO:
+        return ""
+    hints = (cell.result.get("export_notes") or {}).get("speed_hints") or []
+    cause = "; ".join(str(h) for h in hints) if hints else "cause not known to the exporter"
+    return f"{1 / speedup:.1f}x slower than baseline: {cause}"
+
+
+def _note(cell: CellRecord, base: CellRecord | None, speedup: float | None = None) -> str:
     parts = ["emulated"] if cell.emulated else []
+    slow = slowdown_note(cell, speedup)
+    if slow:
+        parts.append(slow)
+    degenerate = degenerate_note(cell)
+    if degenerate:
+        parts.append(degenerate)
     if SPARSE_RECIPE in _recipes(cell):
         parts.append(_sparsity_note(cell, base))
     fmt = _short_format((cell.result.get("export_notes") or {}).get("quant_format"))
@@ -151,9 +189,11 @@ def build_rows(
     then runtime; speedup, size and accuracy against the fp32 baseline of the same model,
     runtime and device.
 
-    The note column says what a number cannot: an emulated device, the int8 format the
-    exporter chose, and for unstructured sparsity its compressed size and that dense
-    kernels gain no speed from it. A failed cell's note is its reason.
+    The note column says what a number cannot: an emulated device, a variant over
+    :data:`SLOW_RATIO` times slower than its baseline and the cause its exporter knows, a
+    degenerate fp32 reference, the int8 format the exporter chose, and for unstructured
+    sparsity its compressed size and that dense kernels gain no speed from it. A failed
+    cell's note is its reason.
     """
     baselines = find_baselines(cells, baseline_variants or ())
     models = _first_seen([c.model for c in cells])
@@ -197,10 +237,11 @@ def build_rows(
                     _fmt(acc * 100 if acc is not None else None, ".1f"),
                     _fmt(versus.accuracy_delta_points if versus else None, "+.1f"),
                     _fmt(agree * 100 if agree is not None else None, ".1f"),
+                    _fmt(c.result.get("snr_db"), ".1f"),
                     _fmt(_energy(c), ".3f"),
                     c.result.get("power_source") or "-",
                     _validity_text(c, reasons),
-                    _note(c, base),
+                    _note(c, base, speedup),
                 ),
                 True,
                 status,

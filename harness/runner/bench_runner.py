@@ -49,7 +49,9 @@ import threading
 import time
 
 SCHEMA_VERSION = 2
-_JOB_VERSIONS = (1, 2)  # a version-1 job is a version-2 job with every new key defaulted
+# A version-1 job is a version-2 job with every new key defaulted; both describe one
+# input by "input_shape" and "input_dtype". Version 3 describes every input ("inputs").
+_JOB_VERSIONS = (1, 2, 3)
 _EXIT_BAD_JOB = 2
 _EXIT_RUNTIME_FAILED = 3
 
@@ -76,7 +78,8 @@ _DEFAULTS = {
     "outputs_out": None,
 }
 _RUNTIMES = ("onnxruntime", "executorch")
-_DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
+_DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
+_FLOAT_DTYPES = ("float32", "float16")
 
 
 class JobError(Exception):
@@ -135,6 +138,62 @@ def _section(where, job, name):
     return values
 
 
+def _check_shape(where, key, shape):
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape)
+    ):
+        raise JobError(
+            "%s: key '%s': expected a non-empty list of positive integers, got %r"
+            % (where, key, shape)
+        )
+
+
+def _validate_inputs(where, given):
+    """A schema-3 job's ``inputs``: one object per model input, in the artifact's order,
+    ``{"name", "shape" (batch first), "dtype", "range": [low, high) or null}``."""
+    if not given:
+        raise JobError("%s: key 'inputs': expected a non-empty list, got %r" % (where, given))
+    out, names = [], set()
+    for i, spec in enumerate(given):
+        key = "inputs[%d]" % i
+        if not isinstance(spec, dict):
+            raise JobError("%s: key '%s': expected an object, got %r" % (where, key, spec))
+        unknown = sorted(set(spec) - {"name", "shape", "dtype", "range", "range_source"})
+        if unknown:
+            raise JobError("%s: key '%s.%s': unknown" % (where, key, unknown[0]))
+        name = spec.get("name")
+        if not isinstance(name, str) or not name or name in names:
+            raise JobError(
+                "%s: key '%s.name': expected a unique non-empty string, got %r" % (where, key, name)
+            )
+        names.add(name)
+        _check_shape(where, key + ".shape", spec.get("shape"))
+        dtype = spec.get("dtype")
+        if dtype not in _DTYPES:
+            raise JobError(
+                "%s: key '%s.dtype': expected one of %s, got %r"
+                % (where, key, ", ".join(_DTYPES), dtype)
+            )
+        rng = spec.get("range")
+        if rng is not None:
+            ok = (
+                isinstance(rng, list)
+                and len(rng) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in rng)
+                and rng[1] > rng[0]
+                and dtype not in _FLOAT_DTYPES
+            )
+            if not ok:
+                raise JobError(
+                    "%s: key '%s.range': expected null or [low, high) integers with high > low "
+                    "on an integer input, got %r" % (where, key, rng)
+                )
+        out.append({"name": name, "shape": list(spec["shape"]), "dtype": dtype, "range": rng})
+    return out
+
+
 def validate_job(job, where="job"):
     """Check every key the runner reads; return the job with defaults filled in.
 
@@ -143,12 +202,20 @@ def validate_job(job, where="job"):
     if not isinstance(job, dict):
         raise JobError("%s: expected a JSON object at the top level" % where)
     version = job.get("schema_version")
-    if version not in _JOB_VERSIONS:
+    if version not in _JOB_VERSIONS or isinstance(version, bool):
         raise JobError(
             "%s: key 'schema_version': expected one of %s, got %r"
             % (where, ", ".join(str(v) for v in _JOB_VERSIONS), version)
         )
-    for key, kind in (("runtime", str), ("artifact", str), ("input_shape", list)):
+    if version >= 3:
+        for old in ("input_shape", "input_dtype"):
+            if old in job:
+                raise JobError(
+                    "%s: key '%s': a schema-3 job describes its inputs in 'inputs' only"
+                    % (where, old)
+                )
+    shape_key = "inputs" if version >= 3 else "input_shape"
+    for key, kind in (("runtime", str), ("artifact", str), (shape_key, list)):
         if not isinstance(job.get(key), kind):
             raise JobError(
                 "%s: key '%s': expected %s, got %r" % (where, key, kind.__name__, job.get(key))
@@ -158,14 +225,10 @@ def validate_job(job, where="job"):
             "%s: key 'runtime': expected one of %s, got %r"
             % (where, ", ".join(_RUNTIMES), job["runtime"])
         )
-    shape = job["input_shape"]
-    if not shape or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape
-    ):
-        raise JobError(
-            "%s: key 'input_shape': expected a non-empty list of positive integers, got %r"
-            % (where, shape)
-        )
+    if version >= 3:
+        inputs = _validate_inputs(where, job["inputs"])
+    else:
+        _check_shape(where, "input_shape", job["input_shape"])
     merged = dict(_DEFAULTS)
     merged.update(job)
     for name in ("warmup", "measure", "cooldown", "power", "profile"):
@@ -174,11 +237,18 @@ def validate_job(job, where="job"):
     _check_number(where, "threads", merged["threads"], integer=True, minimum=1)
     _check_number(where, "seed", merged["seed"], integer=True, minimum=0)
     _check_number(where, "batch", merged["batch"], integer=True, minimum=1)
-    if merged["input_dtype"] not in _DTYPES:
-        raise JobError(
-            "%s: key 'input_dtype': expected one of %s, got %r"
-            % (where, ", ".join(_DTYPES), merged["input_dtype"])
-        )
+    if version < 3:
+        if merged["input_dtype"] not in _DTYPES:
+            raise JobError(
+                "%s: key 'input_dtype': expected one of %s, got %r"
+                % (where, ", ".join(_DTYPES), merged["input_dtype"])
+            )
+        # The one input of an old job, named by the artifact (None: its first input).
+        inputs = [
+            {"name": None, "shape": list(job["input_shape"]), "dtype": merged["input_dtype"],
+             "range": None}
+        ]  # fmt: skip
+    merged["inputs"] = inputs
     warm, meas = merged["warmup"], merged["measure"]
     _check_number(where, "warmup.min_count", warm["min_count"], integer=True, minimum=0)
     _check_number(where, "warmup.min_seconds", warm["min_seconds"], minimum=0)
@@ -969,12 +1039,18 @@ def _package_version(name):
         return "unknown"
 
 
-def _batch_error(batch, static):
+def _batch_error(batch, static, name=None):
+    which = "input %r" % name if name else "input"
     return JobError(
-        "key 'batch': the artifact's input has a static batch dimension of %s, so "
+        "key 'batch': the artifact's %s has a static batch dimension of %s, so "
         "measure.batch = %d cannot run on it; export the model with a dynamic batch "
-        "dimension to measure other batch sizes" % (static, batch)
+        "dimension to measure other batch sizes" % (which, static, batch)
     )
+
+
+# ExecuTorch ScalarType codes of the dtypes a job can feed.
+_ET_DTYPES = {6: "float32", 5: "float16", 4: "int64", 3: "int32", 2: "int16", 1: "int8",
+              0: "uint8", 11: "bool"}  # fmt: skip
 
 
 class OrtSession(object):
@@ -996,22 +1072,38 @@ class OrtSession(object):
         self._session = ort.InferenceSession(
             artifact, sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self._input_name = self._session.get_inputs()[0].name
+        self._inputs = self._session.get_inputs()
+        self.input_names = [i.name for i in self._inputs]
         self.version = ort.__version__
 
-    def check_batch(self, batch, array):
-        dim = self._session.get_inputs()[0].shape[0]
-        if isinstance(dim, int) and dim != batch:
-            raise _batch_error(batch, dim)
+    def input_dtypes(self):
+        """The numpy dtype name each input must have ("tensor(int64)" -> "int64")."""
+        out = []
+        for i in self._inputs:
+            name = i.type[len("tensor(") : -1] if i.type.startswith("tensor(") else None
+            out.append({"float": "float32", "float16": "float16", "double": "float64"}.get(
+                name, name))  # fmt: skip
+        return out
 
-    def bind(self, array):
-        """Return a zero-argument callable that runs one inference on ``array``."""
+    def check_batch(self, batch, arrays):
+        for graph_input in self._inputs:
+            dim = graph_input.shape[0] if graph_input.shape else None
+            if isinstance(dim, int) and dim != batch:
+                raise _batch_error(batch, dim, graph_input.name)
+
+    def _feed(self, arrays):
+        return dict(zip(self.input_names, arrays))  # noqa: B905 (3.8: no strict=)
+
+    def bind(self, arrays):
+        """Return a zero-argument callable that runs one inference on ``arrays`` (one
+        array per input, in the artifact's input order)."""
         session_run = self._session.run
-        feed = {self._input_name: array}
+        feed = self._feed(arrays)
         return lambda: session_run(None, feed)
 
-    def infer(self, array):
-        return self._session.run(None, {self._input_name: array})[0]
+    def infer(self, arrays):
+        """The first output (the one the host scores)."""
+        return self._session.run(None, self._feed(arrays))[0]
 
     def end_profiling(self):
         return self._session.end_profiling()
@@ -1038,32 +1130,56 @@ class ExecuTorchSession(object):
             self._program = Runtime.get().load_program(artifact)
         self._method = self._program.load_method("forward")
         self.version = _package_version("executorch")
+        self.input_names = None  # a .pte keeps no input names: inputs are positional
 
-    def check_batch(self, batch, array):
+    def _metas(self):
         try:
-            static = self._program.metadata("forward").input_tensor_meta(0).sizes()[0]
+            meta = self._program.metadata("forward")
+            return [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
         except Exception:  # metadata API differs: the first inference will tell
-            return
-        if static == batch:
-            return
-        if batch > static:
-            raise _batch_error(batch, static)
-        try:  # a smaller batch works only when the dimension is dynamic
-            self.infer(array)
-        except Exception:
-            raise _batch_error(batch, static) from None
+            return None
 
-    def bind(self, array):
+    def input_count(self):
+        metas = self._metas()
+        return None if metas is None else len(metas)
+
+    def input_dtypes(self):
+        metas = self._metas()
+        if metas is None:
+            return None
+        try:
+            return [_ET_DTYPES.get(int(m.dtype())) for m in metas]
+        except Exception:
+            return None
+
+    def check_batch(self, batch, arrays):
+        metas = self._metas()
+        if not metas:
+            return
+        for i, meta in enumerate(metas):
+            static = meta.sizes()[0] if meta.sizes() else None
+            if static is None or static == batch:
+                continue
+            if batch > static:
+                raise _batch_error(batch, static, "input_%d" % i if len(metas) > 1 else None)
+            try:  # a smaller batch works only when the dimension is dynamic
+                self.infer(arrays)
+            except Exception:
+                raise _batch_error(batch, static) from None
+            return
+
+    def bind(self, arrays):
         import torch
 
         execute = self._method.execute
-        inputs = (torch.from_numpy(array),)
+        inputs = tuple(torch.from_numpy(a) for a in arrays)
         return lambda: execute(inputs)
 
-    def infer(self, array):
+    def infer(self, arrays):
+        """The first output (the one the host scores)."""
         import torch
 
-        return self._method.execute((torch.from_numpy(array),))[0].numpy()
+        return self._method.execute(tuple(torch.from_numpy(a) for a in arrays))[0].numpy()
 
     def write_etdump(self, path):
         self._program.write_etdump_result_to_file(path, path + ".debug")
@@ -1197,7 +1313,7 @@ def etdump_profile_table(etdump_path, top, skip_runs=1):
     return table
 
 
-def profile_pass(job, array, threads):
+def profile_pass(job, arrays, threads):
     """Per-op profile in its own session, after the timed loop (so profiling cannot
     distort the latency numbers). Returns the result's ``profile`` object."""
     prof = job["profile"]
@@ -1211,7 +1327,7 @@ def profile_pass(job, array, threads):
             session = OrtSession(
                 job["artifact"], threads, profile_prefix=os.path.join(workdir, "ort_profile")
             )
-            run_once = session.bind(array)
+            run_once = session.bind(arrays)
             for _ in range(count + 1):
                 run_once()
             path = session.end_profiling()
@@ -1221,7 +1337,7 @@ def profile_pass(job, array, threads):
             table["tool"] = "onnxruntime profiler"
             return table
         session = ExecuTorchSession(job["artifact"], threads, etdump=True)
-        run_once = session.bind(array)
+        run_once = session.bind(arrays)
         for _ in range(count + 1):
             run_once()
         etdump = os.path.join(workdir, "profile.etdump")
@@ -1364,6 +1480,97 @@ def _power_result(meter_w, readings, idle_w, idle_source, source, model, cpu_uti
     return out
 
 
+def resolve_inputs(inputs, session):
+    """The job's inputs checked against the artifact: the same count and (where the
+    runtime keeps them) names, in the artifact's order, each in the dtype the runtime
+    declares for it. An integer input the artifact wants wider or narrower (int32 ids
+    for an int64 graph) is cast; a float fed to an integer input, or the reverse, is a
+    bad job. An old job's one unnamed input takes the artifact's first input name."""
+    names = session.input_names
+    count = len(names) if names is not None else session.input_count()
+    if count is not None and count != len(inputs):
+        raise JobError(
+            "key 'inputs': the artifact takes %d inputs%s, the job gives %d"
+            % (count, " (%s)" % ", ".join(names) if names else "", len(inputs))
+        )
+    out = []
+    for i, spec in enumerate(inputs):
+        spec = dict(spec)
+        if spec["name"] is None:
+            spec["name"] = names[i] if names else "input_%d" % i
+        elif names is not None and spec["name"] != names[i]:
+            raise JobError(
+                "key 'inputs[%d].name': the artifact's inputs are %s, the job's %s"
+                % (i, names, [s["name"] for s in inputs])
+            )
+        out.append(spec)
+    wanted = session.input_dtypes() or [None] * len(out)
+    for spec, dtype in zip(out, wanted):  # noqa: B905 (3.8: no strict=)
+        if dtype is None or dtype == spec["dtype"]:
+            continue
+        if dtype not in _DTYPES:
+            raise JobError(
+                "key 'inputs': the artifact's input %r is %s, which the runner cannot feed"
+                % (spec["name"], dtype)
+            )
+        if (dtype in _FLOAT_DTYPES) != (spec["dtype"] in _FLOAT_DTYPES):
+            raise JobError(
+                "key 'inputs': the artifact's input %r is %s, the job gives %s"
+                % (spec["name"], dtype, spec["dtype"])
+            )
+        spec["cast_from"], spec["dtype"] = spec["dtype"], dtype
+    return out
+
+
+def make_inputs(inputs, batch, seed):
+    """One array per input with its first dimension set to ``batch``: standard normal
+    floats (the same stream as before input specs), integer ids uniform in the input's
+    ``range`` (id 0 when it has none)."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    arrays = []
+    for spec in inputs:
+        shape = [batch, *spec["shape"][1:]]
+        if spec["dtype"] in _FLOAT_DTYPES:
+            arrays.append(rng.standard_normal(shape).astype(spec["dtype"]))
+            continue
+        low, high = spec["range"] if spec["range"] is not None else (0, 1)
+        if spec["dtype"] == "bool":
+            low, high = max(low, 0), min(high, 2)
+        arrays.append(rng.randint(low, high, size=shape).astype(spec["dtype"]))
+    return arrays
+
+
+def load_eval_inputs(path, inputs):
+    """The evaluation inputs as one array per input: a ``.npy`` holds the one input of a
+    one-input model, a ``.npz`` one array per input name."""
+    import numpy as np
+
+    loaded = np.load(path)
+    if hasattr(loaded, "files"):  # an .npz archive
+        try:
+            names = [spec["name"] for spec in inputs]
+            missing = [n for n in names if n not in loaded.files]
+            if missing:
+                raise JobError(
+                    "key 'eval_inputs': %s has no array for input(s) %s (it has %s)"
+                    % (path, ", ".join(missing), ", ".join(loaded.files))
+                )
+            columns = [loaded[n] for n in names]
+        finally:
+            loaded.close()
+    else:
+        if len(inputs) != 1:
+            raise JobError(
+                "key 'eval_inputs': %s holds one array, the artifact takes %d inputs"
+                % (path, len(inputs))
+            )
+        columns = [loaded]
+    pairs = zip(columns, inputs)  # noqa: B905 (3.8: no strict=)
+    return [c.astype(spec["dtype"], copy=False) for c, spec in pairs]
+
+
 def run_job(job):
     import numpy as np
 
@@ -1387,14 +1594,21 @@ def run_job(job):
     result["runtime_version"] = session.version
     result["env"]["runtime"] = {"name": session.name, "version": session.version}
 
-    shape = list(job["input_shape"])
-    shape[0] = batch
-    rng = np.random.RandomState(int(job["seed"]))
-    array = rng.standard_normal(shape).astype(job["input_dtype"])
-    result["batch"], result["input_shape"] = batch, shape
-    session.check_batch(batch, array)
+    inputs = resolve_inputs(job["inputs"], session)
+    arrays = make_inputs(inputs, batch, int(job["seed"]))
+    result["batch"], result["input_shape"] = batch, list(arrays[0].shape)
+    result["inputs"] = [
+        {
+            "name": spec["name"],
+            "shape": list(a.shape),
+            "dtype": str(a.dtype),
+            "range": spec["range"],
+        }
+        for spec, a in zip(inputs, arrays)  # noqa: B905 (3.8: no strict=)
+    ]
+    session.check_batch(batch, arrays)
     peak_reset = reset_peak_rss()
-    run_once = session.bind(array)
+    run_once = session.bind(arrays)
 
     t0 = time.perf_counter()
     run_once()
@@ -1481,14 +1695,17 @@ def run_job(job):
 
     # Accuracy scoring and profiling run after timing so they cannot disturb it.
     if job.get("eval_inputs") and job.get("outputs_out"):
-        inputs = np.load(job["eval_inputs"])
-        outputs = [session.infer(np.ascontiguousarray(x[None, ...])) for x in inputs]
+        columns = load_eval_inputs(job["eval_inputs"], inputs)
+        outputs = [
+            session.infer([np.ascontiguousarray(c[i : i + 1]) for c in columns])
+            for i in range(len(columns[0]))
+        ]
         np.save(job["outputs_out"], np.concatenate(outputs, axis=0))
         result["outputs"] = job["outputs_out"]
     result["profile"] = None
     if job["profile"]["enabled"]:
         try:
-            result["profile"] = profile_pass(job, array, threads)
+            result["profile"] = profile_pass(job, arrays, threads)
         except Exception as exc:  # a profile is extra: report why, keep the timings
             result["profile"] = {"error": "%s: %s" % (type(exc).__name__, exc), "ops": None}
     return result

@@ -158,15 +158,24 @@ def _settings(cell: CellRecord) -> MeasureSettings:
     return dataclasses.replace(MeasureSettings(**stored), trials=1, profile=False)
 
 
-def _input_shape(artifact: Artifact) -> list[int]:
-    """The shape the run measured with: a ready file's is in its sidecar (the suite may
-    have given it), a built artifact's is read from the file."""
-    stored = artifact.meta.get("input_shape")
-    if stored:
-        return [int(d) for d in stored]
+def _inputs(artifact: Artifact, cell: CellRecord) -> tuple[Any, ...]:
+    """The input specs the cell was measured with: read from the artifact (a ready
+    file's shape from its sidecar, where the suite may have given it), with the integer
+    id ranges the cell recorded, by position (a file keeps no ranges; without one ids
+    are 0)."""
     from harness.models.loaders import load_file_model
 
-    return load_file_model(artifact.path).input_shape
+    stored = artifact.meta.get("input_shape")
+    specs = load_file_model(artifact.path, input_shape=stored or None).inputs
+    measured = cell.result.get("inputs") or []
+    if len(measured) != len(specs):
+        return specs
+    return tuple(
+        dataclasses.replace(spec, id_range=tuple(m["range"]))
+        if not spec.is_float and isinstance(m, dict) and m.get("range")
+        else spec
+        for spec, m in zip(specs, measured, strict=True)
+    )
 
 
 class _Devices:
@@ -236,7 +245,7 @@ def _measure_cell(
             jobs[side] = make_job(
                 new.runtime,
                 str(artifact.path),
-                _input_shape(artifact),
+                _inputs(artifact, new),
                 settings,
                 power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
             )

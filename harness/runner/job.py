@@ -5,16 +5,22 @@ the power model and sensor locations, and the per-op profile; a version-1 runner
 silently ignore those keys, so the version is bumped and such a runner refuses the job.
 Version 2 of the result adds power, thermals, validity and the profile, which the host
 now reports, so a version-1 result is refused with a message to update the runner.
+Version 3 of the job replaces the one float ``input_shape`` by ``inputs``, one
+:class:`~harness.models.inputs.InputSpec` per model input (name, shape, dtype, id range),
+so token ids and several inputs reach the runner; the runner still reads version 1-2
+jobs (stored ones) as one input of ``input_shape`` and ``input_dtype``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from harness.errors import RunnerError
+from harness.models.inputs import SINGLE_INPUT_NAME, InputSpec
 
-JOB_SCHEMA_VERSION = 2
+JOB_SCHEMA_VERSION = 3
 RESULT_SCHEMA_VERSION = 2
 ACCEPTED_RESULT_VERSIONS = (2,)
 
@@ -44,10 +50,26 @@ class MeasureSettings:
     profile_top: int = 10
 
 
+def job_inputs(inputs: Sequence[InputSpec] | Sequence[int]) -> list[dict[str, Any]]:
+    """The job's ``inputs``: from input specs, or from a bare shape (one float32 input,
+    what callers that predate input specs pass)."""
+    if inputs and all(isinstance(d, int) for d in inputs):
+        shape = tuple(int(d) for d in inputs)  # type: ignore[arg-type]
+        inputs = [InputSpec(SINGLE_INPUT_NAME, shape, "float32")]
+    out = []
+    for spec in inputs:
+        assert isinstance(spec, InputSpec)
+        d = spec.to_dict()
+        d.setdefault("range", None)
+        d.pop("range_source", None)
+        out.append(d)
+    return out
+
+
 def make_job(
     runtime: str,
     artifact: str,
-    input_shape: list[int],
+    inputs: Sequence[InputSpec] | Sequence[int],
     settings: MeasureSettings,
     eval_inputs: str | None = None,
     outputs_out: str | None = None,
@@ -60,8 +82,9 @@ def make_job(
 ) -> dict[str, Any]:
     """The JSON job for one runner process.
 
-    ``input_shape`` is the artifact's example input (batch first); the runner replaces
-    its first dimension with ``settings.batch``. ``power_model`` (``idle_w``,
+    ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
+    one float32 input); the runner replaces every input's first dimension with
+    ``settings.batch``. ``power_model`` (``idle_w``,
     ``max_w``) is the device profile's, used when no real sensor exists and for the
     idle figure. ``sysfs_root`` and ``vcgencmd`` say where sensors are read (tests point
     them at fixture trees; ``"auto"`` finds vcgencmd on PATH when reading the real
@@ -71,8 +94,7 @@ def make_job(
         "schema_version": JOB_SCHEMA_VERSION,
         "runtime": runtime,
         "artifact": artifact,
-        "input_shape": list(input_shape),
-        "input_dtype": "float32",
+        "inputs": job_inputs(inputs),
         "threads": settings.threads,
         "seed": settings.seed,
         "batch": settings.batch,

@@ -92,6 +92,8 @@ class Budget(StrictModel):
     peak_memory_mb: float | None = Field(None, gt=0)
     energy_mj: float | None = Field(None, gt=0)
     min_accuracy: float | None = Field(None, ge=0, le=1)
+    # Fidelity where no labels exist: SNR of the outputs against the fp32 PyTorch model.
+    min_snr_db: float | None = Field(None, gt=-200, le=200)
     max_size_bytes: int | None = Field(None, gt=0)
 
 

@@ -40,7 +40,7 @@ from harness.errors import (
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline
 from harness.results.owner import describe_owner, owner_alive, this_process
-from harness.results.scoring import score_outputs
+from harness.results.scoring import measured_inputs, score_outputs
 from harness.results.store import CellRecord, DoneCell, ResultsStore
 from harness.runlog import log_path, run_log
 from harness.runner.job import make_job, settings_dict
@@ -463,7 +463,7 @@ class SuiteWalker:
         job = make_job(
             cell.runtime,
             str(artifact.path),
-            data.input_shape,
+            data.inputs,
             settings,
             power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
         )
@@ -480,6 +480,7 @@ class SuiteWalker:
         result.update(
             {
                 "measure": settings_dict(settings),
+                "inputs": measured_inputs(run.results[0], data.inputs, settings.batch),
                 "accuracy": None,
                 "agreement": None,
             }
@@ -487,6 +488,8 @@ class SuiteWalker:
         if run.outputs is not None and data.reference is not None:
             quality = score_outputs(run.outputs, data.reference, data.labels)
             result.update(quality.to_dict())
+            if data.degenerate:
+                result["baseline_degenerate"] = list(data.degenerate)
         elif run.outputs is not None and data.labels is not None:
             result["accuracy"] = float((run.outputs.argmax(axis=1) == data.labels).mean())
         record = CellRecord(
