@@ -115,8 +115,17 @@ def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
     return text + "; dense kernels, no speedup expected"
 
 
+def _emulated_note(cell: CellRecord) -> str:
+    """An emulated cell's note: the speed factor it ran at and for which precision."""
+    caps = (cell.result.get("emulation") or {}).get("caps") or {}
+    factor, precision = caps.get("speed_factor"), caps.get("precision")
+    if factor is None or "precision" not in caps:  # no speed cap, or an older record
+        return "emulated"
+    return f"emulated x{factor:g} ({precision or 'fp32, precision unknown'})"
+
+
 def _note(cell: CellRecord, base: CellRecord | None) -> str:
-    parts = ["emulated"] if cell.emulated else []
+    parts = [_emulated_note(cell)] if cell.emulated else []
     if SPARSE_RECIPE in _recipes(cell):
         parts.append(_sparsity_note(cell, base))
     fmt = _short_format((cell.result.get("export_notes") or {}).get("quant_format"))
