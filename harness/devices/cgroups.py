@@ -175,12 +175,12 @@ def own_cgroup(controller: str | None, proc_cgroup: Path = Path("/proc/self/cgro
 def quota_us(cpu_fraction: float, period_us: int | None) -> tuple[int, int]:
     """(quota, period) in µs for a fraction of CPUs.
 
-    The default period gives a 2 ms quota (4 ms period at 50%, 8 ms at 25%). Shorter
-    than an inference, so the throttling falls inside each one and the p50 shows the
-    cap (with a 100 ms period a 10 ms model mostly runs at full speed: its p50 is not
-    slowed at all, only its mean). Not shorter, because the kernel checks the quota at
-    scheduler ticks (4 ms at HZ=250) and a 1 ms quota overshoots: measured here, 50%
-    gave 2.75-2.9x with a 1 ms quota and 2.0-2.4x with 2 ms (docs/emulation-speed-cap.md).
+    The default period gives a 2 ms quota (4 ms period at 50%, 8 ms at 25%): short, so
+    the emulated device's sampling blocks of 10 periods (which hold the throttling of
+    inferences shorter than a period, see bench_runner.run_blocks) stay short. Not
+    shorter, because the kernel checks the quota at scheduler ticks (4 ms at HZ=250) and
+    a 1 ms quota overshoots: measured here, 50% gave 2.75-2.9x with a 1 ms quota and
+    2.0-2.4x with 2 ms (docs/emulation-speed-cap.md).
 
     The kernel refuses a quota under 1 ms: a given period too short for the fraction is
     lengthened to hold a 1 ms quota (raising the quota instead would grant more than

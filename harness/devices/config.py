@@ -109,10 +109,10 @@ class EmulationCaps(StrictModel):
     # without dot product much less), so one factor for every precision is wrong.
     precision: dict[Literal["int8", "fp16"], PrecisionSpeed] = {}
     memory_mb: int | None = Field(None, ge=16)
-    # CFS bandwidth period in µs. None: a 2 ms quota (4 ms period at 50%, 8 ms at 25%),
-    # short enough that throttling falls inside every inference so the p50 shows the
-    # cap; a 100 ms period leaves the p50 of a 10 ms model untouched (only its mean
-    # moves). See cgroups.quota_us and benchmarks/emulation_speed_cap.py.
+    # CFS bandwidth period in µs. None: a 2 ms quota (4 ms period at 50%, 8 ms at 25%).
+    # Samples under the cap are means over blocks of 10 periods (bench_runner.run_blocks),
+    # so the p50 shows the cap at any period; a short one keeps the blocks short. See
+    # cgroups.quota_us and benchmarks/emulation_speed_cap.py.
     period_us: int | None = Field(None, ge=1000, le=1_000_000)
     # Where cgroups are mounted (tests point it at a tmp dir to force the fallback).
     cgroup_root: str = "/sys/fs/cgroup"
