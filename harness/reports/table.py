@@ -143,9 +143,10 @@ def _first_seen(values: list[str]) -> dict[str, int]:
 
 def _validity_text(cell: CellRecord, reasons: list[str]) -> str:
     """The reasons not to trust a cell, "ok", or "-" for a cell from before validity was
-    recorded (not checked, so not called ok)."""
+    recorded (not checked, so not called ok). A reason's numbers (``host_loaded: 1.5
+    other runnable tasks ...``) stay in the JSON and HTML: the table names the reason."""
     if reasons:
-        return ", ".join(reasons)
+        return ", ".join(r.split(":", 1)[0] for r in reasons)
     return "-" if cell.result.get("validity") is None else "ok"
 
 
