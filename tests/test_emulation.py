@@ -439,18 +439,21 @@ def test_cpu_quota_measurably_slows_a_run(tmp_path: Path) -> None:
     shape = matmul_model(artifact, layers=16)
     free = EmulatedDevice(profile("free", cores=1))
     half = EmulatedDevice(profile("half", cores=1, speed_factor=0.5))
-    ratios = []
+    ratios, loaded = [], []
     for _ in range(2):  # alternate, so drift on a shared machine hits both alike
         p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
         capped = run_device(half, artifact, shape)
         ratios.append(capped["within_trial"]["p50"] / p50_free)
+        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
     assert capped["emulation"]["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
     assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
     assert capped["power"]["source"] == "modelled"
     # Expected 2.35-2.44x (docs/emulation-speed-cap.md); 1.5 only says the cap binds.
-    # Host load slows the capped run's block means, which hold every wait, at least as
-    # much as the free run's per-inference p50, so it cannot pull the ratio under 1.5.
-    assert statistics.median(ratios) > 1.5, ratios
+    # A task competing for the core slows a ms-long inference uncapped as much as the
+    # 50% quota does (measured here under a full test run: 1.47-1.50x), so the ratio
+    # can only be judged on a host quiet enough for the quota to bind, and a run on a
+    # busier one must say so: host_loaded in its validity.
+    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
 
 
 @pytest.mark.slow
@@ -462,11 +465,12 @@ def test_a_microsecond_model_is_slowed_under_a_quarter_quota(tmp_path: Path) -> 
     shape = matmul_model(artifact, size=16, layers=1)
     free = EmulatedDevice(profile("free", cores=1))
     quarter = EmulatedDevice(profile("quarter", cores=1, speed_factor=0.25))
-    ratios = []
+    ratios, loaded = [], []
     for _ in range(2):  # alternate, so drift on a shared machine hits both alike
         p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
         capped = run_device(quarter, artifact, shape)
         ratios.append(capped["within_trial"]["p50"] / p50_free)
+        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
     estimate = capped["emulation"]["estimate"]
     assert estimate["method"] == "block_mean" and estimate["block_ms"] == 80.0  # 10 x 8 ms
     assert estimate["inferences_per_block"]["median"] > 1
@@ -474,10 +478,11 @@ def test_a_microsecond_model_is_slowed_under_a_quarter_quota(tmp_path: Path) -> 
     assert capped["emulation"]["speed_cap"] == "enforced"
     assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
     # Expected about 4x (4.6-4.9x measured at 25%, docs/emulation-speed-cap.md); 1.5 is
-    # what the cap binding at all must exceed. Host load cannot bring it below: it slows
-    # the capped run's block means (they hold every wait) more than the free run's
-    # per-inference p50, which preemption reaches in few samples.
-    assert statistics.median(ratios) > 1.5, ratios
+    # what the cap binding at all must exceed. Load hardly reaches the free run's
+    # per-inference p50 of a few microseconds, while the capped run's block means hold
+    # every wait; and where the host is too loaded for a quota to bind, the capped run
+    # must say so (host_loaded) rather than pass for an estimate.
+    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
 
 
 @pytest.mark.slow
