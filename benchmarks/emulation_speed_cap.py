@@ -7,9 +7,12 @@ drift on the shared machine hits every configuration alike. It prints the median
 rounds of each configuration's p50 and mean, and their ratios to the uncapped run
 (target: ~2x and ~4x).
 
-With ``--periods auto 100000`` it also shows why the period is short by default: with a
-100 ms period a 10 ms inference mostly runs at full speed and a few samples absorb
-the whole throttled time, so the mean shows the cap but the p50 does not.
+Under a quota the runner samples in blocks of 10 quota periods (each sample the mean of
+the inferences in its block, see bench_runner.run_blocks), so the p50 holds the
+throttling whatever the inference time: ``--size 16 --layers 1`` is a microsecond model,
+which per-inference sampling left at full speed. Uncapped runs are timed per inference.
+With ``--periods auto 100000`` it compares the default period with the kernel's 100 ms
+one (blocks of 1 s then: each run takes at least 10 s).
 
     .venv/bin/python benchmarks/emulation_speed_cap.py [--rounds 3] [--seconds 1.0]
         [--periods auto 100000] [--layers 24]
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 means[name].append(statistics.fmean(samples))
                 emu = result["emulation"]
                 notes[name] = f"{emu['method']}; speed: {emu['speed'] or 'not capped'}"
+                notes[name] += f"; estimate: {emu['estimate']['how']}"
+                if result.get("validity") != "ok":
+                    notes[name] += f"; validity: {result['validity']}"
                 for line in emu["not_enforced"] + emu["warnings"]:
                     notes[name] += f"; {line}"
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)

@@ -439,6 +439,12 @@ def _external_data_of(path_text: str, mtime_ns: int, size: int) -> tuple[str, ..
     return tuple(names)
 
 
+def quant_mode(variant: Variant) -> str | None:
+    """The mode of the variant's quantize step ("static", "fp16", ...), None without one."""
+    request = _quant_request(variant)
+    return request.mode if request is not None else None
+
+
 def _quant_request(variant: Variant) -> QuantRequest | None:
     for step in variant.steps:
         if step.kind == "quantize":

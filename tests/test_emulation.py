@@ -16,16 +16,27 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.devices import cgroups, open_device
-from harness.devices.config import DeviceProfile, EmulationCaps, PowerModel
-from harness.devices.emulated import EmulatedDevice
-from harness.errors import RunnerError
+from harness.devices.base import job_for
+from harness.devices.config import (
+    DeviceProfile,
+    EmulationCaps,
+    PowerModel,
+    PrecisionSpeed,
+    load_profile,
+)
+from harness.devices.emulated import EmulatedDevice, host_loaded
+from harness.errors import ConfigError, RunnerError
+from harness.export.precision import precision_of
 from harness.runner.job import MeasureSettings, make_job
 from tests.onnx_models import big_model, matmul_model
-from tests.suite_files import FAST_MEASURE, REPO
+from tests.suite_files import FAST_MEASURE, REPO, write_suite
+
+HOST_LOAD = Path(__file__).with_name("fixtures") / "host-load"
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -129,9 +140,14 @@ def profile(name: str = "cap-emulated", **caps: object) -> DeviceProfile:
 FAST = MeasureSettings(warmup_count=3, warmup_seconds=0.0, min_count=30, min_seconds=0.3)
 
 
-def run_device(device: EmulatedDevice, artifact: Path, shape: list[int]) -> dict:
-    job = make_job("onnxruntime", str(artifact), shape, FAST)
+def run_device(device: EmulatedDevice, artifact: Path, shape: list[int], **job_keys: Any) -> dict:
+    job = make_job("onnxruntime", str(artifact), shape, FAST, **job_keys)
     return device.run(job, artifact, None, 120).result
+
+
+def reasons(result: dict) -> list[str]:
+    validity = result["validity"]
+    return validity if isinstance(validity, list) else []
 
 
 # --- fast: plans and the sandbox itself ----------------------------------------------
@@ -143,7 +159,9 @@ def test_cpulist_and_quota() -> None:
     assert cgroups.quota_us(0.5, 100_000) == (50_000, 100_000)
     assert cgroups.quota_us(0.25, None) == (2000, 8000)  # a 2 ms quota by default
     assert cgroups.quota_us(0.5, None) == (2000, 4000)
-    assert cgroups.quota_us(0.1, 2000) == (1000, 2000)  # the kernel's 1 ms minimum
+    # The kernel's 1 ms minimum quota: the period grows to keep the fraction (1 ms per
+    # 2 ms would be 50%, not the 10% asked).
+    assert cgroups.quota_us(0.1, 2000) == (1000, 10000)
 
 
 def test_plans_v1_and_v2() -> None:
@@ -166,6 +184,114 @@ def test_quota_follows_busy_cores_not_board_cores() -> None:
     assert device.caps(threads=1).cpu_fraction == 0.25
     for threads in (2, 8):  # and not beyond the cores this machine has
         assert device.caps(threads=threads).cpu_fraction == 0.25 * min(4, here, threads)
+
+
+def test_each_precision_gets_its_own_speed_factor() -> None:
+    caps = EmulationCaps(
+        cores=1,
+        speed_factor=0.5,
+        speed_source="fp32 figure",
+        precision={"int8": PrecisionSpeed(speed_factor=0.2, source="int8 figure")},
+    )
+    int8 = caps.speed_for("int8")
+    assert (int8.factor, int8.basis, int8.source) == (0.2, "int8 factor", "int8 figure")
+    fp32 = caps.speed_for("fp32")
+    assert (fp32.factor, fp32.basis, fp32.source) == (0.5, "fp32 factor", "fp32 figure")
+    # No factor of its own, or a precision not known: the fp32 one, and the record says so.
+    assert caps.speed_for("fp16").factor == 0.5
+    assert caps.speed_for("fp16").basis == "fp32 factor (the profile has no fp16 factor)"
+    assert "not known" in caps.speed_for(None).basis
+    # The quota follows the factor picked.
+    device = EmulatedDevice(profile(cores=1, speed_factor=0.5, precision=caps.precision))
+    assert device.caps(threads=1, precision="int8").cpu_fraction == 0.2
+    assert device.caps(threads=1, precision="fp32").cpu_fraction == 0.5
+    assert device.caps(threads=1).cpu_fraction == 0.5
+
+
+@pytest.mark.parametrize("board", ["pi4", "pi5", "jetson-nano", "jetson-orin-nano"])
+def test_shipped_boards_have_per_precision_factors_that_follow_their_cpu(board: str) -> None:
+    emulated = load_profile(REPO / "devices" / f"{board}-emulated.toml")
+    caps, features = emulated.emulation, set(emulated.hardware.cpu_features)
+    assert caps is not None and caps.speed_factor is not None and caps.speed_source
+    int8 = caps.precision["int8"]
+    assert int8.source
+    if "asimddp" in features:  # an int8 dot product, as x86 VNNI: int8 gains alike
+        assert int8.speed_factor == caps.speed_factor
+    else:  # ARMv8.0: int8 gains less than on this machine, so the board is slower at it
+        assert int8.speed_factor < caps.speed_factor
+    # An fp16 factor only where the board has fp16 arithmetic.
+    assert ("fp16" in caps.precision) == ("asimdhp" in features)
+
+
+def test_precision_table_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "odd-emulated.toml"
+    path.write_text(
+        'kind = "emulated"\n[emulation]\nspeed_factor = 0.5\n'
+        '[emulation.precision.fp32]\nspeed_factor = 0.3\nsource = "x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert "emulation.precision" in str(info.value) and str(path) in str(info.value)
+    path.write_text(
+        'kind = "emulated"\n[emulation]\nspeed_factor = 0.5\n'
+        "[emulation.precision.int8]\nspeed_factor = 0.3\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert "emulation.precision.int8.source" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("quant_format", "mode", "expected"),
+    [
+        ("QDQ U8S8 per-channel", "static", "int8"),  # onnxruntime static, x86
+        ("QDQ S8S8 per-tensor", "static", "int8"),  # onnxruntime static, ARM
+        ("QAT QDQ U8S8 per-channel reduce-range", "qat", "int8"),
+        ("dynamic int8 (S8 weights per-channel, U8 activations)", "dynamic", "int8"),
+        ("XNNPACK pt2e int8 symmetric per-channel", "static", "int8"),  # executorch
+        ("fp16 weights and activations (float32 model inputs/outputs)", "fp16", "fp16"),
+        ("fp16 XNNPACK (float32 inputs/outputs)", "fp16", "fp16"),
+        ("fp32", None, "fp32"),
+        (None, "static", "int8"),  # no notes: what the quantize step asked for
+        (None, None, None),  # a model file: not known
+    ],
+)
+def test_precision_of_a_variant(
+    quant_format: str | None, mode: str | None, expected: str | None
+) -> None:
+    notes = {"quant_format": quant_format} if quant_format else None
+    found = precision_of(notes, mode)
+    assert found.name == expected
+    basis = "export notes" if quant_format else ("the variant's quantize step" if mode else "not")
+    assert found.found_from.startswith(basis)
+
+
+def test_precision_is_for_the_device_not_the_runner() -> None:
+    job = make_job(
+        "onnxruntime", "m.onnx", [1, 4], FAST, precision={"name": "int8", "from": "test"}
+    )
+    assert job["precision"] == {"name": "int8", "from": "test"}
+    assert "precision" not in job_for(job, "m.onnx", None)
+
+
+def test_a_crowded_or_stolen_host_is_too_loaded_for_the_quota() -> None:
+    # A quarter of a core per busy thread needs a fair share of at least half a core.
+    assert host_loaded({"others_runnable_per_cpu": 1.0, "steal_fraction": 0.0}, 0.25) is None
+    crowded = {
+        "others_runnable_per_cpu": 4.0,
+        "steal_fraction": 0.0,
+        "procs_running": [9, 9],
+        "online_cpus": 2,
+    }
+    text = host_loaded(crowded, 0.25)
+    assert text is not None
+    assert text.startswith("4.0 other runnable tasks per CPU (procs_running [9, 9] on 2 CPUs)")
+    assert "fair share of 0.20 of a core" in text
+    # A smaller quota tolerates more company: 1/(1+4) = 0.2 >= 2 x 0.1.
+    assert host_loaded(crowded, 0.1) is None
+    stolen = host_loaded({"others_runnable_per_cpu": 0.0, "steal_fraction": 0.1}, 0.25)
+    assert stolen == "steal 10.0% of the runner's CPUs' time (limit 5%)"
+    assert host_loaded({"others_runnable_per_cpu": None, "steal_fraction": None}, 0.25) is None
 
 
 def test_emulated_profile_opens_an_emulated_device() -> None:
@@ -242,13 +368,19 @@ def test_a_cgroup_tree_that_is_there_but_read_only_falls_back_and_says_so(
     artifact = tmp_path / "chain.onnx"
     shape = matmul_model(artifact, layers=2)
     device = EmulatedDevice(profile(cores=1, speed_factor=0.5, memory_mb=8192), cgroup_root=root)
-    emulation = run_device(device, artifact, shape)["emulation"]
+    result = run_device(device, artifact, shape)
+    emulation = result["emulation"]
     assert emulation["method"] == "fallback"
     assert emulation["cores"].startswith("sched_setaffinity")
     assert emulation["memory"].startswith("RLIMIT_AS 8192 MB")
     assert emulation["speed"] is None
     assert any(s.startswith("speed:") for s in emulation["not_enforced"])
     assert any("Read-only file system" in w for w in emulation["warnings"])
+    # The cap could not bind: the cell says so, and it is not valid.
+    assert emulation["speed_cap"] == "not_enforced"
+    assert "speed_cap_not_enforced" in reasons(result)
+    assert emulation["estimate"]["method"] == "per_inference"
+    assert "could not be enforced" in emulation["estimate"]["how"]
 
 
 @needs_cgroups
@@ -307,15 +439,136 @@ def test_cpu_quota_measurably_slows_a_run(tmp_path: Path) -> None:
     shape = matmul_model(artifact, layers=16)
     free = EmulatedDevice(profile("free", cores=1))
     half = EmulatedDevice(profile("half", cores=1, speed_factor=0.5))
-    ratios = []
+    ratios, loaded = [], []
     for _ in range(2):  # alternate, so drift on a shared machine hits both alike
         p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
         capped = run_device(half, artifact, shape)
         ratios.append(capped["within_trial"]["p50"] / p50_free)
+        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
     assert capped["emulation"]["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
     assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
     assert capped["power"]["source"] == "modelled"
-    assert statistics.median(ratios) > 1.5, ratios
+    # Expected 2.35-2.44x (docs/emulation-speed-cap.md); 1.5 only says the cap binds.
+    # A task competing for the core slows a ms-long inference uncapped as much as the
+    # 50% quota does (measured here under a full test run: 1.47-1.50x), so the ratio
+    # can only be judged on a host quiet enough for the quota to bind, and a run on a
+    # busier one must say so: host_loaded in its validity.
+    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_a_microsecond_model_is_slowed_under_a_quarter_quota(tmp_path: Path) -> None:
+    # A few microseconds per inference, far below the 8 ms quota period: timed per
+    # inference, throttles fall between samples and the p50 is this machine's.
+    artifact = tmp_path / "tiny.onnx"
+    shape = matmul_model(artifact, size=16, layers=1)
+    free = EmulatedDevice(profile("free", cores=1))
+    quarter = EmulatedDevice(profile("quarter", cores=1, speed_factor=0.25))
+    ratios, loaded = [], []
+    for _ in range(2):  # alternate, so drift on a shared machine hits both alike
+        p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
+        capped = run_device(quarter, artifact, shape)
+        ratios.append(capped["within_trial"]["p50"] / p50_free)
+        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
+    estimate = capped["emulation"]["estimate"]
+    assert estimate["method"] == "block_mean" and estimate["block_ms"] == 80.0  # 10 x 8 ms
+    assert estimate["inferences_per_block"]["median"] > 1
+    assert "p50 and mean estimate one inference" in estimate["quantiles"]
+    assert capped["emulation"]["speed_cap"] == "enforced"
+    assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
+    # Expected about 4x (4.6-4.9x measured at 25%, docs/emulation-speed-cap.md); 1.5 is
+    # what the cap binding at all must exceed. Load hardly reaches the free run's
+    # per-inference p50 of a few microseconds, while the capped run's block means hold
+    # every wait; and where the host is too loaded for a quota to bind, the capped run
+    # must say so (host_loaded) rather than pass for an estimate.
+    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_an_int8_run_is_held_to_the_int8_factor(tmp_path: Path) -> None:
+    artifact = tmp_path / "tiny.onnx"
+    shape = matmul_model(artifact, size=16, layers=1)
+    int8 = {"int8": PrecisionSpeed(speed_factor=0.25, source="test int8 figure")}
+    device = EmulatedDevice(profile(cores=1, speed_factor=0.5, precision=int8))
+    precision = {"name": "int8", "from": "export notes: QDQ U8S8 per-channel"}
+    emulation = run_device(device, artifact, shape, precision=precision)["emulation"]
+    caps = emulation["caps"]
+    assert (caps["speed_factor"], caps["precision"]) == (0.25, "int8")
+    assert caps["precision_from"] == "export notes: QDQ U8S8 per-channel"
+    assert (caps["speed_factor_basis"], caps["speed_source"]) == ("int8 factor", "test int8 figure")
+    assert emulation["speed"].startswith(("cfs_quota 25%", "cpu.max 25%"))
+    fp32 = run_device(device, artifact, shape)["emulation"]  # no precision given
+    assert fp32["caps"]["speed_factor"] == 0.5
+    assert fp32["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_a_loaded_host_marks_the_run_invalid_with_the_numbers(tmp_path: Path) -> None:
+    artifact = tmp_path / "tiny.onnx"
+    shape = matmul_model(artifact, size=16, layers=1)
+    device = EmulatedDevice(profile(cores=1, speed_factor=0.25))
+    # The runner reads proc/stat under the job's sysfs_root: 9 runnable tasks on 2 CPUs.
+    crowded = run_device(device, artifact, shape, sysfs_root=str(HOST_LOAD / "crowded"))
+    loaded = [r for r in reasons(crowded) if r.startswith("host_loaded: ")]
+    assert loaded == [
+        "host_loaded: 4.0 other runnable tasks per CPU (procs_running [9, 9] on 2 CPUs): "
+        "a fair share of 0.20 of a core, under 2x the quota's 0.25"
+    ]
+    assert crowded["emulation"]["host_load"]["loadavg"] == [8.40, 7.95, 6.10]
+    idle = run_device(device, artifact, shape, sysfs_root=str(HOST_LOAD / "idle"))
+    assert not [r for r in reasons(idle) if r.startswith("host_loaded")]
+    assert idle["emulation"]["host_load"]["procs_running"] == [1, 1]
+
+
+@pytest.mark.slow
+@needs_cgroups
+def test_emulated_pi4_is_slower_than_this_machine_at_every_precision(tmp_path: Path) -> None:
+    # The quickstart's failure: microsecond models on the emulated Pi 4 had this
+    # machine's p50. Now each is slower, and the int8 variant runs at the int8 factor.
+    from harness.results.store import ResultsStore
+    from harness.suite.config import load_suite
+    from harness.suite.walk import SuiteWalker
+
+    suite_path = write_suite(
+        tmp_path,
+        """
+        name = "pi4-vs-local"
+        runtimes = ["onnxruntime"]
+        devices = ["local", "pi4-emulated"]
+
+        [[models]]
+        name = "tiny"
+        factory = "tinymodel:make"
+
+        [variants]
+        fp32 = []
+        int8 = [{ recipe = "int8-static", calibration_samples = 16 }]
+        """
+        + FAST_MEASURE,
+    )
+    walker = SuiteWalker(load_suite(suite_path), tmp_path / "results")
+    try:
+        summary = walker.walk()
+    finally:
+        walker.close()
+    assert (summary.ran, summary.failed) == (4, 0)
+    with ResultsStore(tmp_path / "results" / "harness.db") as store:
+        cells = {(c.variant, c.device): c for c in store.cells(summary.run_id)}
+    pi4 = load_profile(REPO / "devices" / "pi4-emulated.toml").emulation
+    assert pi4 is not None
+    factors = {"fp32": pi4.speed_factor, "int8": pi4.precision["int8"].speed_factor}
+    for variant, factor in factors.items():
+        local = cells[(variant, "local")].result
+        emulated = cells[(variant, "pi4-emulated")].result
+        caps = emulated["emulation"]["caps"]
+        assert (caps["precision"], caps["speed_factor"]) == (variant, factor)
+        assert caps["precision_from"].startswith("export notes: ")
+        assert emulated["emulation"]["estimate"]["method"] == "block_mean"
+        # Loose on purpose (expected 4-8x): only that the cap binds at all.
+        assert emulated["latency_ms"]["p50"] > local["latency_ms"]["p50"], variant
 
 
 @pytest.mark.slow
@@ -375,11 +628,13 @@ def test_fallback_run_is_reported_in_the_result(tmp_path: Path, readonly_root: P
     device = EmulatedDevice(
         profile(cores=1, speed_factor=0.5, memory_mb=8192), cgroup_root=readonly_root
     )
-    emulation = run_device(device, artifact, shape)["emulation"]
+    result = run_device(device, artifact, shape)
+    emulation = result["emulation"]
     assert emulation["method"] == "fallback"
     assert emulation["cores"].startswith("sched_setaffinity")
     assert emulation["memory"].startswith("RLIMIT_AS 8192 MB")
     assert any(s.startswith("speed:") for s in emulation["not_enforced"])
+    assert "speed_cap_not_enforced" in reasons(result)
 
 
 @pytest.mark.slow

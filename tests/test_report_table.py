@@ -5,6 +5,7 @@ the grouping by model and device, and the JSON's verdict and baseline comparison
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -242,6 +243,23 @@ def test_accuracy_delta_validity_and_power_columns() -> None:
     assert rows["model"].value("power") == "modelled"
     assert rows["model"].value("acc Δ pt") == "-"  # no accuracy, no delta
     assert rows["fp32"].value("validity") == "ok"
+
+
+def test_an_emulated_cell_names_its_factor_and_its_reasons_briefly() -> None:
+    loaded = "host_loaded: 1.5 other runnable tasks per CPU (procs_running [4, 6] on 2 CPUs)"
+    base = measured("int8", "pi4-emulated", recipes=("int8-static",), validity=[loaded])
+    caps = {"speed_factor": 0.125, "precision": "int8", "precision_from": "export notes"}
+    emulated = dataclasses.replace(
+        base, emulated=True, result={**base.result, "emulation": {"caps": caps}}
+    )
+    [row] = build_rows([emulated])
+    # The numbers stay in the cell's JSON; the table names the reason on one line.
+    assert row.value("validity") == "host_loaded"
+    assert validity_reasons(emulated) == [loaded]
+    assert row.value("note").startswith("emulated x0.125 (int8)")
+    # A record from before per-precision factors: just "emulated".
+    old = dataclasses.replace(base, emulated=True)
+    assert build_rows([old])[0].value("note") == "emulated"
 
 
 def test_failed_row_has_a_dash_in_every_measured_column() -> None:

@@ -79,6 +79,82 @@ def test_adaptive_gives_up_at_max_seconds():
     assert sum(samples) >= 3.0 - max(samples)
 
 
+class QuotaClock:
+    """A clock for code run under a CFS quota: each inference takes ``work`` s of CPU;
+    after every ``quota`` s of CPU the group waits out the rest of its ``period`` (the
+    throttle lands inside whichever inference crosses the quota, as the kernel's does)."""
+
+    def __init__(self, work: float, quota: float, period: float):
+        self.now, self.work, self.quota, self.period = 0.0, work, quota, period
+        self.used = 0.0  # CPU time used in the current period
+
+    def __call__(self) -> float:
+        return self.now
+
+    def run(self) -> None:
+        left = self.work
+        while self.used + left > self.quota:
+            ran = self.quota - self.used
+            left -= ran
+            self.now += ran + (self.period - self.quota)  # throttled to the period's end
+            self.used = 0.0
+        self.used += left
+        self.now += left
+
+
+def test_block_sampling_sees_a_quota_that_per_inference_sampling_misses():
+    # 10 us inferences under a 25% quota (2 ms per 8 ms): a quarter of the speed.
+    clock = QuotaClock(work=10e-6, quota=0.002, period=0.008)
+    samples, _ = bench_runner.run_loop(clock.run, 1000, 0.5, 10.0, clock=clock)
+    # Per inference, the throttle hits 1 inference in 200: the p50 is the uncapped time.
+    assert bench_runner.median_and_ci(sorted(samples))[0] == pytest.approx(10e-6)
+
+    clock = QuotaClock(work=10e-6, quota=0.002, period=0.008)
+    means, counts, reason = bench_runner.run_blocks(clock.run, 0.08, 50, 0.5, 10.0, clock=clock)
+    assert reason == "count_and_time"
+    # Each block of 10 periods holds its throttles: the p50 is 4x the uncapped time
+    # (within the phase error of a block, one period in ten).
+    assert bench_runner.median_and_ci(sorted(means))[0] == pytest.approx(40e-6, rel=0.1)
+    # Contiguous blocks: their total is the loop's whole time, every throttle inside.
+    assert sum(m * n for m, n in zip(means, counts, strict=True)) == pytest.approx(clock.now)
+    assert len(means) >= bench_runner.MIN_BLOCKS and sum(counts) >= 50
+
+
+def test_block_floors_inference_count_and_long_inferences():
+    # The floors: min_count inferences and MIN_BLOCKS blocks, then min_seconds. Powers
+    # of two, so the sums are exact: 8 inferences of 2**-10 s fill a 2**-7 s block.
+    tick, block = 2.0**-10, 2.0**-7
+    clock = ScriptedClock(itertools.repeat(tick))
+    means, counts, reason = bench_runner.run_blocks(clock.run, block, 5, 0.0, 10.0, clock=clock)
+    assert reason == "count_and_time" and len(means) == bench_runner.MIN_BLOCKS
+    assert counts == [8] * bench_runner.MIN_BLOCKS and means == [tick] * len(means)
+    clock = ScriptedClock(itertools.repeat(tick))
+    means, counts, _ = bench_runner.run_blocks(clock.run, block, 400, 0.0, 10.0, clock=clock)
+    assert sum(counts) == 400 and len(means) == 50
+    clock = ScriptedClock(itertools.repeat(tick))
+    means, _, _ = bench_runner.run_blocks(clock.run, block, 5, 0.25, 10.0, clock=clock)
+    assert len(means) == 32  # min_seconds: 0.25 s of 2**-7 s blocks
+    # An inference longer than the block is a block of one: timed as itself.
+    clock = ScriptedClock(itertools.repeat(0.05))
+    means, counts, _ = bench_runner.run_blocks(clock.run, 0.01, 3, 0.0, 10.0, clock=clock)
+    assert set(counts) == {1} and means == pytest.approx([0.05] * len(means))
+    # max_seconds still stops it (the runner then flags too few samples).
+    clock = ScriptedClock(itertools.repeat(0.5))
+    means, _, reason = bench_runner.run_blocks(clock.run, 0.01, 3, 0.0, 2.0, clock=clock)
+    assert reason == "max_seconds" and len(means) == 4
+
+
+def test_block_adaptive_rule_checks_the_block_means():
+    rng = np.random.default_rng(5)
+    durations = (0.001 * rng.lognormal(0, 0.3, size=100_000)).tolist()
+    clock = ScriptedClock(durations)
+    means, _counts, reason = bench_runner.run_blocks(
+        clock.run, 0.02, 10, 100.0, 1000.0, clock=clock, adaptive_ci=0.02
+    )
+    assert reason == "adaptive_ci" and len(means) >= bench_runner.MIN_BLOCKS
+    assert bench_runner.ci_is_narrow(sorted(means), 0.02)
+
+
 @pytest.mark.parametrize("n", [*range(1, 120), 250, 999, 1000, 2500, 5000])
 def test_runner_median_ci_ranks_match_the_host(n):
     values = [float(v) for v in range(1, n + 1)]
@@ -111,6 +187,8 @@ def test_robust_cv_ignores_a_few_spikes_the_plain_cv_does_not():
         ({"measure": {"adaptive_ci": 1.5}}, "'measure.adaptive_ci'"),
         ({"measure": {"adaptive_ci": 0.01, "max_seconds": None}}, "'measure.max_seconds'"),
         ({"measure": {"max_cv": 0}}, "'measure.max_cv'"),
+        ({"measure": {"block_seconds": 0}}, "'measure.block_seconds'"),
+        ({"measure": {"block_seconds": "80ms"}}, "'measure.block_seconds'"),
         ({"measure": {"min_cnt": 3}}, "'measure.min_cnt'"),
         ({"warmup": "fast"}, "'warmup'"),
         ({"cooldown": {"max_c": "hot"}}, "'cooldown.max_c'"),

@@ -132,6 +132,30 @@ def test_rapl_fixture_and_too_few_samples(tmp_path, small_onnx):
     assert result["thermal"]["before"]["throttle_count"] == 0
 
 
+def test_block_sampling_and_host_load_in_the_result(tmp_path, small_onnx):
+    job = job_for(small_onnx, [1, 64], sysfs_root=str(FIXTURES / "host-load" / "crowded"))
+    job["measure"]["block_seconds"] = 0.005
+    code, result, stderr = run_runner(tmp_path, job)
+    assert code == 0, stderr
+    sampling = result["sampling"]
+    assert sampling["estimate"] == "block_mean" and sampling["block_seconds"] == 0.005
+    # One sample per block, each the mean of its inferences; at least MIN_BLOCKS of them.
+    assert sampling["blocks"] == len(result["samples_ms"]) >= sampling["min_blocks"] == 10
+    assert sampling["inferences"] >= 10 and sampling["inferences_per_block"]["min"] >= 1
+    assert min(result["samples_ms"]) >= 0.0
+    load = result["host_load"]
+    assert load["procs_running"] == [9, 9] and load["others_runnable_per_cpu"] == 4.0
+    assert load["loadavg"] == [8.40, 7.95, 6.10]
+    # Blocks the loop could not fill before max_seconds: too few samples.
+    job["measure"].update({"block_seconds": 0.05, "max_seconds": 0.1})
+    code, result, stderr = run_runner(tmp_path, job)
+    assert code == 0, stderr
+    assert result["sampling"]["blocks"] < 10 and "too_few_samples" in result["validity"]
+    # Without block_seconds: one sample per inference, no sampling record.
+    code, result, stderr = run_runner(tmp_path, job_for(small_onnx, [1, 64]))
+    assert code == 0 and "sampling" not in result and result["host_load"] is not None
+
+
 def test_modelled_power_and_no_power(tmp_path, small_onnx):
     model = {"idle_w": 5.0, "max_w": 25.0}
     empty = tmp_path / "empty-root"
@@ -264,6 +288,10 @@ assert snap["throttled"]["raw"] == "0x50000"
 samples, reason = br.run_loop(lambda: None, 30, 0.0, 5.0, adaptive_ci=0.5, check_every=10)
 assert len(samples) >= 30 and reason in ("adaptive_ci", "max_seconds")
 assert br.median_ci_ranks(10) == (2, 9)
+means, counts, reason = br.run_blocks(lambda: None, 0.002, 30, 0.0, 5.0)
+assert len(means) >= br.MIN_BLOCKS and sum(counts) >= 30 and reason == "count_and_time"
+stat = br.read_cpu_stat(fx + "/host-load/crowded")
+assert br.host_load(stat, stat, [0, 1], 0.0, 1.0)["others_runnable_per_cpu"] == 4.0
 env = br.environment(fx + "/pi5")
 assert env["governor"] == "ondemand" and env["python"].startswith("3.8")
 print("ok")

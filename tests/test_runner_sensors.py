@@ -292,3 +292,42 @@ def test_cooldown_waits_by_sleeping_and_can_time_out():
 def test_max_temp_reads_the_hottest_zone():
     assert br.max_temp_c(str(FIXTURES / "jetson-jp4")) == 100.0  # PMIC-Die reports 100
     assert br.max_temp_c(os.devnull) is None
+
+
+# --- host load (proc/stat) ------------------------------------------------------------
+
+HOST_LOAD = FIXTURES / "host-load"
+
+
+def test_proc_stat_is_read_per_cpu_with_procs_running():
+    stat = br.read_cpu_stat(str(HOST_LOAD / "idle"))
+    assert stat["procs_running"] == 1
+    # busy = user + nice + system + irq + softirq; idle = idle + iowait; then steal.
+    assert stat["cpus"][0] == (196394 + 107 + 27896 + 0 + 169, 750507 + 4266, 2611)
+    assert sorted(stat["cpus"]) == [0, 1]  # the aggregate "cpu" line is not a CPU
+    assert br.read_cpu_stat(str(HOST_LOAD / "crowded"))["procs_running"] == 9
+    assert br.read_loadavg(str(HOST_LOAD / "crowded")) == [8.40, 7.95, 6.10]
+    assert br.read_cpu_stat(str(FIXTURES / "rapl")) is None  # no proc/stat there
+    assert br.read_loadavg(str(FIXTURES / "rapl")) is None
+
+
+def test_host_load_between_two_readings():
+    before = br.read_cpu_stat(str(HOST_LOAD / "idle"))
+    after = br.read_cpu_stat(str(HOST_LOAD / "stolen"))
+    # 1 s later each CPU was busy 30 ticks (0.3 s) and lost 10 ticks (10%) to steal;
+    # the runner itself used 0.2 s of CPU, so others used 0.6 - 0.2 = 0.4 CPUs.
+    load = br.host_load(before, after, [0, 1], own_cpu_s=0.2, wall_s=1.0, ticks_per_s=100)
+    assert load["cpus"] == [0, 1] and load["online_cpus"] == 2
+    assert load["other_cpu"] == pytest.approx(0.4)
+    assert load["steal_fraction"] == pytest.approx(0.10)
+    assert load["procs_running"] == [1, 1] and load["others_runnable_per_cpu"] == 0.0
+    # Only the CPUs the runner may use count for steal and busy time.
+    one = br.host_load(before, after, [1, 7], own_cpu_s=0.0, wall_s=1.0, ticks_per_s=100)
+    assert one["cpus"] == [1] and one["other_cpu"] == pytest.approx(0.3)
+    # Runnable tasks: the smaller count of the two ends, less the runner, per CPU.
+    crowded = br.read_cpu_stat(str(HOST_LOAD / "crowded"))
+    load = br.host_load(crowded, crowded, [0, 1], own_cpu_s=0.0, wall_s=1.0)
+    assert load["others_runnable_per_cpu"] == 4.0
+    spike = br.host_load(before, crowded, [0, 1], own_cpu_s=0.0, wall_s=1.0)
+    assert spike["others_runnable_per_cpu"] == 0.0  # one crowded end is not a crowd
+    assert br.host_load(None, after, [0], 0.0, 1.0) is None

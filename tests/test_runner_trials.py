@@ -99,6 +99,24 @@ def test_combined_result_builds_the_ci_over_trials():
     assert [t["p50"] for t in fields["trial_results"]] == [1.0, 1.2, 1.0]
 
 
+def test_reasons_with_numbers_are_kept_once_per_reason():
+    loaded = "host_loaded: 4.0 other runnable tasks per CPU"
+    results = [
+        fake_result([1.0], validity=[loaded]),
+        fake_result([1.0], validity=["host_loaded: 2.5 other runnable tasks per CPU"]),
+        fake_result([1.0], validity=["speed_cap_not_enforced", "throttled"]),
+    ]
+    fields, _ = combine_trials(results, MeasureSettings())
+    # The known order, one entry each; the first trial's numbers and how many trials.
+    assert fields["validity"] == [
+        "throttled",
+        "speed_cap_not_enforced",
+        f"{loaded} (2 of 3 trials)",
+    ]
+    every = [fake_result([1.0], validity=[loaded])] * 2
+    assert combine_trials(every, MeasureSettings())[0]["validity"] == [loaded]
+
+
 def test_one_trial_is_marked_within_trial():
     fields, _ = combine_trials([fake_result([1.0] * 10)], MeasureSettings(trials=1))
     assert fields["ci_basis"] == "within_trial" and fields["validity"] == "ok"

@@ -20,11 +20,15 @@ class DeviceRun:
     outputs: np.ndarray | None
 
 
+# Keys of a job that are for the device, not the runner (see harness.runner.job.make_job).
+HOST_ONLY_KEYS = ("precision",)
+
+
 def job_for(job: dict[str, Any], artifact: Path | str, eval_inputs: Path | None) -> dict[str, Any]:
     """The job with this run's artifact and evaluation inputs filled in, as every device
-    hands it to the runner (paths as the runner will see them)."""
+    hands it to the runner (paths as the runner will see them; no host-only keys)."""
     return {
-        **job,
+        **{k: v for k, v in job.items() if k not in HOST_ONLY_KEYS},
         "artifact": str(artifact),
         "eval_inputs": str(eval_inputs) if eval_inputs else None,
     }

@@ -175,15 +175,21 @@ def own_cgroup(controller: str | None, proc_cgroup: Path = Path("/proc/self/cgro
 def quota_us(cpu_fraction: float, period_us: int | None) -> tuple[int, int]:
     """(quota, period) in µs for a fraction of CPUs.
 
-    The default period gives a 2 ms quota (4 ms period at 50%, 8 ms at 25%). Shorter
-    than an inference, so the throttling falls inside each one and the p50 shows the
-    cap (with a 100 ms period a 10 ms model mostly runs at full speed: its p50 is not
-    slowed at all, only its mean). Not shorter, because the kernel checks the quota at
-    scheduler ticks (4 ms at HZ=250) and a 1 ms quota overshoots: measured here, 50%
-    gave 2.75-2.9x with a 1 ms quota and 2.0-2.4x with 2 ms (docs/emulation-speed-cap.md).
+    The default period gives a 2 ms quota (4 ms period at 50%, 8 ms at 25%): short, so
+    the emulated device's sampling blocks of 10 periods (which hold the throttling of
+    inferences shorter than a period, see bench_runner.run_blocks) stay short. Not
+    shorter, because the kernel checks the quota at scheduler ticks (4 ms at HZ=250) and
+    a 1 ms quota overshoots: measured here, 50% gave 2.75-2.9x with a 1 ms quota and
+    2.0-2.4x with 2 ms (docs/emulation-speed-cap.md).
+
+    The kernel refuses a quota under 1 ms: a given period too short for the fraction is
+    lengthened to hold a 1 ms quota (raising the quota instead would grant more than
+    the fraction: 1 ms per 2 ms is 50%, not the 10% asked).
     """
     if period_us is None:
         period_us = min(max(2000, math.ceil(2000 / cpu_fraction)), 1_000_000)
+    elif period_us * cpu_fraction < 1000:
+        period_us = min(math.ceil(1000 / cpu_fraction), 1_000_000)
     return max(1000, round(period_us * cpu_fraction)), period_us
 
 
@@ -438,6 +444,10 @@ def sandbox(name: str, caps: Caps, cgroup_root: Path | str = "/sys/fs/cgroup") -
         "method": None,
         "cores": None,
         "speed": None,
+        # None: no speed cap asked for; "not_needed": the board is not slower than the
+        # cores it gets here; "enforced" (a CFS quota) or "not_enforced" (no writable
+        # cpu controller: the run is at full speed).
+        "speed_cap": None,
         "memory": None,
         "not_enforced": [],
         "warnings": [],
@@ -454,6 +464,7 @@ def sandbox(name: str, caps: Caps, cgroup_root: Path | str = "/sys/fs/cgroup") -
     fraction = caps.cpu_fraction
     usable = len(cpus) if cpus is not None else len(allowed)
     if fraction is not None and fraction >= usable:
+        record["speed_cap"] = "not_needed"
         record["not_enforced"].append(
             f"speed: the board is not slower than this machine ({fraction:g} CPUs of time "
             f"on {usable} cores is no cap)"
@@ -485,6 +496,8 @@ def sandbox(name: str, caps: Caps, cgroup_root: Path | str = "/sys/fs/cgroup") -
     if cpus is not None and "cpuset" not in done:
         spec["cpus"] = cpus
         record["cores"] = f"sched_setaffinity {format_cpulist(cpus)}"
+    if caps.cpu_fraction is not None:
+        record["speed_cap"] = "enforced" if "cpu" in done else "not_enforced"
     if caps.cpu_fraction is not None and "cpu" not in done:
         record["not_enforced"].append(
             "speed: needs a writable cgroup cpu controller (CFS quota); there is no "

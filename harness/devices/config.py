@@ -20,6 +20,7 @@ caps that make this machine behave like it (emulation). Three kinds:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -81,20 +82,58 @@ class Connection(StrictModel):
         return self
 
 
+class PrecisionSpeed(StrictModel):
+    """The board's single-core speed for one precision, relative to this machine's speed
+    for the same precision, and where the figure comes from."""
+
+    speed_factor: float = Field(gt=0)
+    source: str = Field(min_length=1, description="where the figure comes from")
+
+
+@dataclass(frozen=True)
+class SpeedChoice:
+    """The speed factor a run uses and why (recorded in the result's emulation caps)."""
+
+    factor: float | None
+    precision: str | None  # the variant's precision, None when not known
+    basis: str  # which of the profile's factors, e.g. "int8 factor"
+    source: str
+
+
 class EmulationCaps(StrictModel):
     """The caps that hold this machine to a board. A cap left out is not applied."""
 
     cores: int | None = Field(None, ge=1)
-    # The board's single-core speed relative to this machine (0.25: four times slower).
+    # The board's single-core fp32 speed relative to this machine (0.25: four times
+    # slower); also used for a precision with no factor of its own in ``precision``.
     speed_factor: float | None = Field(None, gt=0)
+    speed_source: str = ""
+    # Per-precision factors: int8 and fp16 speed up by different amounts on different
+    # CPUs (x86 VNNI and ARM dot-product int8 gain ~2-4x over fp32, an ARMv8.0 core
+    # without dot product much less), so one factor for every precision is wrong.
+    precision: dict[Literal["int8", "fp16"], PrecisionSpeed] = {}
     memory_mb: int | None = Field(None, ge=16)
-    # CFS bandwidth period in µs. None: a 2 ms quota (4 ms period at 50%, 8 ms at 25%),
-    # short enough that throttling falls inside every inference so the p50 shows the
-    # cap; a 100 ms period leaves the p50 of a 10 ms model untouched (only its mean
-    # moves). See cgroups.quota_us and benchmarks/emulation_speed_cap.py.
+    # CFS bandwidth period in µs. None: a 2 ms quota (4 ms period at 50%, 8 ms at 25%).
+    # Samples under the cap are means over blocks of 10 periods (bench_runner.run_blocks),
+    # so the p50 shows the cap at any period; a short one keeps the blocks short. See
+    # cgroups.quota_us and benchmarks/emulation_speed_cap.py.
     period_us: int | None = Field(None, ge=1000, le=1_000_000)
     # Where cgroups are mounted (tests point it at a tmp dir to force the fallback).
     cgroup_root: str = "/sys/fs/cgroup"
+
+    def speed_for(self, precision: str | None) -> SpeedChoice:
+        """The factor for a variant of ``precision`` ("fp32", "int8", "fp16", or None
+        when not known): its own factor when the profile has one, else the fp32 one."""
+        own = self.precision.get(precision) if precision in ("int8", "fp16") else None
+        if own is not None:
+            return SpeedChoice(own.speed_factor, precision, f"{precision} factor", own.source)
+        if precision is None:
+            basis = "fp32 factor (the variant's precision is not known)"
+        elif precision == "fp32":
+            basis = "fp32 factor"
+        else:
+            basis = f"fp32 factor (the profile has no {precision} factor)"
+        return SpeedChoice(self.speed_factor, precision, basis, self.speed_source)
 
 
 class QemuSettings(StrictModel):

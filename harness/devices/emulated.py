@@ -5,6 +5,13 @@ The runner is the same file, run by the same interpreter as on the local device
 puts it into the run's cgroups (see :mod:`harness.devices.cgroups`), so emulated and
 local numbers differ by the caps alone. What was enforced, and how, is recorded in the
 result under ``emulation`` (and in ``env.emulation``, which the combined cell keeps).
+
+Under a speed cap the runner samples in blocks of whole quota periods (a CFS quota
+throttles per period, so an inference shorter than the period would otherwise run at
+full speed: bench_runner.run_blocks), and the record says how the estimate was made
+(``estimate``). Where the cap cannot bind, the result's validity says why: the cap was
+not enforced (``speed_cap_not_enforced``) or the host was too loaded (``host_loaded:
+...``, with the numbers).
 """
 
 from __future__ import annotations
@@ -31,6 +38,98 @@ _ALLOC_FAILURE = re.compile(
 )
 
 
+# A sample under a speed cap is the mean of the inferences in a block of this many
+# quota periods (bench_runner.run_blocks): a block starts and ends at an arbitrary phase
+# of the period, so it holds N or N+1 throttles; at 10 that is within about 10% per
+# block, and the median over blocks is closer still.
+BLOCK_PERIODS = 10
+# A cap binds only when the runner could get its quota: with more runnable tasks than
+# that, it waits its turn beyond the quota and the estimate is the host's load, not the
+# board. The runner's fair share of a core, 1 / (1 + other runnable tasks per CPU), must
+# be at least this multiple of its quota per core; a share between 1x and 2x the quota
+# delivers the quota only when the scheduler's slices fall right within each period.
+FAIR_SHARE_MARGIN = 2.0
+# Time the hypervisor takes from the vCPUs (steal) above this share makes the run that
+# much slower than the quota alone.
+MAX_STEAL = 0.05
+
+
+def host_loaded(load: dict[str, Any], quota_per_core: float) -> str | None:
+    """Why the host was too loaded for a quota of ``quota_per_core`` (a fraction of one
+    core per busy thread) to bind, with the numbers; None when it was not.
+
+    ``load`` is the runner's ``host_load`` (bench_runner.host_load): runnable tasks
+    besides the runner per online CPU (the smaller of the counts at the loop's two ends)
+    and the share of the runner's CPUs' time stolen by the hypervisor.
+    """
+    others = load.get("others_runnable_per_cpu")
+    steal = load.get("steal_fraction")
+    problems = []
+    if others is not None:
+        share = 1.0 / (1.0 + others)
+        if share < FAIR_SHARE_MARGIN * quota_per_core:
+            problems.append(
+                f"{others:.1f} other runnable tasks per CPU (procs_running "
+                f"{load.get('procs_running')} on {load.get('online_cpus')} CPUs): a fair share "
+                f"of {share:.2f} of a core, under {FAIR_SHARE_MARGIN:g}x the quota's "
+                f"{quota_per_core:.2f}"
+            )
+    if steal is not None and steal >= MAX_STEAL:
+        problems.append(f"steal {steal:.1%} of the runner's CPUs' time (limit {MAX_STEAL:.0%})")
+    return "; ".join(problems) or None
+
+
+def _job_precision(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's host-only ``precision`` (harness.runner.job.make_job), or an empty one."""
+    given = job.get("precision")
+    return dict(given) if isinstance(given, dict) else {"name": None, "from": "not given"}
+
+
+def _estimate(
+    result: dict[str, Any], record: dict[str, Any], caps: cgroups.Caps, block_s: float | None
+) -> dict[str, Any]:
+    """How the cell's latency estimates the board's, and which quantiles mean what."""
+    sampling = result.get("sampling") or {}
+    if block_s is not None and sampling.get("estimate") == "block_mean":
+        per_block = sampling.get("inferences_per_block") or {}
+        median = per_block.get("median") or 0
+        if median > 1:
+            quantiles = (
+                "p50 and mean estimate one inference under the cap; p90, p99 and the CIs "
+                "are of block means (their spread between blocks), not of single inferences"
+            )
+        else:
+            quantiles = (
+                "inferences are as long as a block or longer, so each sample is one "
+                "inference (throttles included): every quantile is per inference"
+            )
+        return {
+            "method": "block_mean",
+            "how": (
+                f"each sample is the mean time of the back-to-back inferences in a block of "
+                f"{BLOCK_PERIODS} quota periods ({block_s * 1e3:g} ms, blocks contiguous, so "
+                "every throttle falls inside a timed block)"
+            ),
+            "block_ms": block_s * 1e3,
+            "blocks": sampling.get("blocks"),
+            "inferences_per_block": per_block,
+            "quantiles": quantiles,
+        }
+    cap = record.get("speed_cap")
+    if cap == "not_needed":
+        how = "per inference: the board is not slower than the cores it gets here, no quota"
+    elif cap == "not_enforced":
+        how = (
+            "per inference at this machine's full speed: the speed cap could not be "
+            "enforced (see not_enforced), so this is not the board's latency"
+        )
+    elif caps.cpu_fraction is None:
+        how = "per inference: the profile asks for no speed cap (no speed_factor)"
+    else:  # pragma: no cover - an enforced cap always gets blocks
+        how = "per inference"
+    return {"method": "per_inference", "how": how, "quantiles": "every quantile per inference"}
+
+
 class EmulatedDevice(Device):
     """Runs the runner here, held to the profile's ``[emulation]`` caps.
 
@@ -44,10 +143,12 @@ class EmulatedDevice(Device):
         self.caps_config = profile.emulation or EmulationCaps()
         self.cgroup_root = Path(cgroup_root or self.caps_config.cgroup_root)
 
-    def caps(self, threads: int) -> cgroups.Caps:
-        """The caps for a run with ``threads`` compute threads.
+    def caps(self, threads: int, precision: str | None = None) -> cgroups.Caps:
+        """The caps for a run with ``threads`` compute threads of a variant of
+        ``precision`` (its own speed factor when the profile has one, see
+        :meth:`EmulationCaps.speed_for`).
 
-        ``speed_factor`` is the board's *single-core* speed, and a CFS quota is shared
+        The speed factor is the board's *single-core* speed, and a CFS quota is shared
         by the whole group: the quota is speed x the cores the run can keep busy
         (``min(cores, threads)``), so a 1-thread run on a 4-core board gets a quarter
         of one core at speed 0.25, not a whole core.
@@ -57,15 +158,20 @@ class EmulatedDevice(Device):
         cores = conf.cores or hw.cores
         memory = conf.memory_mb or hw.ram_mb
         fraction = None
-        if conf.speed_factor is not None:
-            # Cores beyond this machine's are capped away (with a warning, see
-            # cgroups.sandbox), so they cannot be kept busy here either.
-            here = len(os.sched_getaffinity(0))
-            busy = min(cores or here, here, max(threads, 1))
-            fraction = conf.speed_factor * busy
+        speed = conf.speed_for(precision).factor
+        if speed is not None:
+            busy = self._busy_cores(cores, threads)
+            fraction = speed * busy
         return cgroups.Caps(
             cores=cores, cpu_fraction=fraction, period_us=conf.period_us, memory_mb=memory
         )
+
+    @staticmethod
+    def _busy_cores(cores: int | None, threads: int) -> int:
+        # Cores beyond this machine's are capped away (with a warning, see
+        # cgroups.sandbox), so they cannot be kept busy here either.
+        here = len(os.sched_getaffinity(0))
+        return min(cores or here, here, max(threads, 1))
 
     def abort(self) -> None:
         self.processes.kill_all()
@@ -77,22 +183,34 @@ class EmulatedDevice(Device):
         eval_inputs: Path | None,
         timeout_s: float,
     ) -> DeviceRun:
+        precision = _job_precision(job)
+        choice = self.caps_config.speed_for(precision.get("name"))
         job = job_for(job, artifact, eval_inputs)
         threads = int(job.get("threads") or 1)
-        caps = self.caps(threads)
+        caps = self.caps(threads, precision.get("name"))
         origin = f"device {self.name}"
+        block_s = None
         with cgroups.sandbox(self.name, caps, self.cgroup_root) as box:
             record = box.record
             record["caps"] = {
                 "cores": caps.cores,
-                "speed_factor": self.caps_config.speed_factor,
+                "speed_factor": choice.factor,
                 "memory_mb": caps.memory_mb,
                 "threads": threads,
+                "precision": precision.get("name"),
+                "precision_from": precision.get("from"),
+                "speed_factor_basis": choice.basis,
+                "speed_source": choice.source or None,
             }
             if caps.cores is not None and threads > caps.cores:
                 record["warnings"].append(
                     f"threads ({threads}) > emulated cores ({caps.cores}): oversubscribed"
                 )
+            if record["speed_cap"] == "enforced" and caps.cpu_fraction is not None:
+                # Time whole quota periods: see bench_runner.run_blocks.
+                _, period = cgroups.quota_us(caps.cpu_fraction, caps.period_us)
+                block_s = BLOCK_PERIODS * period / 1e6
+                job["measure"] = {**(job.get("measure") or {}), "block_seconds": block_s}
             try:
                 run = run_runner_process(box.prefix, job, timeout_s, origin, self.processes)
             except RunnerError as exc:
@@ -103,10 +221,35 @@ class EmulatedDevice(Device):
             stats = box.stats()
         record["cgroup"] = stats
         result = run.result
-        self._check_period(result, caps, record)
-        self._board_power(result, record)
+        record["estimate"] = _estimate(result, record, caps, block_s)
+        reasons = self._validity_reasons(result, record, caps, threads)
+        if reasons:
+            verdict = result.get("validity")
+            result["validity"] = [*(verdict if isinstance(verdict, list) else []), *reasons]
+        self._board_power(result, record, choice.factor)
         result["emulation"] = record
         return DeviceRun(result=result, outputs=run.outputs)
+
+    def _validity_reasons(
+        self, result: dict[str, Any], record: dict[str, Any], caps: cgroups.Caps, threads: int
+    ) -> list[str]:
+        """Why this run is not an estimate of the board: the speed cap was asked for
+        but could not be enforced, or the host was too loaded for it to bind."""
+        if record.get("speed_cap") == "not_enforced":
+            return ["speed_cap_not_enforced"]
+        if record.get("speed_cap") != "enforced" or caps.cpu_fraction is None:
+            return []
+        load = result.get("host_load")
+        record["host_load"] = load
+        if not isinstance(load, dict):
+            record["warnings"].append(
+                "host load not measured (no readable proc/stat under the job's sysfs_root): "
+                "a starved run would look like a slow board"
+            )
+            return []
+        busy = self._busy_cores(caps.cores, threads)
+        loaded = host_loaded(load, min(caps.cpu_fraction / busy, 1.0))
+        return [f"host_loaded: {loaded}"] if loaded else []
 
     def _raise_if_memory(
         self, box: cgroups.Sandbox, stats: dict[str, Any], exc: RunnerError
@@ -133,25 +276,9 @@ class EmulatedDevice(Device):
                 stderr=exc.stderr,
             ) from None
 
-    @staticmethod
-    def _check_period(result: dict[str, Any], caps: cgroups.Caps, record: dict[str, Any]) -> None:
-        """Warn when inferences are shorter than the quota period: throttling then falls
-        between samples and the p50 understates the cap (the mean does not)."""
-        if caps.cpu_fraction is None or record.get("speed") is None:
-            return
-        _, period = cgroups.quota_us(caps.cpu_fraction, caps.period_us)
-        p50 = (result.get("within_trial") or {}).get("p50")
-        samples = result.get("samples_ms") or []
-        if p50 is not None and samples and p50 < 2 * period / 1000:
-            mean = sum(samples) / len(samples)
-            record["warnings"].append(
-                f"speed: p50 {p50:.3g} ms is shorter than two quota periods ({period} us): "
-                f"whole inferences fit between throttles, so the cap shows in the mean "
-                f"({mean:.3g} ms) more than in the p50; a lower emulation.period_us helps "
-                "down to about 2 ms (the kernel enforces quotas at scheduler ticks)"
-            )
-
-    def _board_power(self, result: dict[str, Any], record: dict[str, Any]) -> None:
+    def _board_power(
+        self, result: dict[str, Any], record: dict[str, Any], speed_factor: float | None
+    ) -> None:
         """Power from the board's model, not this machine's sensors.
 
         A RAPL reading here is the host's package power, not the board's. The runner's
@@ -172,7 +299,7 @@ class EmulatedDevice(Device):
         util = power.get("cpu_util")
         if util is None:
             return
-        speed = self.caps_config.speed_factor if record.get("speed") else None
+        speed = speed_factor if record.get("speed") else None
         board_util = min(util / speed, 1.0) if speed else util
         host = None
         if str(power.get("source", "")).startswith("measured"):

@@ -41,6 +41,10 @@ VALIDITY_MEANING = {
     "unstable": "the trials' medians (or one trial's samples) spread more than measure.max_cv",
     "too_few_samples": "the loop hit max_seconds before min_count samples",
     "cooldown_timeout": "the CPU did not cool below cooldown_c before the loop",
+    "speed_cap_not_enforced": "an emulated run at this machine's full speed: no writable "
+    "cgroup cpu controller for the board's speed cap",
+    "host_loaded": "other tasks (or the hypervisor's steal) left an emulated run less CPU "
+    "than its quota needs: it measured the host's load, not the board",
 }
 
 _CSS = """
@@ -262,9 +266,11 @@ def _problems(cells: list[CellRecord]) -> str:
             kind = c.result.get("failure_kind") or (c.reason or "").split(":")[0]
             reason = c.reason or "(no reason recorded)"
         else:
-            kind = "invalid: " + ", ".join(validity_reasons(c))
+            reasons = validity_reasons(c)
+            kind = "invalid: " + ", ".join(r.split(":", 1)[0] for r in reasons)
             reason = "; ".join(
-                f"{r}: {VALIDITY_MEANING.get(r, 'see the cell JSON')}" for r in validity_reasons(c)
+                f"{r}: {VALIDITY_MEANING.get(r.split(':', 1)[0], 'see the cell JSON')}"
+                for r in reasons
             )
         rows.append(
             f'<tr class="verdict-{verdict(c)}" data-problem-cell="{_e(cell_id(c))}">'
@@ -311,17 +317,20 @@ def _emulation(cells: list[CellRecord]) -> str:
     for device, r in seen.items():
         missing = "; ".join(r.get("not_enforced") or []) or "-"
         warnings = "; ".join(r.get("warnings") or []) or "-"
+        estimate = (r.get("estimate") or {}).get("how") or "-"
         rows.append(
             f'<tr data-emulated-device="{_e(device)}"><td>{_e(device)}</td>'
             f"<td>{_e(r.get('method'))}</td><td>{_e(r.get('cores'))}</td>"
             f"<td>{_e(r.get('speed'))}</td><td>{_e(r.get('memory'))}</td>"
+            f'<td class="text">{_e(estimate)}</td>'
             f'<td class="text">{_e(missing)}</td><td class="text">{_e(warnings)}</td></tr>'
         )
     return (
         '<h2 id="emulation">Emulated devices</h2><p class="note">Emulated results are '
-        "estimates: this machine held to a board's caps. What was enforced:</p>"
+        "estimates: this machine held to a board's caps. What was enforced (from each "
+        "device's first cell; each cell's speed factor, per precision, is in its JSON):</p>"
         "<table><thead><tr><th>device</th><th>method</th><th>cores</th><th>speed</th>"
-        "<th>memory</th><th>not enforced</th><th>warnings</th></tr></thead>"
+        "<th>memory</th><th>estimate</th><th>not enforced</th><th>warnings</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -147,8 +147,17 @@ def slowdown_note(cell: CellRecord, speedup: float | None) -> str:
     return f"{1 / speedup:.1f}x slower than baseline: {cause}"
 
 
+def _emulated_note(cell: CellRecord) -> str:
+    """An emulated cell's note: the speed factor it ran at and for which precision."""
+    caps = (cell.result.get("emulation") or {}).get("caps") or {}
+    factor, precision = caps.get("speed_factor"), caps.get("precision")
+    if factor is None or "precision" not in caps:  # no speed cap, or an older record
+        return "emulated"
+    return f"emulated x{factor:g} ({precision or 'fp32, precision unknown'})"
+
+
 def _note(cell: CellRecord, base: CellRecord | None, speedup: float | None = None) -> str:
-    parts = ["emulated"] if cell.emulated else []
+    parts = [_emulated_note(cell)] if cell.emulated else []
     slow = slowdown_note(cell, speedup)
     if slow:
         parts.append(slow)
@@ -172,9 +181,10 @@ def _first_seen(values: list[str]) -> dict[str, int]:
 
 def _validity_text(cell: CellRecord, reasons: list[str]) -> str:
     """The reasons not to trust a cell, "ok", or "-" for a cell from before validity was
-    recorded (not checked, so not called ok)."""
+    recorded (not checked, so not called ok). A reason's numbers (``host_loaded: 1.5
+    other runnable tasks ...``) stay in the JSON and HTML: the table names the reason."""
     if reasons:
-        return ", ".join(reasons)
+        return ", ".join(r.split(":", 1)[0] for r in reasons)
     return "-" if cell.result.get("validity") is None else "ok"
 
 

@@ -23,9 +23,12 @@ What one run measures, in this order (so nothing disturbs the timed loop):
 3. optional cool-down gate (wait, sleeping, until the hottest thermal zone is cool);
 4. idle power (about half a second, only when a real power sensor exists);
 5. warm-up by count and time;
-6. thermal snapshot, then the timed loop (count and time, or adaptive CI), with the power
-   source read at its start, at a low rate while it runs and at its end; then the thermal
-   snapshot after it and the RSS peak;
+6. thermal snapshot, then the timed loop (count and time, or adaptive CI; one sample per
+   inference, or per block of inferences when the job asks for ``measure.block_seconds``,
+   as an emulated device under a CPU quota does), with the power source read at its
+   start, at a low rate while it runs and at its end, and ``proc/stat`` at both ends
+   (what else the host ran: ``host_load``); then the thermal snapshot after it and the
+   RSS peak;
 7. accuracy outputs (when asked) and a per-op profile in a separate pass (when asked).
 
 Raw latency samples are returned; the runner also reports its own within-run median CI
@@ -68,6 +71,9 @@ _DEFAULTS = {
         "adaptive_ci": None,
         "check_every": 20,
         "max_cv": 0.20,
+        # Block sampling (emulated devices under a CPU quota): each sample is the mean of
+        # the inferences in a window of at least this many seconds; null: per inference.
+        "block_seconds": None,
     },
     "cooldown": {"max_c": None, "timeout_s": 60.0, "poll_s": 1.0},
     "power": {"model": None, "idle_seconds": 0.5, "interval_s": 0.1},
@@ -264,6 +270,9 @@ def validate_job(job, where="job"):
         )
     _check_number(where, "measure.check_every", meas["check_every"], integer=True, minimum=1)
     _check_number(where, "measure.max_cv", meas["max_cv"], above=0)
+    _check_number(
+        where, "measure.block_seconds", meas["block_seconds"], above=0, below=60, allow_none=True
+    )
     cool = merged["cooldown"]
     _check_number(where, "cooldown.max_c", cool["max_c"], above=0, below=200, allow_none=True)
     _check_number(where, "cooldown.timeout_s", cool["timeout_s"], minimum=0)
@@ -448,6 +457,69 @@ def run_loop(
             next_check = n + max(check_every, n // 20)
         if max_seconds is not None and elapsed >= max_seconds:
             return samples, "max_seconds"
+
+
+# Block sampling takes at least this many blocks: enough for a 95% CI of their median
+# (ranks 2 and 9 of 10) and for the phase of the quota period to average out.
+MIN_BLOCKS = 10
+
+
+def run_blocks(
+    run,
+    block_seconds,
+    min_count,
+    min_seconds,
+    max_seconds=None,
+    clock=time.perf_counter,
+    adaptive_ci=None,
+    min_blocks=MIN_BLOCKS,
+):
+    """Call ``run`` back to back in blocks of at least ``block_seconds`` of wall time;
+    return (each block's mean duration in s, inferences per block, stop reason).
+
+    Why: a CFS quota throttles per period, so an inference shorter than the period
+    mostly runs at full speed and the throttle falls between the spans ``run_loop``
+    times: its p50 is this machine's, not the board's. Here the clock is read once per
+    inference and each block starts where the last one ended, so no throttle falls
+    outside a timed span, and a block of several periods holds its share of them. An
+    inference longer than the block makes a block of one, timed as ``run_loop`` would
+    (but contiguously).
+
+    Stopping rules as in ``run_loop``, with ``min_count`` counting inferences and at
+    least ``min_blocks`` blocks; the adaptive rule looks at the blocks' means (checked
+    after every block once the floors hold, then every 5% of the blocks). The
+    bookkeeping between blocks (a few appends, the sort of the adaptive check) falls
+    inside the next block: it is microseconds against a block of milliseconds.
+    """
+    means = []
+    counts = []
+    start = block_start = clock()
+    total = 0
+    next_check = 0
+    while True:
+        n = 0
+        while True:
+            run()
+            n += 1
+            now = clock()
+            if now - block_start >= block_seconds:
+                break
+        means.append((now - block_start) / n)
+        counts.append(n)
+        block_start = now
+        total += n
+        elapsed = now - start
+        blocks = len(means)
+        floors = total >= min_count and blocks >= min_blocks
+        if adaptive_ci is None:
+            if floors and elapsed >= min_seconds:
+                return means, counts, "count_and_time"
+        elif floors and blocks >= next_check:
+            if ci_is_narrow(sorted(means), adaptive_ci):
+                return means, counts, "adaptive_ci"
+            next_check = blocks + max(1, blocks // 20)
+        if max_seconds is not None and elapsed >= max_seconds:
+            return means, counts, "max_seconds"
 
 
 def _proc_status_kb(field):
@@ -1445,6 +1517,98 @@ def environment(root="/"):
     }
 
 
+# --- host load ----------------------------------------------------------------------
+
+
+def read_cpu_stat(root="/"):
+    """``proc/stat`` under ``root``: per CPU (busy, idle, steal) in clock ticks, and
+    ``procs_running`` (tasks runnable now, this one included); None when unreadable.
+
+    Busy is user + nice + system + irq + softirq (guest time is inside user); idle
+    includes iowait; steal is time the hypervisor gave this vCPU's slot to others.
+    """
+    text = _read_text(_under(root, "proc/stat"))
+    if text is None:
+        return None
+    cpus = {}
+    running = None
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        name = parts[0]
+        try:
+            if name.startswith("cpu") and name[3:].isdigit():
+                values = [int(v) for v in parts[1:9]]
+                values += [0] * (8 - len(values))
+                idle = values[3] + values[4]
+                busy = values[0] + values[1] + values[2] + values[5] + values[6]
+                cpus[int(name[3:])] = (busy, idle, values[7])
+            elif name == "procs_running" and len(parts) > 1:
+                running = int(parts[1])
+        except ValueError:
+            continue
+    return {"cpus": cpus, "procs_running": running}
+
+
+def read_loadavg(root="/"):
+    """The 1, 5 and 15 minute load averages from ``proc/loadavg``, or None."""
+    text = _read_text(_under(root, "proc/loadavg"))
+    try:
+        return [float(v) for v in text.split()[:3]] if text else None
+    except ValueError:
+        return None
+
+
+def _ticks_per_second():
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, ValueError, OSError):
+        return 100.0
+
+
+def host_load(before, after, allowed_cpus, own_cpu_s, wall_s, ticks_per_s=None):
+    """What else the machine ran while the loop ran (readings of ``read_cpu_stat``).
+
+    ``others_runnable_per_cpu``: tasks runnable besides this one, per online CPU, the
+    smaller of the counts at the loop's start and end (so one burst of runnable tasks
+    at one end does not count); ``other_cpu``: CPUs' worth of busy time on the CPUs this
+    process may use, less its own; ``steal_fraction``: the share of those CPUs' time the
+    hypervisor took. Judging whether that is too much is the host's job (it knows the
+    CPU quota); the runner only measures. None when ``proc/stat`` was not readable.
+    """
+    if before is None or after is None:
+        return None
+    ticks = float(ticks_per_s or _ticks_per_second())
+    online = len(after["cpus"])
+    mine = [c for c in sorted(allowed_cpus) if c in before["cpus"] and c in after["cpus"]]
+    running = [r for r in (before["procs_running"], after["procs_running"]) if r is not None]
+    out = {
+        "cpus": mine,
+        "online_cpus": online,
+        "procs_running": [before["procs_running"], after["procs_running"]],
+        "others_runnable_per_cpu": None,
+        "other_cpu": None,
+        "steal_fraction": None,
+        "wall_s": wall_s,
+    }
+    if running and online:
+        out["others_runnable_per_cpu"] = max(min(running) - 1, 0) / float(online)
+    if mine and wall_s > 0:
+        busy = sum(after["cpus"][c][0] - before["cpus"][c][0] for c in mine) / ticks
+        steal = sum(after["cpus"][c][2] - before["cpus"][c][2] for c in mine) / ticks
+        out["other_cpu"] = max(busy - own_cpu_s, 0.0) / wall_s
+        out["steal_fraction"] = max(steal, 0.0) / (wall_s * len(mine))
+    return out
+
+
+def _allowed_cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 # --- main -------------------------------------------------------------------------
 
 
@@ -1643,16 +1807,33 @@ def run_job(job):
     meter = PowerMeter(source, float(power_cfg["interval_s"])) if source is not None else None
     if meter is not None:
         meter.start()
+    stat0 = read_cpu_stat(root)
     cpu0, wall0 = cpu_seconds(), time.perf_counter()
-    samples, stop_reason = run_loop(
-        run_once,
-        int(meas["min_count"]),
-        float(meas["min_seconds"]),
-        meas["max_seconds"],
-        adaptive_ci=meas["adaptive_ci"],
-        check_every=int(meas["check_every"]),
-    )
+    block_counts = None
+    if meas["block_seconds"] is not None:
+        samples, block_counts, stop_reason = run_blocks(
+            run_once,
+            float(meas["block_seconds"]),
+            int(meas["min_count"]),
+            float(meas["min_seconds"]),
+            meas["max_seconds"],
+            adaptive_ci=meas["adaptive_ci"],
+        )
+    else:
+        samples, stop_reason = run_loop(
+            run_once,
+            int(meas["min_count"]),
+            float(meas["min_seconds"]),
+            meas["max_seconds"],
+            adaptive_ci=meas["adaptive_ci"],
+            check_every=int(meas["check_every"]),
+        )
     cpu1, wall1 = cpu_seconds(), time.perf_counter()
+    result["host_load"] = host_load(
+        stat0, read_cpu_stat(root), _allowed_cpus(), cpu1 - cpu0, wall1 - wall0
+    )
+    if result["host_load"] is not None:
+        result["host_load"]["loadavg"] = read_loadavg(root)
     meter_w, readings = meter.stop() if meter is not None else (None, 0)
     after = thermal_snapshot(root, vcgencmd)
     memory["peak"] = peak_rss_mb()
@@ -1664,6 +1845,20 @@ def run_job(job):
     result["min_count"] = int(meas["min_count"])
     result["stop_reason"] = stop_reason
     result["loop_seconds"] = wall1 - wall0
+    if block_counts is not None:
+        ordered_counts = sorted(block_counts)
+        result["sampling"] = {
+            "estimate": "block_mean",
+            "block_seconds": float(meas["block_seconds"]),
+            "blocks": len(block_counts),
+            "min_blocks": MIN_BLOCKS,
+            "inferences": sum(block_counts),
+            "inferences_per_block": {
+                "min": ordered_counts[0],
+                "median": _quantile(ordered_counts, 0.5),
+                "max": ordered_counts[-1],
+            },
+        }
     ordered = sorted(samples_ms)
     median, lo, hi = median_and_ci(ordered)
     cv, rcv = _cv(samples_ms), robust_cv(ordered)
@@ -1687,7 +1882,10 @@ def run_job(job):
         reasons.append("throttled")
     if rcv > float(meas["max_cv"]):
         reasons.append("unstable")
-    if len(samples) < int(meas["min_count"]):
+    timed = sum(block_counts) if block_counts is not None else len(samples)
+    if timed < int(meas["min_count"]) or (
+        block_counts is not None and len(block_counts) < MIN_BLOCKS
+    ):
         reasons.append("too_few_samples")
     if cooldown is not None and cooldown["timed_out"]:
         reasons.append("cooldown_timeout")

@@ -26,6 +26,7 @@ from harness.devices import abort_all, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, HarnessError, RunnerError
+from harness.export.precision import precision_of
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.results.compare import (
     DEFAULT_ALPHA,
@@ -248,6 +249,7 @@ def _measure_cell(
                 _inputs(artifact, new),
                 settings,
                 power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
+                precision=precision_of(artifact.meta.get("export_notes"), None).to_job(),
             )
         pairs: list[tuple[float, float]] = []
         while not plan.done(pairs):

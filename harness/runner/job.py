@@ -79,6 +79,7 @@ def make_job(
     vcgencmd: str | None = "auto",
     profile: bool | None = None,
     profile_dir: str | None = None,
+    precision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON job for one runner process.
 
@@ -89,6 +90,10 @@ def make_job(
     idle figure. ``sysfs_root`` and ``vcgencmd`` say where sensors are read (tests point
     them at fixture trees; ``"auto"`` finds vcgencmd on PATH when reading the real
     ``/``). ``profile`` overrides ``settings.profile`` (the host profiles one trial).
+    ``precision`` (``{"name": "int8", "from": ...}``, see
+    :func:`harness.export.precision.precision_of`) is for the device, not the runner: an
+    emulated device picks the board's speed factor for it, and
+    :func:`harness.devices.base.job_for` leaves it out of what the runner gets.
     """
     return {
         "schema_version": JOB_SCHEMA_VERSION,
@@ -123,6 +128,7 @@ def make_job(
         "vcgencmd": vcgencmd,
         "eval_inputs": eval_inputs,
         "outputs_out": outputs_out,
+        "precision": dict(precision) if precision else None,
     }
 
 

@@ -22,7 +22,14 @@ from harness.errors import RunnerError
 from harness.results.stats import summarize_trials
 from harness.runner.job import MeasureSettings
 
-VALIDITY_ORDER = ("throttled", "unstable", "too_few_samples", "cooldown_timeout")
+VALIDITY_ORDER = (
+    "throttled",
+    "unstable",
+    "too_few_samples",
+    "cooldown_timeout",
+    "speed_cap_not_enforced",
+    "host_loaded",
+)
 
 
 @dataclass(frozen=True)
@@ -118,18 +125,29 @@ def _power(results: list[dict[str, Any]], p50_ms: float) -> dict[str, Any]:
 
 def _validity(results: list[dict[str, Any]], trial_p50s: list[float], max_cv: float) -> Any:
     """Union of the trials' reasons, plus ``unstable`` when the trials' medians spread
-    more than ``max_cv`` (relative standard deviation) between processes."""
-    reasons: set[str] = set()
+    more than ``max_cv`` (relative standard deviation) between processes.
+
+    A reason may carry its numbers (``host_loaded: 2.5 other runnable tasks ...``): one
+    entry per reason is kept, the first trial's numbers, with how many trials had it."""
+    details: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for r in results:
         verdict = r.get("validity", "ok")
-        if isinstance(verdict, list):
-            reasons.update(verdict)
+        if not isinstance(verdict, list):
+            continue
+        for reason in dict.fromkeys(str(v) for v in verdict):
+            token = reason.split(":", 1)[0].strip()
+            details.setdefault(token, reason)
+            counts[token] = counts.get(token, 0) + 1
     if len(trial_p50s) >= 2:
         mean = sum(trial_p50s) / len(trial_p50s)
         if mean > 0 and statistics.stdev(trial_p50s) / mean > max_cv:
-            reasons.add("unstable")
-    ordered = [r for r in VALIDITY_ORDER if r in reasons]
-    ordered += sorted(reasons - set(VALIDITY_ORDER))
+            details.setdefault("unstable", "unstable")
+    for token, reason in details.items():
+        if reason != token and counts.get(token, 0) < len(results):
+            details[token] = f"{reason} ({counts[token]} of {len(results)} trials)"
+    ordered = [details[r] for r in VALIDITY_ORDER if r in details]
+    ordered += [details[r] for r in sorted(set(details) - set(VALIDITY_ORDER))]
     return ordered or "ok"
 
 

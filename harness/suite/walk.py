@@ -37,8 +37,9 @@ from harness.errors import (
     RunnerError,
     UnsupportedError,
 )
+from harness.export.precision import precision_of
 from harness.machine import git_commit, machine_fingerprint, machine_info
-from harness.pipeline import Pipeline
+from harness.pipeline import Pipeline, quant_mode
 from harness.results.owner import describe_owner, owner_alive, this_process
 from harness.results.scoring import measured_inputs, score_outputs
 from harness.results.store import CellRecord, DoneCell, ResultsStore
@@ -466,6 +467,10 @@ class SuiteWalker:
             data.inputs,
             settings,
             power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
+            # An emulated board's speed factor depends on it (int8 gains differ by CPU).
+            precision=precision_of(
+                artifact.meta.get("export_notes"), quant_mode(cell.variant)
+            ).to_job(),
         )
         run = run_trials(
             self._device(cell.device),
