@@ -425,6 +425,82 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+def _cli(*argv: str) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    said = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or [""])[-1]
+    return proc.returncode, said
+
+
+def local_faults(root: Path) -> list[Outcome]:
+    """Damaged inputs on this machine: the user's errors, named."""
+    out: list[Outcome] = []
+    work = root / "local"
+    work.mkdir()
+    results = work / "results"
+    results.mkdir()
+    (results / "harness.db").write_bytes(os.urandom(64 << 10))
+    started = time.monotonic()
+    code, said = _cli("report", "--results", str(results))
+    out.append(
+        Outcome(
+            "harness.db is random bytes (`harness report`)",
+            f"exit {code}: {said}",
+            time.monotonic() - started,
+            30.0,
+            r"^exit 2: harness: error: .*not a harness results store",
+        )
+    )
+
+    model = work / "model.onnx"
+    matmul_model(model, 32, 2)
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # cut short
+    suite = work / "ready.toml"
+    suite.write_text(
+        'name = "ready"\nruntimes = ["onnxruntime"]\ndevices = ["local"]\n'
+        f'device_dirs = ["{REPO / "devices"}"]\n'
+        '[[models]]\nname = "cut"\nfile = "model.onnx"\n[variants]\nfp32 = []\n'
+    )
+    started = time.monotonic()
+    code, said = _cli("validate", str(suite))
+    out.append(
+        Outcome(
+            "a .onnx cut in half (`harness validate`)",
+            f"exit {code}: {said}",
+            time.monotonic() - started,
+            60.0,
+            r"^exit 2: .*models\[0\]\.file.*not a valid ONNX file",
+        )
+    )
+
+    (work / "typo.py").write_text("def make(:\n    pass\n")
+    factory_suite = work / "typo.toml"
+    factory_suite.write_text(
+        'name = "typo"\nruntimes = ["onnxruntime"]\ndevices = ["local"]\n'
+        f'device_dirs = ["{REPO / "devices"}"]\n'
+        '[[models]]\nname = "typo"\nfactory = "typo:make"\n[variants]\nfp32 = []\n'
+    )
+    started = time.monotonic()
+    code, said = _cli("run", str(factory_suite), "--results", str(work / "typo-results"))
+    with ResultsStore(work / "typo-results" / "harness.db") as store:
+        [cell] = store.cells(store.runs()[-1].id)
+    out.append(
+        Outcome(
+            "a factory module with a SyntaxError (`harness run`)",
+            f"exit {code}: {cell.reason}",
+            time.monotonic() - started,
+            120.0,
+            r"^exit 1: model_error: .*models\[0\]\.factory.*SyntaxError",
+        )
+    )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
@@ -436,7 +512,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="harness-faults-") as tmp:
         lab = Lab(Path(tmp))
         try:
-            outcomes = device_faults(lab) + interrupt_faults(lab)
+            outcomes = device_faults(lab) + interrupt_faults(lab) + local_faults(Path(tmp))
         finally:
             lab.close()
     if args.markdown:

@@ -687,17 +687,22 @@ class SshDevice(Device):
         if remote and self._fetch(session, remote, into / "etdump.etdp"):
             profile["etdump"] = str(into / "etdump.etdp")
 
+    def _remote_size(self, session: _Session, path: str) -> int | None:
+        """A remote file's size, None when it is not there."""
+        quick = 2 * self.target.connect_timeout_s
+        with self._step(f"looking up {posixpath.basename(path)}", quick, session.client):
+            try:
+                return session.sftp.stat(path).st_size or 0
+            except FileNotFoundError:
+                return None
+
     def _read_remote(self, session: _Session, path: str) -> str | None:
         """A text file of the run dir (None when it is not there), within its size's
         transfer time; a result holds every sample, so it can be megabytes."""
-        name = posixpath.basename(path)
-        quick = 2 * self.target.connect_timeout_s
-        with self._step(f"looking up {name}", quick, session.client):
-            try:
-                size = session.sftp.stat(path).st_size or 0
-            except FileNotFoundError:
-                return None
-        what = f"reading {name} ({_megabytes(size)})"
+        size = self._remote_size(session, path)
+        if size is None:
+            return None
+        what = f"reading {posixpath.basename(path)} ({_megabytes(size)})"
         chunks = []
         with self._step(what, self._transfer_seconds(size), session.client, stall=True) as step:
             with session.sftp.open(path, "r") as fh:
@@ -709,14 +714,10 @@ class SshDevice(Device):
 
     def _fetch(self, session: _Session, remote: str, local: Path) -> bool:
         """Copy a file home, if it is there, within its size's transfer time."""
-        name = posixpath.basename(remote)
-        quick = 2 * self.target.connect_timeout_s
-        with self._step(f"looking up {name}", quick, session.client):
-            try:
-                size = session.sftp.stat(remote).st_size or 0
-            except FileNotFoundError:
-                return False
-        what = f"fetching {name} ({_megabytes(size)})"
+        size = self._remote_size(session, remote)
+        if size is None:
+            return False
+        what = f"fetching {posixpath.basename(remote)} ({_megabytes(size)})"
         with self._step(what, self._transfer_seconds(size), session.client, stall=True) as step:
             session.sftp.get(remote, str(local), callback=lambda sent, total: step.touch())
         return True
