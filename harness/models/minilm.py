@@ -42,7 +42,7 @@ SEQUENCE_LENGTH = 32  # tokens per input, [CLS] and [SEP] included
 EMBEDDING_SIZE = 384
 VOCAB_SIZE = 30522  # the model's config.json
 
-# Fixed inputs, checked in: everyday, technical and question sentences from 2 to 45
+# Fixed inputs, checked in: everyday, technical and question sentences from 1 to 34
 # words, a few of them paraphrases of each other (what an embedding model is for) and a
 # few longer than SEQUENCE_LENGTH tokens (truncated, as sentence-transformers does).
 SENTENCES: tuple[str, ...] = (
