@@ -227,7 +227,9 @@ class Pipeline:
             reference=reference,
             inputs=specs,
             info=dict(bundle.info),
-            degenerate=tuple(degenerate_reasons(reference)),
+            degenerate=tuple(
+                degenerate_reasons(reference, embedding=bundle.info.get("output") == "embedding")
+            ),
         )
 
     def _file_model_data(self, entry: ModelEntry, directory: Path) -> ModelData:

@@ -309,9 +309,14 @@ def qat_pt2e(
 
     with torch.random.fork_rng(devices=[]), torch_threads(threads):
         torch.manual_seed(0)
-        with torch.no_grad():  # observers start from measured ranges, not the first batch
-            for start in range(0, len(calib[0]), QAT_BATCH_SIZE):
-                run(tuple(t[start : start + QAT_BATCH_SIZE] for t in calib))
+        try:
+            with torch.no_grad():  # observers start from measured ranges, not the first batch
+                for start in range(0, len(calib[0]), QAT_BATCH_SIZE):
+                    run(tuple(t[start : start + QAT_BATCH_SIZE] for t in calib))
+        except Exception as e:
+            # The first run of the prepared graph: one the quantizer's rewrite broke is an
+            # export failure with the quantizer's reason, not a fault of the harness.
+            raise export_error("pt2e QAT: the prepared graph fails on calibration inputs", e) from e
         history = _train_qat(run, prepared.parameters(), inputs, labels, soft, quant)
     prepared.apply(disable_observer)
     try:

@@ -97,7 +97,12 @@ FACTORY_DATA_KEYS = (
     "train_inputs",
     "train_labels",
     "id_ranges",
+    "output",
 )
+# What the first output is, data["output"]: class scores (the default; scored by
+# accuracy, top-1 agreement, cosine and SNR) or an embedding (a vector whose largest
+# coordinate means nothing: scored by cosine and SNR only, agreement not reported).
+OUTPUT_KINDS = ("classes", "embedding")
 
 
 def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelBundle:
@@ -108,7 +113,9 @@ def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelB
 
     * ``(module, example_input)``;
     * ``(module, example_input, data)`` with ``data`` a dict of any of
-      :data:`FACTORY_DATA_KEYS` (see :func:`_task_data`);
+      :data:`FACTORY_DATA_KEYS` (see :func:`_task_data`); ``data["output"] =
+      "embedding"`` marks the first output as an embedding (``info["output"]``), scored
+      by cosine and SNR without top-1 agreement;
     * a ready :class:`ModelBundle`.
 
     ``example_input`` is a tensor, a tuple of tensors (``module(*inputs)``) or a dict of
@@ -165,16 +172,39 @@ def load_factory_model(spec: str, cache_dir: Path | str | None = None) -> ModelB
     module, args, specs = _example_inputs(spec, module.float().eval(), example)
     specs = _with_ranges(spec, module, specs, args, (data or {}).get("id_ranges"))
     task = _task_data(spec, data or {}, specs)
+    output = _output_kind(data or {})
     _check_runs(spec, module, args, specs, task)
+    info: dict[str, Any] = model_stats(module, args)
+    if output != "classes":
+        info["output"] = output
     return ModelBundle(
         name=name,
         module=module,
         example_input=pack_args(args),
         data=task,
         identity=identity,
-        info=model_stats(module, args),
+        info=info,
         inputs=specs,
     )
+
+
+def _output_kind(data: dict[str, Any]) -> str:
+    """``data["output"]`` (one of :data:`OUTPUT_KINDS`, "classes" when absent); an
+    embedding has no classes, so no labels either."""
+    output = data.get("output", "classes")
+    if output not in OUTPUT_KINDS:
+        raise ConfigError(None, "model.factory", "data['output'] among " + ", ".join(OUTPUT_KINDS),
+                          output)  # fmt: skip
+    if output == "embedding" and (
+        data.get("eval_labels") is not None or data.get("train_labels") is not None
+    ):
+        raise ConfigError(
+            None,
+            "model.factory",
+            "no eval_labels or train_labels with data['output'] = 'embedding' (an embedding "
+            "has no classes to compare labels with)",
+        )
+    return output
 
 
 def pack_args(args: tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
@@ -388,7 +418,8 @@ def _task_data(spec: str, data: dict[str, Any], specs: tuple[InputSpec, ...]) ->
     make accuracy a metric), ``calib_inputs`` (quantization calibration and label-free
     fine-tuning; defaults to ``eval_inputs`` when those are given), ``train_inputs`` with
     ``train_labels`` (fine-tuning and distillation), ``id_ranges`` (``{input name:
-    [low, high)}`` for integer inputs). Batches take the example's form: an array or
+    [low, high)}`` for integer inputs), ``output`` (``"classes"`` or ``"embedding"``,
+    read by :func:`_output_kind`). Batches take the example's form: an array or
     tensor for a one-input model, a tuple in input order or a dict by input name for
     several. What is not given is generated from the specs with a fixed seed.
     """

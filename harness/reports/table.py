@@ -55,7 +55,8 @@ LEGEND = (
     "the numbers are not to be trusted. FAILED: not measured, the note says why. "
     "agreement (top-1, %) and SNR dB (signal-to-noise ratio of the outputs, "
     f"{SNR_CAP_DB:.0f} = identical) are against the fp32 PyTorch model on the same inputs; "
-    "the note flags an fp32 model whose outputs make agreement meaningless (degenerate) "
+    "the note flags an fp32 model whose outputs make agreement meaningless (degenerate), "
+    "gives an embedding model's cosine to fp32 (it has no agreement) "
     f"and names what the exporter knows makes a variant over {SLOW_RATIO:.0f}x slower."
 )
 
@@ -137,6 +138,16 @@ def degenerate_note(cell: CellRecord) -> str:
     return f"degenerate fp32 ({', '.join(kinds)}): {advice}"
 
 
+def embedding_note(cell: CellRecord) -> str:
+    """ "embedding cosine 0.99987" for a model whose first output is an embedding: its
+    largest coordinate is no class, so the agreement column stays empty and the cosine
+    to the fp32 embedding (with SNR) is the fidelity to read."""
+    if cell.result.get("output") != "embedding":
+        return ""
+    cosine = cell.result.get("cosine")
+    return "embedding" + (f" cosine {cosine:.5f}" if cosine is not None else "")
+
+
 def slowdown_note(cell: CellRecord, speedup: float | None) -> str:
     """For a variant more than :data:`SLOW_RATIO` times slower than its baseline: by how
     much, and the causes its exporter recorded (``export_notes.speed_hints``)."""
@@ -161,6 +172,9 @@ def _note(cell: CellRecord, base: CellRecord | None, speedup: float | None = Non
     slow = slowdown_note(cell, speedup)
     if slow:
         parts.append(slow)
+    embedding = embedding_note(cell)
+    if embedding:
+        parts.append(embedding)
     degenerate = degenerate_note(cell)
     if degenerate:
         parts.append(degenerate)
@@ -201,9 +215,9 @@ def build_rows(
 
     The note column says what a number cannot: an emulated device, a variant over
     :data:`SLOW_RATIO` times slower than its baseline and the cause its exporter knows, a
-    degenerate fp32 reference, the int8 format the exporter chose, and for unstructured
-    sparsity its compressed size and that dense kernels gain no speed from it. A failed
-    cell's note is its reason.
+    degenerate fp32 reference, an embedding's cosine to fp32, the int8 format the
+    exporter chose, and for unstructured sparsity its compressed size and that dense
+    kernels gain no speed from it. A failed cell's note is its reason.
     """
     baselines = find_baselines(cells, baseline_variants or ())
     models = _first_seen([c.model for c in cells])

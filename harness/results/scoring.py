@@ -9,7 +9,9 @@ Top-1 agreement alone can lie: a random-weight model whose fp32 outputs pick the
 class on every input agrees 100% with any variant that keeps that bias, however far its
 outputs moved. So every score carries the cosine similarity and the SNR of the outputs,
 and :func:`degenerate_reasons` says when the reference itself makes agreement
-meaningless.
+meaningless. An embedding (a factory's ``data["output"] = "embedding"``) has no classes:
+its largest coordinate means nothing, so it gets no agreement (None) and is scored by the
+cosine of the embeddings and the SNR.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ CONSTANT_SPREAD = 0.05
 @dataclass(frozen=True)
 class QualityScore:
     accuracy: float | None  # None where the model has no labels
-    agreement: float  # top-1 agreement with the fp32 reference (per position)
+    # Top-1 agreement with the fp32 reference (per position); None for an embedding.
+    agreement: float | None
     max_abs_error: float
     mean_abs_error: float
     cosine: float  # mean over samples of the cosine similarity of the flattened outputs
@@ -64,16 +67,22 @@ def snr_db(outputs: np.ndarray, reference: np.ndarray) -> float:
 
 
 def score_outputs(
-    outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray | None
+    outputs: np.ndarray,
+    reference: np.ndarray,
+    labels: np.ndarray | None,
+    embedding: bool = False,
 ) -> QualityScore:
-    """Compare a variant's outputs with the fp32 reference outputs on the same inputs."""
+    """Compare a variant's outputs with the fp32 reference outputs on the same inputs.
+
+    ``embedding``: the outputs are embeddings, not class scores: no agreement, and
+    labels (which an embedding cannot have) are ignored."""
     if outputs.shape != reference.shape:
         raise ValueError(f"variant outputs have shape {outputs.shape}, reference {reference.shape}")
     out = outputs.astype(np.float64)
     ref = reference.astype(np.float64)
     top1 = out.argmax(axis=-1)
     accuracy = None
-    if labels is not None:
+    if labels is not None and not embedding:
         accuracy = float((top1 == np.asarray(labels).reshape(top1.shape)).mean())
     diff = np.abs(out - ref)
     flat_out, flat_ref = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
@@ -82,7 +91,7 @@ def score_outputs(
     cos = np.where(norms > 0, dots / np.maximum(norms, 1e-30), 1.0)
     return QualityScore(
         accuracy=accuracy,
-        agreement=float((top1 == ref.argmax(axis=-1)).mean()),
+        agreement=None if embedding else float((top1 == ref.argmax(axis=-1)).mean()),
         max_abs_error=float(diff.max()),
         mean_abs_error=float(diff.mean()),
         cosine=float(cos.mean()),
@@ -91,11 +100,12 @@ def score_outputs(
     )
 
 
-def degenerate_reasons(reference: np.ndarray) -> list[str]:
+def degenerate_reasons(reference: np.ndarray, embedding: bool = False) -> list[str]:
     """Why the fp32 reference outputs cannot tell variants apart by top-1 agreement.
 
     * ``one class``: the reference picks the same class at every position of every
-      input, so any variant with the same bias agrees 100%;
+      input, so any variant with the same bias agrees 100% (not checked for an
+      ``embedding``, which has no classes and no agreement);
     * ``near-constant outputs``: the outputs vary across inputs by less than
       :data:`CONSTANT_SPREAD` of their RMS, i.e. they hardly depend on the input (a
       random-weight network whose biases dominate); the constant part then inflates SNR
@@ -109,7 +119,7 @@ def degenerate_reasons(reference: np.ndarray) -> list[str]:
     reasons = []
     top1 = ref.argmax(axis=-1).reshape(-1)
     classes = ref.shape[-1]
-    if classes > 1 and top1.size > 1 and np.all(top1 == top1[0]):
+    if not embedding and classes > 1 and top1.size > 1 and np.all(top1 == top1[0]):
         reasons.append(
             f"one class: the fp32 model picks class {int(top1[0])} of {classes} on all "
             f"{top1.size} evaluated positions, so top-1 agreement is 100% for any variant "

@@ -491,8 +491,11 @@ class SuiteWalker:
             }
         )
         if run.outputs is not None and data.reference is not None:
-            quality = score_outputs(run.outputs, data.reference, data.labels)
+            embedding = data.info.get("output") == "embedding"
+            quality = score_outputs(run.outputs, data.reference, data.labels, embedding)
             result.update(quality.to_dict())
+            if embedding:  # the reports say why agreement is absent and show the cosine
+                result["output"] = "embedding"
             if data.degenerate:
                 result["baseline_degenerate"] = list(data.degenerate)
         elif run.outputs is not None and data.labels is not None:
