@@ -1,6 +1,6 @@
 """Wall time of the quickstart suite, cold (empty results directory) and warm (re-run).
 
-Targets on the 2-core reference machine: <= 5 min cold, <= 30 s warm.
+Targets on the 2-core reference machine: <= 5 min cold, <= 10 s warm.
 
     .venv/bin/python benchmarks/quickstart_wall_time.py [--results DIR] [--suite FILE]
 """
@@ -46,7 +46,7 @@ def main() -> int:
         if args.results is None:
             shutil.rmtree(results, ignore_errors=True)
     print(f"cold: {cold:7.1f} s (exit {cold_rc})   target <= 300 s")
-    print(f"warm: {warm:7.1f} s (exit {warm_rc})   target <= 30 s")
+    print(f"warm: {warm:7.1f} s (exit {warm_rc})   target <= 10 s")
     return 0 if cold_rc == warm_rc == 0 else 1
 
 

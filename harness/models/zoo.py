@@ -153,6 +153,9 @@ class VisionParams(ZooParams):
     )
     epochs: int = Field(3, ge=0, le=1000, description="training epochs (dataset=digits only)")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate (dataset=digits only)")
+    batch_size: int = Field(
+        TRAIN_BATCH, ge=2, le=4096, description="training batch size (dataset=digits only)"
+    )
 
     @model_validator(mode="after")
     def _digits_has_ten_classes(self) -> VisionParams:
@@ -245,7 +248,7 @@ def _trained_module(
         epochs=params.epochs,
         lr=params.lr,
         seed=params.seed,
-        batch_size=TRAIN_BATCH,
+        batch_size=getattr(params, "batch_size", TRAIN_BATCH),
     )
     seconds = round(time.perf_counter() - t0, 3)
     if path is not None:
