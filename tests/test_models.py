@@ -199,11 +199,21 @@ def test_transformer_exports_with_torch_export() -> None:
         ("resnet18", {"dataset": "imagenet"}),
         ("mobilenet_v2", {"width_mult": 0}),
         ("mobilenet_v2", {"dataset": "digits", "num_classes": 5}),
+        ("mobilenet_v2", {"batch_size": 1}),  # BatchNorm cannot train on one sample
     ],
 )
 def test_invalid_params_raise_validation_error(name: str, params: dict) -> None:
     with pytest.raises(pydantic.ValidationError):
         build_model(name, params, None)
+
+
+def test_training_batch_size_is_part_of_the_weight_cache_key(tmp_path: Path) -> None:
+    from harness.models.zoo import cache_file
+
+    p = get_zoo_model("mobilenet_v2").Params
+    a = cache_file(tmp_path, "mobilenet_v2", p(dataset="digits"))
+    b = cache_file(tmp_path, "mobilenet_v2", p(dataset="digits", batch_size=32))
+    assert a != b
 
 
 def test_mlp_width_and_list_are_the_same_model() -> None:

@@ -130,6 +130,38 @@ def test_train_loop_is_deterministic_and_keeps_the_global_rng() -> None:
     assert not nets[0].training
 
 
+def test_conv_net_trains_channels_last_and_comes_back_in_the_default_layout() -> None:
+    # Channels-last is a training speed-up only: the exporters trace the module
+    # afterwards and must see contiguous (NCHW) weights, and the caller's data is untouched.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 2, 16)
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+    before = [p.detach().clone() for p in net.parameters()]
+    train_classifier(net, x, y, epochs=2, lr=1e-2, seed=0, batch_size=8)
+    conv = net[0].weight
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert x.flags["C_CONTIGUOUS"]
+
+
+def test_training_threads_keeps_tiny_models_on_one_thread() -> None:
+    from harness.models.architectures import DigitsCNN, MobileNetV2
+    from harness.recipes.training import training_threads
+
+    assert training_threads(DigitsCNN(), torch.zeros(1, 1, 8, 8)) == 1
+    big = training_threads(MobileNetV2(width_mult=0.5), torch.zeros(1, 3, 96, 96))
+    assert big == torch.get_num_threads()
+
+
 # ------------------------------------------------------------------------ channel pruning
 
 
