@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.builtin import Kind
 from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.suite.walk import SuiteWalker, WalkEvent
 
     console = _console()
-    suite = load_suite(args.suite)
+    suite = load_suite(_suite_path(args.suite))
     walker = SuiteWalker(
         suite,
         args.results,
@@ -261,7 +262,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     with _open_store(args.results) as store:
         run_id = _resolve_run(store, args.run)
         run = store.get_run(run_id)
-        suite_path = args.suite or (Path(run.suite_path) if run.suite_path else None)
+        suite_path = _suite_path(args.suite) if args.suite else None
+        suite_path = suite_path or (Path(run.suite_path) if run.suite_path else None)
         suite = None
         if args.suite is not None or (suite_path is not None and suite_path.is_file()):
             suite = load_suite_budgets(suite_path)
@@ -506,9 +508,20 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _search_dirs(kind: str, extra: list[str] | None) -> list[Path]:
-    dirs = [Path(d) for d in (extra or [])]
-    return [*dirs, Path.cwd() / kind]
+def _suite_path(path: Path) -> Path:
+    """``path`` itself, or the shipped suite of that name (``harness run quickstart``)
+    when there is no such file: a file of the user's always wins."""
+    from harness.builtin import builtin_suite
+
+    if path.exists():
+        return path
+    return builtin_suite(str(path)) or path
+
+
+def _search_dirs(kind: Kind, extra: list[str] | None) -> list[Path]:
+    from harness.suite.config import default_dirs
+
+    return [*(Path(d) for d in (extra or [])), *default_dirs(None, kind, [])]
 
 
 def cmd_recipes_list(args: argparse.Namespace) -> int:
@@ -545,15 +558,13 @@ def cmd_devices_list(args: argparse.Namespace) -> int:
 
 
 def _device_profile(name: str, dirs: list[str] | None) -> DeviceProfile:
-    from harness.devices.config import find_profile, list_profiles, load_profile
-    from harness.plugins import suggest
+    from harness.builtin import not_found
+    from harness.devices.config import find_profile, load_profile
 
     search = _search_dirs("devices", dirs)
     path = find_profile(name, search)
     if path is None:
-        known = [p.name for p in list_profiles(search)]
-        where = ", ".join(str(d) for d in search)
-        raise HarnessError(f"no device profile {name!r} in {where}: {suggest(name, known)}")
+        raise HarnessError("expected " + not_found("devices", name, search))
     return load_profile(path)
 
 
@@ -563,12 +574,16 @@ _MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
 def cmd_devices_check(args: argparse.Namespace) -> int:
     from harness.devices.check import check_device
 
-    profile = _device_profile(args.name, args.dir)
     runtimes = None
+    suite_dirs: list[str] = []
     if args.suite is not None:
         from harness.suite.config import load_suite
 
-        runtimes = list(load_suite(args.suite).runtimes)
+        # The profile is looked up where `run` would look for it: beside the suite too.
+        suite = load_suite(_suite_path(args.suite))
+        runtimes = list(suite.runtimes)
+        suite_dirs = [str(d) for d in suite.device_dirs]
+    profile = _device_profile(args.name, [*(args.dir or []), *suite_dirs])
     report = check_device(profile, runtimes)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -677,7 +692,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.suite.config import check_model_sources, load_suite
     from harness.suite.walk import expand
 
-    suite = load_suite(args.suite)
+    suite = load_suite(_suite_path(args.suite))
     check_model_sources(suite)  # imports and calls factories, reads model files
     print(f"{suite.path}: valid, {len(expand(suite))} cells")
     return EXIT_OK
@@ -705,7 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     run = sub.add_parser("run", help="walk a suite's matrix and store the results")
-    run.add_argument("suite", type=Path, help="suite TOML file, e.g. suites/quickstart.toml")
+    run.add_argument(
+        "suite", type=Path, help="suite TOML file, or a shipped suite by name (quickstart)"
+    )
     results_option(run)
     run.add_argument(
         "--new-run",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.artifacts import Artifact, ArtifactStore
+from harness.builtin import not_found
 from harness.configfile import load_toml
 from harness.devices import abort_all, open_device
 from harness.devices.base import Device
@@ -190,9 +191,7 @@ class _Devices:
         if name not in self._open:
             path = find_profile(name, self.dirs)
             if path is None:
-                raise HarnessError(
-                    f"device profile {name!r} not found in " + ", ".join(str(d) for d in self.dirs)
-                )
+                raise HarnessError("expected " + not_found("devices", name, self.dirs))
             profile: DeviceProfile = load_profile(path)
             self._open[name] = open_device(profile)
         return self._open[name]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from harness.builtin import Kind, builtin_dir, not_found
 from harness.configfile import StrictModel, load_toml, validate
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, ModelError
@@ -222,14 +223,16 @@ class Suite:
         return (self.directory / entry.file).resolve()
 
 
-def default_dirs(suite_dir: Path | None, kind: str, extra: list[str]) -> list[Path]:
+def default_dirs(suite_dir: Path | None, kind: Kind, extra: list[str]) -> list[Path]:
     """Where presets/profiles are looked up: the suite's own list, then ``<kind>/`` beside
-    the suite and its parent (the project layout), then the working directory."""
+    the suite and its parent (the project layout), then the working directory, then the
+    package's own (:mod:`harness.builtin`): the user's files win on a name clash."""
     dirs: list[Path] = []
     if suite_dir is not None:
         dirs += [(suite_dir / e).resolve() for e in extra]
         dirs += [suite_dir / kind, suite_dir.parent / kind]
     dirs.append(Path.cwd() / kind)
+    dirs.append(builtin_dir(kind))
     unique: list[Path] = []
     for d in dirs:
         if d.resolve() not in [u.resolve() for u in unique]:
@@ -246,19 +249,7 @@ def _resolve_variant(
         if isinstance(item, str):
             preset_path = find_preset(item, recipe_dirs)
             if preset_path is None:
-                known = sorted(
-                    {p.stem for d in recipe_dirs if d.is_dir() for p in d.glob("*.toml")}
-                )
-                raise ConfigError(
-                    path,
-                    key,
-                    "a recipe preset in "
-                    + ", ".join(str(d) for d in recipe_dirs if d.is_dir())
-                    + " ("
-                    + suggest(item, known)
-                    + ")",
-                    item,
-                )
+                raise ConfigError(path, key, not_found("recipes", item, recipe_dirs), item)
             try:
                 steps.extend(load_preset(preset_path).steps)
             except ConfigError as exc:
@@ -399,10 +390,7 @@ def load_suite(path: str | Path) -> Suite:
     for i, name in enumerate(data.devices):
         profile_path = find_profile(name, device_dirs)
         if profile_path is None:
-            known = sorted({p.stem for d in device_dirs if d.is_dir() for p in d.glob("*.toml")})
-            raise ConfigError(
-                path, f"devices[{i}]", "a device profile: " + suggest(name, known), name
-            )
+            raise ConfigError(path, f"devices[{i}]", not_found("devices", name, device_dirs), name)
         devices.append(load_profile(profile_path))
 
     # A budget names a device of the suite or the board an emulated one stands for
