@@ -214,11 +214,12 @@ def test_shipped_boards_have_per_precision_factors_that_follow_their_cpu(board: 
     caps, features = emulated.emulation, set(emulated.hardware.cpu_features)
     assert caps is not None and caps.speed_factor is not None and caps.speed_source
     int8 = caps.precision["int8"]
-    assert int8.source
-    if "asimddp" in features:  # an int8 dot product, as x86 VNNI: int8 gains alike
-        assert int8.speed_factor == caps.speed_factor
-    else:  # ARMv8.0: int8 gains less than on this machine, so the board is slower at it
-        assert int8.speed_factor < caps.speed_factor
+    # Calibrated against published board figures (benchmarks/board_calibration.py): no
+    # fixed relation to the fp32 factor (XNNPACK's int8 gains 2.7x on the Pi 4's A72
+    # without dot product), but every factor says where it comes from.
+    assert int8.source and "board_calibration" in int8.source
+    assert "board_calibration" in caps.speed_source
+    assert "rovisional" not in caps.speed_source + int8.source
     # An fp16 factor only where the board has fp16 arithmetic.
     assert ("fp16" in caps.precision) == ("asimdhp" in features)
 
@@ -287,6 +288,9 @@ def test_a_crowded_or_stolen_host_is_too_loaded_for_the_quota() -> None:
     assert text is not None
     assert text.startswith("4.0 other runnable tasks per CPU (procs_running [9, 9] on 2 CPUs)")
     assert "fair share of 0.20 of a core" in text
+    # A quota above half a core on an idle host: the fair share (a whole core) suffices.
+    assert host_loaded({"others_runnable_per_cpu": 0.0, "steal_fraction": 0.0}, 0.77) is None
+    assert host_loaded({"others_runnable_per_cpu": 0.5, "steal_fraction": 0.0}, 0.77)
     # A smaller quota tolerates more company: 1/(1+4) = 0.2 >= 2 x 0.1.
     assert host_loaded(crowded, 0.1) is None
     stolen = host_loaded({"others_runnable_per_cpu": 0.0, "steal_fraction": 0.1}, 0.25)

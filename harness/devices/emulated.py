@@ -67,7 +67,9 @@ def host_loaded(load: dict[str, Any], quota_per_core: float) -> str | None:
     problems = []
     if others is not None:
         share = 1.0 / (1.0 + others)
-        if share < FAIR_SHARE_MARGIN * quota_per_core:
+        # A fair share is at most a whole core: a quota above half a core per thread
+        # (Pi 5, Orin Nano) must not make an idle host look loaded.
+        if share < min(FAIR_SHARE_MARGIN * quota_per_core, 1.0):
             problems.append(
                 f"{others:.1f} other runnable tasks per CPU (procs_running "
                 f"{load.get('procs_running')} on {load.get('online_cpus')} CPUs): a fair share "
