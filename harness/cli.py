@@ -577,12 +577,14 @@ def cmd_devices_check(args: argparse.Namespace) -> int:
     runtimes = None
     suite_dirs: list[str] = []
     if args.suite is not None:
-        from harness.suite.config import load_suite
+        from harness.configfile import load_toml
+        from harness.suite.config import default_dirs, load_suite
 
         # The profile is looked up where `run` would look for it: beside the suite too.
-        suite = load_suite(_suite_path(args.suite))
-        runtimes = list(suite.runtimes)
-        suite_dirs = [str(d) for d in suite.device_dirs]
+        suite_path = _suite_path(args.suite)
+        runtimes = list(load_suite(suite_path).runtimes)  # validates device_dirs too
+        extra = load_toml(suite_path).get("device_dirs", [])
+        suite_dirs = [str(d) for d in default_dirs(suite_path.parent, "devices", extra)]
     profile = _device_profile(args.name, [*(args.dir or []), *suite_dirs])
     report = check_device(profile, runtimes)
     if args.format == "json":

@@ -109,6 +109,7 @@ def test_a_users_file_of_the_same_name_wins(tmp_path: Path) -> None:
         """
         name = "mine"
         runtimes = ["onnxruntime"]
+        devices = ["local"]
         [[models]]
         name = "mlp"
         zoo = "mlp"
@@ -126,6 +127,7 @@ def test_an_unknown_preset_names_every_place_searched_and_what_is_there(tmp_path
         """
         name = "typo"
         runtimes = ["onnxruntime"]
+        devices = ["local"]
         [[models]]
         name = "mlp"
         zoo = "mlp"
@@ -152,6 +154,8 @@ def test_an_unknown_device_names_the_places_searched(tmp_path: Path) -> None:
         [[models]]
         name = "mlp"
         zoo = "mlp"
+        [variants]
+        fp32 = []
         """,
     )
     proc = harness("validate", str(suite), cwd=tmp_path)
@@ -175,6 +179,8 @@ def test_devices_check_looks_beside_the_suite(tmp_path: Path) -> None:
         [[models]]
         name = "mlp"
         zoo = "mlp"
+        [variants]
+        fp32 = []
         """,
     )
     elsewhere = tmp_path / "elsewhere"
@@ -201,8 +207,18 @@ def test_the_quickstart_suite_by_name_validates_from_anywhere(tmp_path: Path) ->
 @pytest.mark.slow
 def test_the_wheel_ships_the_defaults(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
