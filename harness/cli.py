@@ -68,10 +68,12 @@ def _console() -> Console:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.reports.table import build_rows, lineage_lines, render_rich
+    from harness.runlog import StderrToLog, log_path
     from harness.suite.config import load_suite
     from harness.suite.walk import SuiteWalker, WalkEvent
 
     console = _console()
+    quiet = args.quiet
     suite = load_suite(_suite_path(args.suite))
     walker = SuiteWalker(
         suite,
@@ -87,23 +89,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=args.quiet or not console.is_terminal,
+        disable=quiet or not console.is_terminal,
+        # Stderr is not the display's to show: it goes to the run log (StderrToLog).
+        redirect_stderr=False,
     )
     task = progress.add_task("starting", total=None)
+    stderr_capture = StderrToLog()
 
     def on_event(event: WalkEvent) -> None:
         if event.kind == "begin":
+            if event.run_id is not None:
+                stderr_capture.to_log(log_path(args.results, event.run_id))
             progress.update(task, total=event.total)
-            console.print(
-                f"suite [bold]{suite.name}[/]: {event.total} cells, run {event.run_id}, "
-                f"results in {Path(args.results) / 'harness.db'}"
-            )
+            if not quiet:
+                console.print(
+                    f"suite [bold]{suite.name}[/]: {event.total} cells, run {event.run_id}, "
+                    f"results in {Path(args.results) / 'harness.db'}"
+                )
         elif event.kind == "cell_skipped":
             progress.advance(task)
         elif event.kind == "cell_start" and event.cell is not None:
             left = event.total - event.index
             progress.update(task, description=event.cell.label)
-            if not args.quiet:
+            if not quiet:
                 console.print(
                     f"[{event.index}/{event.total}] {event.cell.label} ({left} left after this)"
                 )
@@ -114,17 +122,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                 p50 = rec.result["latency_ms"]["p50"]
                 acc = rec.result.get("accuracy")
                 extra = f", accuracy {acc * 100:.1f}%" if acc is not None else ""
-                if not args.quiet:
+                if not quiet:
                     console.print(f"    ok: p50 {p50:.3f} ms{extra}")
-            else:
-                console.print(f"    [red]failed[/]: {rec.reason}")
-        elif event.kind == "log" and not args.quiet:
-            console.print(f"    {event.message}", style="dim")
+            elif not quiet:  # -q: the table shows the failure and its reason
+                console.print(f"    [red]failed[/]: {rec.reason}", highlight=False)
+        elif event.kind == "log" and not quiet:
+            console.print(f"    {event.message}", style="dim", markup=False)
 
     walker.on_event = on_event
     walker.pipeline.log = lambda msg: on_event(WalkEvent("log", message=msg))
     try:
-        with progress:
+        with stderr_capture, progress:
             summary = walker.walk()
     except KeyboardInterrupt as exc:
         console.print(
@@ -142,6 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     render_rich(build_rows(cells, baselines), f"{suite.name} (run {summary.run_id})", console)
     for line in lineage_lines(cells):
         console.print(f"  {line}", style="dim", markup=False)
+    failed = any(c.status != "ok" for c in cells)
+    if quiet:  # only the table (and its variant lines); the exit code says the rest
+        return EXIT_CELLS_FAILED if failed else EXIT_OK
     retried = f" ({summary.retried_text()})" if summary.retried else ""
     console.print(
         f"{summary.ran} cells measured{retried}, {summary.skipped} already done, "
@@ -149,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if summary.failed and summary.log_path is not None and summary.log_path.is_file():
         console.print(f"details of what failed: {summary.log_path}", style="dim")
-    return EXIT_CELLS_FAILED if any(c.status != "ok" for c in cells) else EXIT_OK
+    return EXIT_CELLS_FAILED if failed else EXIT_OK
 
 
 # --- report -----------------------------------------------------------------------
@@ -489,21 +500,28 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_models_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from harness.models.zoo import list_models
+    from harness.models.zoo import list_models, suite_snippet
 
+    console = _console()
+    models = list_models()
     table = Table(title="model zoo")
     for col in ("name", "labels", "description", "params (defaults)"):
         table.add_column(col, overflow="fold")
-    for m in list_models():
+    for m in models:
         params = ", ".join(f"{k}={v}" for k, v in m.get("params", {}).items())
         table.add_row(
             m["name"], "yes" if m.get("has_labels") else "no", m.get("description", ""), params
         )
-    _console().print(table)
-    _console().print(
-        "User models: 'factory = \"package.module:function\"' (returns (module, example_input"
+    console.print(table)
+    # Ready to paste into a suite: every parameter at its default, to edit or delete.
+    console.print("\nTo use one, paste its table into a suite (parameters at their defaults):")
+    for m in models:
+        console.print("\n" + suite_snippet(m), markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "\nUser models: 'factory = \"package.module:function\"' (returns (module, example_input"
         "[, data]); the example a tensor, tuple or dict of tensors, integer ids allowed) "
-        "or 'file = \"model.onnx\"' / '.pte' (benchmark only) in a suite's [[models]]."
+        "or 'file = \"model.onnx\"' / '.pte' (benchmark only) in a suite's [[models]].",
+        markup=False,
     )
     return EXIT_OK
 
@@ -743,7 +761,13 @@ def build_parser() -> argparse.ArgumentParser:
         "those that failed for a reason that may pass: device_unavailable, runner_crashed, "
         "a time-out on a board)",
     )
-    run.add_argument("-q", "--quiet", action="store_true", help="only the final table")
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the final table (no progress, cell lines or summary; the exit "
+        "code says whether cells failed)",
+    )
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser(
@@ -974,7 +998,10 @@ class _Signals:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.stopping:
-            print("harness: still stopping the runners, a moment", file=sys.stderr)
+            from harness.runlog import StderrToLog
+
+            # Past a run's capture of stderr: this one is for the user.
+            StderrToLog.write_terminal("harness: still stopping the runners, a moment\n")
             return
         self.stopping = True
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()

@@ -42,12 +42,35 @@ def harness(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.Co
     )
 
 
+# What ExecuTorch, torch and torchao write to stderr on import, export and load when left
+# alone (seen in the first hour of a new user): none of it may reach the terminal.
+THIRD_PARTY_CHATTER = (
+    "cpuinfo",
+    "LeafSpec",
+    "FutureWarning",
+    "DeprecationWarning",
+    "Failed to load",
+    "_C_mxfp8",
+    "_pytree.py",
+    "register_constant",
+)
+
+
 @pytest.mark.slow
 def test_tiny_suite_through_both_runtimes(tiny_suite, tmp_path):
     results = tmp_path / "out"
     proc = harness("run", str(tiny_suite), "--results", str(results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[1/4]" in proc.stdout and "[4/4]" in proc.stdout  # progress
+    # A cold run exports through ExecuTorch: its, torch's and torchao's chatter stays off
+    # the terminal (the progress is on stdout; nothing on stderr was for the user) ...
+    shown = proc.stdout + proc.stderr
+    for chatter in THIRD_PARTY_CHATTER:
+        assert chatter not in shown, (chatter, shown)
+    assert proc.stderr == ""
+    # ... and is kept in the run log, not lost.
+    log = (results / "logs" / "run-1.log").read_text()
+    assert "standard error of the harness process" in log
     assert "executorch" in proc.stdout and "onnxruntime" in proc.stdout
 
     report = harness("report", "--results", str(results), "--format", "json")
@@ -79,6 +102,14 @@ def test_tiny_suite_through_both_runtimes(tiny_suite, tmp_path):
     assert again.returncode == 0
     assert "0 cells measured, 4 already done" in again.stdout
 
+    # -q: the table and nothing else, also when cells are measured again.
+    quiet = harness("run", str(tiny_suite), "--results", str(results), "--new-run", "-q")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "tiny (run 2)" in quiet.stdout and "fp32 baseline" in quiet.stdout  # the table
+    for chatter in ("[1/4]", "ok: p50", "suite tiny:", "cells measured", "left after this"):
+        assert chatter not in quiet.stdout, chatter
+    assert quiet.stderr == ""
+
 
 def test_bad_suite_exits_2_naming_file_and_key(tmp_path):
     bad = tmp_path / "bad.toml"
@@ -100,6 +131,43 @@ def test_listings(group):
     assert proc.returncode == 0, proc.stderr
     expected = {"models": "digits-cnn", "recipes": "int8-static", "devices": "local"}[group]
     assert expected in proc.stdout
+
+
+def test_models_list_prints_a_models_table_to_paste_for_each_zoo_model(tmp_path):
+    """Every zoo model gets a ready [[models]] table (name, zoo, params at their
+    defaults); pasted together into a suite they validate as they are."""
+    import tomllib
+
+    from harness.models.zoo import list_models
+    from harness.suite.config import load_suite
+
+    proc = harness("models", "list")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    snippets, current = [], None
+    for line in lines:
+        if line == "[[models]]":
+            current = [line]
+            snippets.append(current)
+        elif current is not None and line.strip() and not line.startswith("User models"):
+            current.append(line)
+        else:
+            current = None
+    zoo = {m["name"]: m for m in list_models()}
+    parsed = [tomllib.loads("\n".join(s))["models"][0] for s in snippets]
+    assert [p["name"] for p in parsed] == list(zoo)
+    for entry in parsed:
+        assert entry["zoo"] == entry["name"]
+        defaults = {k: v for k, v in zoo[entry["name"]]["params"].items() if v is not None}
+        assert entry.get("params", {}) == defaults
+    suite = tmp_path / "pasted.toml"
+    suite.write_text(
+        'name = "pasted"\nruntimes = ["onnxruntime"]\ndevices = ["local"]\n\n'
+        + "\n\n".join("\n".join(s) for s in snippets)
+        + "\n\n[variants]\nfp32 = []\n"
+    )
+    loaded = load_suite(suite)  # every params table validates against its model
+    assert [m.name for m in loaded.models] == list(zoo)
 
 
 @pytest.mark.parametrize("args", [[], ["run"], ["report"], ["models"], ["models", "list"]])

@@ -125,7 +125,8 @@ def test_identical_distributions_are_not_significant_over_many_trials():
         assert lat.basis is Basis.TRIALS and lat.n_base == 8
         verdicts.append(lat.verdict)
     # Significance alone happens at about alpha; a 5% effect on top almost never.
-    significant = sum(v is not Verdict.UNCHANGED for v in verdicts)
+    not_significant = (Verdict.UNCHANGED, Verdict.INCONCLUSIVE)
+    significant = sum(v not in not_significant for v in verdicts)
     assert significant <= 200 * 0.05 * 2
     assert verdicts.count(Verdict.REGRESSED) == 0
 
@@ -154,11 +155,18 @@ def test_significant_but_smaller_than_the_effect_size_is_noise():
     assert again.verdict is Verdict.REGRESSED
 
 
-def test_a_large_change_that_is_not_significant_stays_unchanged():
+def test_a_large_change_that_is_not_significant_is_inconclusive_not_unchanged():
+    """+30% that the test cannot tell from the trials' spread: "unchanged" would pass it
+    as clean, so it is inconclusive (and still no regression)."""
     lat = compare_latency_stored(
         1.0, 1.3, [1.0, 1.6, 0.7, 1.3], [1.3, 0.8, 1.7, 1.1], LATENCY, 0.05, _no_samples
     )
-    assert lat.p_value > 0.05 and lat.verdict is Verdict.UNCHANGED
+    assert lat.p_value > 0.05 and lat.verdict is Verdict.INCONCLUSIVE
+    # Under the minimum effect, not significant is unchanged.
+    small = compare_latency_stored(
+        1.0, 1.03, [1.0, 1.06, 0.97], [1.03, 0.98, 1.05], LATENCY, 0.05, _no_samples
+    )
+    assert small.p_value > 0.05 and small.verdict is Verdict.UNCHANGED
 
 
 def test_one_trial_falls_back_to_samples_which_overstate_significance():
@@ -227,7 +235,7 @@ def test_interleaved_pairs_cancel_drift_that_hides_a_ten_percent_slowdown():
         float(np.median(base)), float(np.median(new)), base.tolist(), new.tolist(),
         LATENCY, 0.05, _no_samples,
     )  # fmt: skip
-    assert unpaired.verdict is Verdict.UNCHANGED
+    assert unpaired.verdict is Verdict.INCONCLUSIVE  # +10%, but drowned in the drift
 
 
 def test_interleaved_a_a_with_drift_is_unchanged():
@@ -601,3 +609,83 @@ if __name__ == "__main__":
         sys.exit("usage: python -m tests.test_compare --write-expected")
     for written_path in write_expected():
         print(f"wrote {written_path}")
+
+
+# --- too few trials to tell: inconclusive, said in the row and the legend ----------------
+
+WIDE_BASE = [1.0, 1.3, 0.8]  # three trials spreading as a busy machine's do
+WIDE_NEW = [1.53, 1.0, 2.2]  # median +53%
+
+
+def test_three_trials_with_a_large_unresolved_change_are_inconclusive(tmp_path):
+    store, base, new = two_runs(tmp_path / "h.db", WIDE_BASE, WIDE_NEW)
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    lat = cell.latency
+    assert lat.basis is Basis.TRIALS and lat.test == "welch-t-log" and lat.n_base == 3
+    assert lat.change > 0.4 and lat.p_value >= 0.05
+    assert cell.verdict is Verdict.INCONCLUSIVE and lat.verdict is Verdict.INCONCLUSIVE
+    assert not comparison.regressed and not comparison.incomplete
+    assert comparison.inconclusive == 1 and comparison.counts()["inconclusive"] == 1
+    note = cell.notes[0]
+    change = lat.threshold.format_change(lat.change)
+    assert note.startswith(f"inconclusive: {change} over 3 trials a side (welch-t-log p ")
+    assert "too few trials" in note and "use --interleave or more trials" in note
+    assert cell.to_dict()["verdict"] == "inconclusive"
+
+
+def test_an_inconclusive_latency_is_never_shown_as_improved(tmp_path):
+    # The artifact halved in size (an improvement), but the latency may be +53%.
+    store, base, new = two_runs(tmp_path / "h.db", WIDE_BASE, WIDE_NEW, size_bytes=500)
+    with store:
+        comparison = compare_runs(store, base, new)
+    [cell] = comparison.cells
+    assert {d.metric: d.verdict for d in cell.deltas}["size"] is Verdict.IMPROVED
+    assert cell.verdict is Verdict.INCONCLUSIVE
+
+
+def test_the_rendered_row_says_so_and_a_legend_explains_every_marker(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from harness.reports.compare import (
+        LEGEND,
+        render_comparison_markdown,
+        render_comparison_rich,
+    )
+
+    store, base, new = two_runs(tmp_path / "h.db", WIDE_BASE, WIDE_NEW)
+    with store:
+        comparison = compare_runs(store, base, new)
+    out = io.StringIO()
+    render_comparison_rich(comparison, Console(file=out, width=1000, highlight=False))
+    text = out.getvalue()
+    markdown = render_comparison_markdown(comparison)
+    [cell] = comparison.cells
+    for rendered in (text, markdown):
+        assert "inconclusive?" in rendered and " unchanged " not in rendered.split("verdicts:")[0]
+        assert cell.latency.threshold.format_change(cell.latency.change) + " ?" in rendered
+        assert "over 3 trials a side" in rendered
+        assert "no regression found, but 1 cell(s) inconclusive" in rendered
+        for line in LEGEND:
+            assert line in rendered
+    # The legend names every verdict and every marker the table can show.
+    legend = " ".join(LEGEND)
+    for word in ("regressed", "improved", "noise", "unchanged", "inconclusive?", "not judged"):
+        assert f"{word} = " in legend, word
+    for marker in ("! after a change", "+ = improved", "? = inconclusive", "[low, high]", "- ="):
+        assert marker in legend, marker
+    for basis in ("trials", "samples", "interleaved"):
+        assert basis in legend
+
+
+def test_a_clean_pair_still_reads_no_regression(tmp_path):
+    from harness.reports.compare import summary_line
+
+    store, base, new = two_runs(tmp_path / "h.db", [1.0, 1.01, 0.99], [1.0, 1.0, 1.01])
+    with store:
+        comparison = compare_runs(store, base, new)
+    assert comparison.inconclusive == 0
+    assert summary_line(comparison).endswith("; no regression)")

@@ -89,6 +89,36 @@ def test_a_regression_exits_1_in_every_format(tmp_path, capsys):
     assert json.loads(out_file.read_text())["regressed"]
 
 
+def test_three_trials_that_cannot_tell_a_large_change_exit_0_but_say_so(tmp_path, capsys):
+    """The default suite's 3 trials, spreading widely, with the median +53%: no
+    significance, so no regression (exit 0, as the README says), but the row says the
+    test could not tell, the summary counts it and the legend explains the marker."""
+    results = tmp_path / "results"
+    suite = write_suite(tmp_path, SUITE)
+    rng = np.random.default_rng(0)
+    with ResultsStore(results / "harness.db") as store:
+        base = new_run(store, commit="aaaa1111", suite_path=str(suite))
+        add_cell(store, base, levels=[1.0, 1.3, 0.8], rng=rng)
+        new = new_run(store, commit="bbbb2222", suite_path=str(suite))
+        add_cell(store, new, levels=[1.53, 1.0, 2.2], rng=rng)
+    assert compare(results, "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    [cell] = data["cells"]
+    assert cell["verdict"] == "inconclusive" and cell["latency"]["verdict"] == "inconclusive"
+    assert cell["latency"]["change"] > 0.4 and not cell["latency"]["significant"]
+    assert data["counts"]["inconclusive"] == 1 and not data["regressed"]
+    assert cell["notes"][0].startswith("inconclusive: +")
+    assert compare(results, "--format", "markdown") == 0
+    markdown = capsys.readouterr().out
+    assert "| net | fp32 | onnxruntime | local | inconclusive? |" in markdown
+    assert "over 3 trials a side" in markdown and "use --interleave" in markdown
+    assert compare(results) == 0
+    # The terminal table (its lines wrapped at the console's width: compare words).
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no regression found, but 1 cell(s) inconclusive" in out
+    assert "verdicts: regressed = " in out and "markers: ! after a change" in out
+
+
 def test_a_looser_threshold_or_the_suites_compare_table_clears_it(tmp_path):
     results = _results(tmp_path, [1.0, 0.99, 1.01, 1.0, 1.0], new_peak=130.0)
     assert compare(results) == 1  # peak memory +30% against 10%
@@ -268,7 +298,7 @@ def test_a_regression_elsewhere_wins_over_an_incomplete_comparison(tmp_path, cap
     # Settled at the minimum: the interval is wholly above the limit after 6 rounds.
     assert by_model["slow"]["latency"]["n_base"] == 6
     assert by_model["nodev"]["verdict"] == "not_judged"
-    assert "device profile 'no-such-board' not found" in by_model["nodev"]["not_judged"]
+    assert "a device profile named 'no-such-board'" in by_model["nodev"]["not_judged"]
     assert by_model["gone"]["verdict"] == "not_judged"
     assert "artifact_missing" in by_model["gone"]["not_judged"]
 

@@ -29,7 +29,7 @@ from harness.reports.fit import (
     recommend,
     with_overrides,
 )
-from harness.reports.fit_render import render_json, render_markdown, render_rich
+from harness.reports.fit_render import details_text, render_json, render_markdown, render_rich
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
@@ -285,8 +285,12 @@ def test_nothing_fits_names_the_closest_miss_and_the_rest():
     rec = recommend("digits-cnn", variants, 0.005)
     assert rec.variant is None and rec.runtime is None and rec.fitting == 0
     assert "1 meet every measured limit but have no energy measurement" in rec.reason
-    assert "2 break a budget (closest: int8/onnxruntime, p90 +10%)" in rec.reason
-    assert "1 failed" in rec.reason
+    # The closest miss in its own figures, not just a percentage.
+    assert (
+        "2 break a budget (closest: int8/onnxruntime, p90 22 ms > 20 ms budget (+2 ms, +10%))"
+        in rec.reason
+    )
+    assert "1 failed (fp16/onnxruntime)" in rec.reason
 
 
 def test_unknown_and_failed_variants_are_never_recommended():
@@ -602,3 +606,106 @@ def test_renderers_show_verdicts_reasons_and_the_comparison(store):
     text = out.getvalue()
     assert "pi4-emulated (estimate" in text and "failed: unsupported" in text
     assert "pi4-emulated against pi4 over 2 variants: p50 estimate/measured 1.50x" in text
+
+
+# --- every row says why, in the variant's own numbers ------------------------------------
+
+
+def _device(report, name: str = "local"):
+    return only_device(report, name)
+
+
+def _why(report, variant: str, device: str = "local", runtime: str = "onnxruntime") -> str:
+    dev = _device(report, device)
+    return details_text(variant_fit(dev, variant, runtime), dev, report)
+
+
+def test_a_fitting_variant_names_its_margins_and_why_it_was_or_was_not_picked(store):
+    run = add_run(
+        store,
+        [
+            ok_cell("fp32", accuracy=0.99, p90=0.81, peak=120.0),
+            ok_cell("int8", accuracy=0.96, p90=0.5, peak=90.0),
+            ok_cell("pruned", accuracy=0.987, p90=0.6, peak=95.0),
+        ],
+    )
+    report = fit_report(store, run, {"local": Budget(p90_ms=1.0, peak_memory_mb=300)})
+    fp32 = variant_fit(_device(report), "fp32")
+    # The summary of a fit says what it fits with, not just "fits".
+    assert fp32.summary == "fits: p90 0.81 ms <= 1 ms; peak memory 120 MB <= 300 MB"
+    picked = _why(report, "pruned")
+    assert picked.startswith("p90 0.6 ms <= 1 ms, peak memory 95 MB <= 300 MB; recommended: ")
+    assert "the best accuracy (98.7%)" not in picked  # fp32 is best: pruned ties and is faster
+    assert "accuracy 98.7% is within 0.5 pts of the best" in picked
+    # The others say why they were passed over, in both variants' numbers.
+    assert _why(report, "fp32").endswith(
+        "not picked: accuracy 99% is within 0.5 pts of pruned/onnxruntime's 98.7%, but its "
+        "p90 is higher (0.81 ms against 0.6 ms)"
+    )
+    assert _why(report, "int8").endswith(
+        "not picked: accuracy 96% against pruned/onnxruntime's 98.7%"
+    )
+    [rec] = _device(report).recommendations
+    assert set(dict(rec.passed_over)) == {"fp32/onnxruntime", "int8/onnxruntime"}
+    assert rec.to_dict()["passed_over"]["int8/onnxruntime"].startswith("accuracy 96%")
+
+
+def test_breaks_unknown_and_failed_rows_say_what_and_by_how_much(store):
+    run = add_run(
+        store,
+        [
+            ok_cell("fp32", p90=1.38),
+            ok_cell("qat", p90=0.5, energy=None),
+            failed_cell("fp16", reason="unsupported: no fp16 kernels"),
+        ],
+    )
+    report = fit_report(store, run, {"local": Budget(p90_ms=1.0, energy_mj=5.0)})
+    assert _why(report, "fp32") == "p90 1.38 ms > 1 ms budget (+0.38 ms, +38%)"
+    assert _why(report, "qat") == "energy unknown (not measured; limit 5 mJ)"
+    assert _why(report, "fp16") == "failed: unsupported: no fp16 kernels"
+
+
+def test_a_measurement_not_trusted_says_why_in_its_numbers(store):
+    latency = {"p50": 1.0, "p90": 1.2, "trial_p50s": [0.82, 1.0, 1.3], "count": 90}
+    run = add_run(
+        store,
+        [
+            ok_cell("int8", accuracy=0.99, validity=["unstable"], latency_ms=latency),
+            ok_cell("fp32", accuracy=0.97, p90=3.0),
+        ],
+    )
+    report = fit_report(store, run, {"local": Budget(p90_ms=20.0)})
+    int8 = variant_fit(_device(report), "int8")
+    assert int8.untrusted == ("unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)",)
+    why = _why(report, "int8")
+    assert "not picked: not validly measured (unstable: trial p50s 0.82, 1, 1.3 ms" in why
+    assert why.endswith("measurement not trusted: unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)")
+    assert json.loads(render_json(report))["devices"][0]["variants"][0]["untrusted"] == [
+        "unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)"
+    ]
+
+
+def test_an_emulated_estimate_says_so_and_how_far_the_real_board_was(store):
+    _, emulated, real_3 = real_and_emulated(store)
+    report = fit_report(store, emulated, {"pi4": Budget(p90_ms=11.0)})
+    why = _why(report, "fp32", device="pi4-emulated")
+    assert why.startswith("p90 14.4 ms > 11 ms budget (+3.4 ms, +31%); estimate (emulated); ")
+    assert why.endswith(f"pi4 measured p50 8.000 ms (run {real_3}), estimate/real 1.50x")
+
+
+def test_every_row_of_the_rich_table_has_a_why(store):
+    run = add_run(
+        store,
+        [ok_cell("fp32", p90=1.38), ok_cell("int8", p90=0.5), failed_cell("fp16")],
+    )
+    report = fit_report(store, run, {"local": Budget(p90_ms=1.0)})
+    out = io.StringIO()
+    render_rich(report, Console(file=out, width=300, highlight=False))
+    text = out.getvalue()
+    assert "why" in text and "details" not in text
+    for expected in (
+        "p90 1.38 ms > 1 ms budget (+0.38 ms, +38%)",
+        "p90 0.5 ms <= 1 ms; recommended: the only variant that fits every budget",
+        "failed: unsupported: no fp16 kernels",
+    ):
+        assert expected in text, expected

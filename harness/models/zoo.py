@@ -36,6 +36,7 @@ __all__ = [
     "cache_file",
     "get_zoo_model",
     "list_models",
+    "suite_snippet",
 ]
 
 ZOO: dict[str, str] = {
@@ -91,6 +92,40 @@ def list_models() -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    """A JSON-mode default as a TOML value: TOML's strings, numbers, booleans and arrays
+    are written as JSON writes them (``json.dumps`` gives ``true``, ``1e-05``, ``"x"``)."""
+    if isinstance(value, dict):
+        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return repr(value)  # 1.0 stays a float: an int would fail a float-only field
+    return json.dumps(value)
+
+
+def suite_snippet(model: dict[str, Any]) -> str:
+    """A ready-to-paste ``[[models]]`` table for one entry of :func:`list_models`, every
+    parameter at its default (a default of None, which TOML cannot hold, is a comment)."""
+    lines = [
+        "[[models]]",
+        f"name = {json.dumps(model['name'])}",
+        f"zoo = {json.dumps(model['name'])}",
+    ]
+    params = model.get("params") or {}
+    given = {k: v for k, v in params.items() if v is not None}
+    if given:
+        lines.append(f"params = {_toml_value(given)}")
+    lines += [f"# {k}: no default (unset)" for k, v in params.items() if v is None]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- parameters

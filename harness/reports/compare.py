@@ -40,15 +40,34 @@ _STYLE = {
     Verdict.IMPROVED: "green",
     Verdict.NOISE: "yellow",
     Verdict.UNCHANGED: None,
+    Verdict.INCONCLUSIVE: "bold yellow",
     Verdict.NOT_JUDGED: "magenta",
 }
-_VERDICT_WORDS = {Verdict.NOT_JUDGED: "not judged"}
+# "inconclusive?" reads at a glance as "not a pass": the change may be real.
+_VERDICT_WORDS = {Verdict.NOT_JUDGED: "not judged", Verdict.INCONCLUSIVE: "inconclusive?"}
 _FAILURE_WORDS = {
     FailureChange.NEWLY_FAILED: "newly failing",
     FailureChange.STILL_FAILING: "still failing",
     FailureChange.FIXED: "fixed",
 }
-_FLAG = {Verdict.REGRESSED: " !", Verdict.IMPROVED: " +"}
+_FLAG = {Verdict.REGRESSED: " !", Verdict.IMPROVED: " +", Verdict.INCONCLUSIVE: " ?"}
+
+# What every verdict and marker of the table means, printed under it: a reader should not
+# need the README to tell "unchanged" (tested, under the limit) from "inconclusive?".
+LEGEND = (
+    "verdicts: regressed = a metric got worse by at least its limit (latency: also "
+    "significant at alpha); improved = better by at least its limit; noise = significant "
+    "but under the latency limit; unchanged = not significant and under every limit; "
+    "inconclusive? = not significant, yet the latency change reaches the limit: too few "
+    "trials (or too much spread) to tell it from noise, so no verdict (not counted as a "
+    "regression; re-check with --interleave or more trials); not judged = --interleave "
+    "could not re-measure the cell",
+    "markers: ! after a change = regressed, + = improved, ? = inconclusive; [low, high] = "
+    "the 95% interval of the latency change (interleaved); - = not measured on a side; "
+    "latency = new p50 / base p50 - 1; p = the test's p-value; basis = what the test ran "
+    "over, with the count per side (base/new): trials (one per runner process), samples "
+    "(raw samples of a single trial) or interleaved (paired rounds)",
+)
 
 
 def _p(value: float) -> str:
@@ -102,7 +121,10 @@ def _title(comparison: Comparison) -> str:
 
 def summary_line(comparison: Comparison) -> str:
     counts = comparison.counts()
-    parts = [f"{counts[v.value]} {v.value}" for v in Verdict if v is not Verdict.NOT_JUDGED]
+    shown = (Verdict.NOT_JUDGED, Verdict.INCONCLUSIVE)
+    parts = [f"{counts[v.value]} {v.value}" for v in Verdict if v not in shown]
+    if counts[Verdict.INCONCLUSIVE.value]:
+        parts.append(f"{counts[Verdict.INCONCLUSIVE.value]} inconclusive")
     if counts[Verdict.NOT_JUDGED.value]:
         parts.append(f"{counts[Verdict.NOT_JUDGED.value]} not judged")
     for change, words in _FAILURE_WORDS.items():
@@ -116,6 +138,11 @@ def summary_line(comparison: Comparison) -> str:
         outcome = "REGRESSED"
     elif comparison.incomplete:
         outcome = "INCOMPLETE: no regression among the cells judged"
+    elif comparison.inconclusive:
+        outcome = (
+            f"no regression found, but {comparison.inconclusive} cell(s) inconclusive: "
+            "their latency change could not be told from noise"
+        )
     else:
         outcome = "no regression"
     return ", ".join(parts) + f" (alpha {comparison.alpha:g}; limits {limits}; {outcome})"
@@ -152,11 +179,15 @@ def render_comparison_rich(comparison: Comparison, console: Console) -> None:
         console.print(line, style="red" if line.startswith("NEWLY") else None, markup=False)
     for warning in comparison.warnings:
         console.print(f"warning: {warning}", style="yellow", markup=False)
-    console.print(
-        summary_line(comparison),
-        style="bold red" if comparison.regressed else "magenta" if comparison.incomplete else None,
-        markup=False,
-    )
+    if comparison.regressed:
+        style = "bold red"
+    elif comparison.incomplete:
+        style = "magenta"
+    else:
+        style = "yellow" if comparison.inconclusive else None
+    console.print(summary_line(comparison), style=style, markup=False)
+    for line in LEGEND:
+        console.print(line, style="dim", markup=False)
 
 
 def _md_row(values: Sequence[str]) -> str:
@@ -172,7 +203,7 @@ def render_comparison_markdown(comparison: Comparison) -> str:
         lines += ["", *(f"- {line}" for line in other)]
     if comparison.warnings:
         lines += ["", *(f"> warning: {w}" for w in comparison.warnings)]
-    lines += ["", summary_line(comparison)]
+    lines += ["", summary_line(comparison), "", *(f"- {line}" for line in LEGEND)]
     return "\n".join(lines) + "\n"
 
 

@@ -33,9 +33,10 @@ report renders. Its shape (keys are always present; ``null`` where not known)::
           "model", "variant", "runtime", "run_id",
           "status": "ok" | "failed", "reason": str | null,
           "verdict": "fits" | "breaks" | "unknown" | "failed",
-          "summary": "p90 31.2 ms > 20 ms budget (+11.2 ms, +56%)",  # or "fits", ...
+          "summary": "p90 31.2 ms > 20 ms budget (+11.2 ms, +56%)",  # or "fits: p90 ...", ...
           "estimate": bool, "estimate_caveats": ["speed cap not enforced", ...],
           "validity": "ok" | [reasons] | null,
+          "untrusted": ["unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)", ...],  # [] if valid
           "metrics": {"p50_ms", "p90_ms", "peak_memory_mb", "energy_mj",
                       "accuracy", "agreement", "snr_db", "size_bytes"},
           "checks": [{"metric": "p90_ms", "label": "p90",
@@ -47,6 +48,7 @@ report renders. Its shape (keys are always present; ``null`` where not known)::
         "recommendations": [{             # one per model on this device
           "model", "variant": str | null, "runtime": str | null,  # null: nothing fits
           "fitting": int, "reason": str,
+          "passed_over": {"int8/onnxruntime": "accuracy 97% against ...'s 98.1%", ...},
         }],
       }],
       "devices_without_budget": ["local"],
@@ -465,6 +467,9 @@ class VariantFit:
     estimate_caveats: tuple[str, ...]
     validity: Any
     metrics: dict[str, float | None]
+    # The validity reasons with the cell's own numbers where it has them
+    # ("unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)"); empty for a valid measurement.
+    untrusted: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -475,7 +480,8 @@ class VariantFit:
         if self.verdict is Verdict.FAILED:
             return f"failed: {self.reason or 'no reason recorded'}"
         if self.verdict is Verdict.FITS:
-            return "fits"
+            # The margins it fits with, in its own numbers: "fits: p90 0.81 ms <= 1 ms".
+            return "fits: " + "; ".join(c.text for c in self.checks)
         broken = [c.text for c in self.checks if c.status is CheckStatus.BROKEN]
         unknown = [c.text for c in self.checks if c.status is CheckStatus.UNKNOWN]
         return "; ".join(broken + unknown)
@@ -493,6 +499,7 @@ class VariantFit:
             "estimate": self.estimate,
             "estimate_caveats": list(self.estimate_caveats),
             "validity": self.validity,
+            "untrusted": list(self.untrusted),
             "metrics": dict(self.metrics),
             "checks": [c.to_dict() for c in self.checks],
         }
@@ -505,6 +512,9 @@ class Recommendation:
     runtime: str | None
     fitting: int
     reason: str
+    # Every other variant that fits, by name ("int8/onnxruntime"), with why it was not
+    # the pick in the numbers of both ("accuracy 97% against fp32/onnxruntime's 98.1%").
+    passed_over: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -513,6 +523,7 @@ class Recommendation:
             "runtime": self.runtime,
             "fitting": self.fitting,
             "reason": self.reason,
+            "passed_over": dict(self.passed_over),
         }
 
 
@@ -653,6 +664,25 @@ def _caveats(cell: CellRecord) -> tuple[str, ...]:
     return tuple(caveats)
 
 
+def _untrusted(cell: CellRecord) -> tuple[str, ...]:
+    """The cell's validity reasons, each with the numbers behind it where the result has
+    them, so a row says why its measurement is not to be trusted, not just that."""
+    latency = cell.result.get("latency_ms") or {}
+    out = []
+    for reason in reasons_of(cell.result.get("validity")):
+        token = reason.split(":", 1)[0].strip()
+        trial_p50s = latency.get("trial_p50s") or []
+        if token == "unstable" and reason == token and len(trial_p50s) >= 2:
+            mean = sum(trial_p50s) / len(trial_p50s)
+            spread = math.sqrt(sum((v - mean) ** 2 for v in trial_p50s) / (len(trial_p50s) - 1))
+            shown = ", ".join(_num(float(v)) for v in trial_p50s)
+            reason = f"unstable: trial p50s {shown} ms (CV {spread / mean * 100:.0f}%)"
+        elif token == "too_few_samples" and reason == token and latency.get("count"):
+            reason = f"too_few_samples: {latency['count']} timed"
+        out.append(reason)
+    return tuple(out)
+
+
 def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
     """One cell's verdict against a budget's checks."""
     metrics = {
@@ -690,6 +720,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         estimate_caveats=_caveats(cell) if cell.emulated else (),
         validity=cell.result.get("validity"),
         metrics=metrics,
+        untrusted=_untrusted(cell) if cell.status == "ok" else (),
     )
 
 
@@ -732,14 +763,11 @@ def _no_fit_reason(model: str, variants: list[VariantFit]) -> str:
             return max(abs(c.relative or 0.0) for c in fit.checks if c.status is CheckStatus.BROKEN)
 
         closest = min(breaking, key=lambda f: (worst(f), _p90_key(f)))
-        broken = ", ".join(
-            f"{c.label} {_percent(c.relative or 0.0)}"
-            for c in closest.checks
-            if c.status is CheckStatus.BROKEN
-        )
+        broken = ", ".join(c.text for c in closest.checks if c.status is CheckStatus.BROKEN)
         parts.append(f"{len(breaking)} break a budget (closest: {closest.name}, {broken})")
     if counts[Verdict.FAILED]:
-        parts.append(f"{counts[Verdict.FAILED]} failed")
+        names = ", ".join(f.name for f in variants if f.verdict is Verdict.FAILED)
+        parts.append(f"{counts[Verdict.FAILED]} failed ({names})")
     return "no variant fits: " + "; ".join(parts)
 
 
@@ -768,7 +796,40 @@ def recommend(model: str, variants: list[VariantFit], tolerance: float) -> Recom
             f"; but no variant that fits has a valid measurement ({', '.join(reasons)}): "
             "measure again before shipping on this number"
         )
-    return Recommendation(model, pick.variant, pick.runtime, len(fitting), reason)
+    others = tuple(
+        (f.name, _passed_over(f, pick, fits, tolerance, bool(valid)))
+        for f in fitting
+        if f is not pick
+    )
+    return Recommendation(model, pick.variant, pick.runtime, len(fitting), reason, others)
+
+
+def _passed_over(
+    fit: VariantFit, pick: VariantFit, fits: list[VariantFit], tolerance: float, valid: bool
+) -> str:
+    """Why ``fit`` (which fits too) is not the pick, in the numbers of both; ``fits`` are
+    the candidates the pick was ranked among (the valid ones when there are any)."""
+    reasons = reasons_of(fit.validity)
+    if valid and reasons:
+        return f"not validly measured ({', '.join(fit.untrusted or reasons)})"
+    p90, pick_p90 = _num(_p90_key(fit)), _num(_p90_key(pick))
+    basis = _quality_basis(fits)
+    if basis is None:
+        return f"p90 {p90} ms against {pick.name}'s {pick_p90} ms"
+    quality, pick_quality = fit.metrics[basis], pick.metrics[basis]
+    assert quality is not None and pick_quality is not None
+    shown, pick_shown = f"{_num(quality * 100)}%", f"{_num(pick_quality * 100)}%"
+    best = max(f.metrics[basis] or 0.0 for f in fits)
+    if quality < best - tolerance - 1e-12:
+        return f"{basis} {shown} against {pick.name}'s {pick_shown}"
+    if _p90_key(fit) > _p90_key(pick):
+        return (
+            f"{basis} {shown} is within {_num(tolerance * 100)} pts of {pick.name}'s "
+            f"{pick_shown}, but its p90 is higher ({p90} ms against {pick_p90} ms)"
+        )
+    if quality == pick_quality:
+        return f"ties with {pick.name} on {basis} ({shown}) and p90 ({p90} ms); the name decides"
+    return f"the same p90 as {pick.name} ({p90} ms), {basis} {shown} against its {pick_shown}"
 
 
 def _rank(fits: list[VariantFit], tolerance: float, qualifier: str = "") -> tuple[VariantFit, str]:

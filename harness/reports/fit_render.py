@@ -14,7 +14,6 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from harness.reports.cells import reasons_of
 from harness.reports.fit import (
     FIT_METRICS,
     DeviceFit,
@@ -39,7 +38,7 @@ VARIANT_COLUMNS = (
     "SNR dB",
     "energy mJ",
     "size KB",
-    "details",
+    "why",
 )
 EMULATION_COLUMNS = (
     "board",
@@ -91,25 +90,61 @@ def _budget_line(device: DeviceFit) -> str:
     return f"budget{source}: {budget_text(device.budget)}"
 
 
-def _is_recommended(variant: VariantFit, recommendations: tuple[Recommendation, ...]) -> bool:
-    return any(
-        r.model == variant.model and r.variant == variant.variant and r.runtime == variant.runtime
-        for r in recommendations
+def _recommendation(variant: VariantFit, device: DeviceFit) -> Recommendation | None:
+    """The recommendation of the variant's model on this device."""
+    return next((r for r in device.recommendations if r.model == variant.model), None)
+
+
+def _emulation_of(
+    variant: VariantFit, device: DeviceFit, report: FitReport | None
+) -> EmulationComparison | None:
+    if report is None or not variant.estimate:
+        return None
+    return next(
+        (
+            c
+            for c in report.emulation_vs_real
+            if (c.emulated_device, c.model, c.variant, c.runtime)
+            == (device.device, variant.model, variant.variant, variant.runtime)
+        ),
+        None,
     )
 
 
-def _details(variant: VariantFit, recommended: bool) -> str:
-    parts = ["recommended"] if recommended else []
-    if variant.verdict is not Verdict.FITS:
+def details_text(variant: VariantFit, device: DeviceFit, report: FitReport | None = None) -> str:
+    """Why the row has its verdict, in the variant's own numbers: the margins it fits
+    with and why it was or was not the pick, what it breaks and by how much, what was not
+    measured, why its measurement is not trusted, what its estimate stands on."""
+    rec = _recommendation(variant, device)
+    parts: list[str] = []
+    if variant.verdict is Verdict.FITS:
+        parts.append(", ".join(c.text for c in variant.checks))
+        if rec is not None and (rec.variant, rec.runtime) == (variant.variant, variant.runtime):
+            parts.append(f"recommended: {rec.reason}")
+        elif rec is not None:
+            why = dict(rec.passed_over).get(variant.name)
+            if why:
+                parts.append(f"not picked: {why}")
+    else:
         parts.append(variant.summary)
-    reasons = reasons_of(variant.validity)
-    if reasons:
-        parts.append("measurement not trusted: " + ", ".join(reasons))
+    if variant.untrusted:
+        parts.append("measurement not trusted: " + ", ".join(variant.untrusted))
+    if variant.estimate:
+        estimate = "estimate (emulated)"
+        comparison = _emulation_of(variant, device, report)
+        if comparison is not None and comparison.p50_ms.ratio is not None:
+            estimate += (
+                f"; {comparison.real_device} measured p50 {comparison.p50_ms.measured:.3f} ms "
+                f"(run {comparison.real_run_id}), estimate/real {comparison.p50_ms.ratio:.2f}x"
+            )
+        parts.append(estimate)
     parts.extend(variant.estimate_caveats)
     return "; ".join(parts)
 
 
-def variant_row(variant: VariantFit, recommended: bool) -> tuple[str, ...]:
+def variant_row(
+    variant: VariantFit, device: DeviceFit, report: FitReport | None = None
+) -> tuple[str, ...]:
     m = variant.metrics
     size = m["size_bytes"]
     return (
@@ -123,7 +158,7 @@ def variant_row(variant: VariantFit, recommended: bool) -> tuple[str, ...]:
         _fmt(m.get("snr_db"), ".1f"),
         _fmt(m["energy_mj"], ".3g"),
         _fmt(size / 1024 if size is not None else None, ".1f"),
-        _details(variant, recommended),
+        details_text(variant, device, report),
     )
 
 
@@ -198,7 +233,7 @@ def render_markdown(report: FitReport) -> str:
     lines = [f"# {_title(report)}", ""]
     for device in report.devices:
         lines += [f"## {device_heading(device)}", "", _budget_line(device), ""]
-        rows = [variant_row(v, _is_recommended(v, device.recommendations)) for v in device.variants]
+        rows = [variant_row(v, device, report) for v in device.variants]
         lines += _md_table(VARIANT_COLUMNS, rows)
         lines += ["", "Recommended:", ""]
         lines += [f"- {recommendation_line(r)}" for r in device.recommendations]
@@ -227,10 +262,7 @@ def render_rich(report: FitReport, console: Console) -> None:
             numeric = col.endswith(("ms", "MB", "mJ", "KB", "dB")) or col == "accuracy"
             table.add_column(col, justify="right" if numeric else "left", overflow="fold")
         for v in device.variants:
-            table.add_row(
-                *variant_row(v, _is_recommended(v, device.recommendations)),
-                style=_VERDICT_STYLE[v.verdict],
-            )
+            table.add_row(*variant_row(v, device, report), style=_VERDICT_STYLE[v.verdict])
         console.print(table)
         for rec in device.recommendations:
             style = "bold" if rec.variant is not None else "yellow"

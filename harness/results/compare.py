@@ -9,7 +9,12 @@ dropped.
 Latency verdicts: ``regressed``/``improved`` when the difference is significant at
 ``alpha`` *and* at least the minimum effect size (the latency threshold, 5% by
 default); ``noise`` when it is significant but smaller; ``unchanged`` when it is not
-significant. What the test runs over (its *basis*) matters more than which test it is:
+significant and smaller; ``inconclusive`` (on stored runs) when it is not significant
+but at least the minimum effect size: a change that size, measured over that few trials
+(3, a suite's default, decide only a tight one), cannot be told from noise, and calling
+it ``unchanged`` would pass a +50% slowdown as clean. It is no regression (exit 0), but
+it is counted, explained in the row and never shown as a pass. What the test runs over
+(its *basis*) matters more than which test it is:
 
 * ``trials``: a test over each cell's per-trial medians. Each trial is its own runner
   process, and back-to-back processes here differ by 6-27% in p50 (memory layout,
@@ -65,6 +70,10 @@ class Verdict(str, Enum):
     IMPROVED = "improved"
     NOISE = "noise"
     UNCHANGED = "unchanged"
+    # Stored runs: not significant, yet the change reaches the minimum effect size, so the
+    # test could not tell it from noise (too few trials for their spread): no verdict to
+    # pass on, but no regression either (it does not fail the comparison).
+    INCONCLUSIVE = "inconclusive"
     # --interleave could not re-measure the cell: no verdict, and the comparison is
     # incomplete (the stored runs are not judged in its place: their drift is no verdict).
     NOT_JUDGED = "not_judged"
@@ -72,7 +81,15 @@ class Verdict(str, Enum):
 
 # A cell's verdict is its most important metric verdict, in this order (a measured
 # cell's: NOT_JUDGED is never one of its metrics').
-_VERDICT_ORDER = (Verdict.REGRESSED, Verdict.IMPROVED, Verdict.NOISE, Verdict.UNCHANGED)
+# INCONCLUSIVE comes before IMPROVED: a cell whose latency may be +50% must not read as
+# improved because its file got smaller.
+_VERDICT_ORDER = (
+    Verdict.REGRESSED,
+    Verdict.INCONCLUSIVE,
+    Verdict.IMPROVED,
+    Verdict.NOISE,
+    Verdict.UNCHANGED,
+)
 
 
 class Basis(str, Enum):
@@ -183,8 +200,11 @@ def hodges_lehmann_ci(
 
 
 def latency_verdict(change: float, p_value: float, alpha: float, threshold: Threshold) -> Verdict:
+    """The verdict of a test over stored runs (trials or samples)."""
     if not p_value < alpha:
-        return Verdict.UNCHANGED
+        # Not significant: "unchanged" only when the change is also under the minimum
+        # effect; a larger one is a change the test could not tell from noise.
+        return Verdict.INCONCLUSIVE if threshold.reaches(change) else Verdict.UNCHANGED
     if not threshold.reaches(change):
         return Verdict.NOISE
     return Verdict.REGRESSED if threshold.worsening(change) > 0 else Verdict.IMPROVED
@@ -544,6 +564,11 @@ class Comparison:
         )
 
     @property
+    def inconclusive(self) -> int:
+        """Cells whose latency change could not be told from noise (no regression)."""
+        return sum(c.verdict is Verdict.INCONCLUSIVE for c in self.cells)
+
+    @property
     def incomplete(self) -> bool:
         """Some cell could not be judged (its interleaved re-measurement failed)."""
         return any(c.verdict is Verdict.NOT_JUDGED for c in self.cells)
@@ -661,6 +686,33 @@ def _not_judged_reason(record: InterleaveCellRecord | None, interleave_id: int |
     return "the interleaved re-measurement has no complete round"
 
 
+def inconclusive_note(latency: LatencyComparison) -> str:
+    """Why a stored-run latency change is ``inconclusive``, in the cell's own numbers:
+    ``inconclusive: +53.00% over 3 trials a side (welch-t-log p 0.12 >= alpha 0.05); ...``."""
+    change = latency.threshold.format_change(latency.change)
+    if latency.n_base == latency.n_new:
+        sides = str(latency.n_base)
+    else:
+        sides = f"{latency.n_base}/{latency.n_new}"
+    if latency.basis is Basis.SAMPLES:
+        counted = f"{sides} samples a side (one trial each)"
+        why = "one process a side has no spread between processes to test against"
+    elif latency.test == "welch-t-log":
+        counted = f"{sides} trials a side"
+        why = (
+            "too few trials: with so few, only a change well outside their spread is "
+            "significant, and a change this size cannot be told from noise"
+        )
+    else:
+        counted = f"{sides} trials a side"
+        why = "the trials spread too widely to tell a change this size from noise"
+    test = f"{latency.test} p {latency.p_value:.2g} >= alpha {latency.alpha:g}"
+    return (
+        f"inconclusive: {change} over {counted} ({test}); {why}; "
+        "use --interleave or more trials ([measure] trials = 5 or more)"
+    )
+
+
 def _paired_notes(latency: LatencyComparison, rounds: int) -> list[str]:
     notes = []
     low, high = latency.ratio_ci95 or (latency.ratio, latency.ratio)
@@ -717,6 +769,8 @@ def compare_cells(
             alpha,
             load_samples,
         )
+        if latency.verdict is Verdict.INCONCLUSIVE:
+            notes.insert(0, inconclusive_note(latency))
     deltas = (
         judge_delta(thresholds["memory_peak"], _peak_memory(base), _peak_memory(new)),
         judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
