@@ -685,6 +685,29 @@ def test_a_measurement_not_trusted_says_why_in_its_numbers(store):
     ]
 
 
+def test_unstable_within_a_trial_is_told_from_unstable_between_trials(store):
+    """The quickstart's case: trials agree (CV 1%) but one trial's samples spread over
+    max_cv; the row must not blame the trials' spread."""
+    latency = {"p50": 0.31, "p90": 0.44, "cv": 0.162, "trial_p50s": [0.311, 0.314, 0.318]}
+    cell = ok_cell(validity=["unstable"], latency_ms=latency, measure={"max_cv": 0.2})
+    fit = assess_cell(cell, [check("p90_ms", 1.0)])
+    assert fit.untrusted == (
+        "unstable: a trial's samples spread more than the 20% CV limit; CV 16% over all "
+        "samples; trial p50s 0.311, 0.314, 0.318 ms",
+    )
+    spread = ok_cell(
+        validity=["unstable"],
+        latency_ms={"p50": 1.0, "p90": 1.2, "trial_p50s": [0.82, 1.0, 1.3]},
+        measure={"max_cv": 0.2},
+    )
+    assert assess_cell(spread, [check("p90_ms", 1.0)]).untrusted == (
+        "unstable: trial p50s 0.82, 1, 1.3 ms (CV 23%)",
+    )
+    # A reason that carries its own numbers is kept as it is.
+    loaded = ok_cell(validity=["host_loaded: 2.5 other runnable tasks"])
+    assert assess_cell(loaded, []).untrusted == ("host_loaded: 2.5 other runnable tasks",)
+
+
 def test_an_emulated_estimate_says_so_and_how_far_the_real_board_was(store):
     _, emulated, real_3 = real_and_emulated(store)
     report = fit_report(store, emulated, {"pi4": Budget(p90_ms=11.0)})

@@ -664,20 +664,39 @@ def _caveats(cell: CellRecord) -> tuple[str, ...]:
     return tuple(caveats)
 
 
+def _unstable_text(latency: Mapping[str, Any], max_cv: float | None) -> str:
+    """``unstable`` in numbers. It has two sources: the trials' medians spread more than
+    ``max_cv`` between processes, or one trial's samples did (the runner's own check);
+    the text says which, with the figures that show it."""
+    trial_p50s = [float(v) for v in latency.get("trial_p50s") or []]
+    shown = ", ".join(_num(v) for v in trial_p50s)
+    trial_cv = None
+    if len(trial_p50s) >= 2:
+        mean = sum(trial_p50s) / len(trial_p50s)
+        var = sum((v - mean) ** 2 for v in trial_p50s) / (len(trial_p50s) - 1)
+        trial_cv = math.sqrt(var) / mean if mean > 0 else None
+    if trial_cv is not None and (max_cv is None or trial_cv > max_cv):
+        return f"unstable: trial p50s {shown} ms (CV {trial_cv * 100:.0f}%)"
+    parts = []
+    if max_cv is not None:
+        parts.append(f"a trial's samples spread more than the {max_cv * 100:.0f}% CV limit")
+    if latency.get("cv") is not None:
+        parts.append(f"CV {float(latency['cv']) * 100:.0f}% over all samples")
+    if shown:
+        parts.append(f"trial p50s {shown} ms")
+    return "unstable: " + "; ".join(parts) if parts else "unstable"
+
+
 def _untrusted(cell: CellRecord) -> tuple[str, ...]:
     """The cell's validity reasons, each with the numbers behind it where the result has
     them, so a row says why its measurement is not to be trusted, not just that."""
     latency = cell.result.get("latency_ms") or {}
+    max_cv = (cell.result.get("measure") or {}).get("max_cv")
     out = []
     for reason in reasons_of(cell.result.get("validity")):
-        token = reason.split(":", 1)[0].strip()
-        trial_p50s = latency.get("trial_p50s") or []
-        if token == "unstable" and reason == token and len(trial_p50s) >= 2:
-            mean = sum(trial_p50s) / len(trial_p50s)
-            spread = math.sqrt(sum((v - mean) ** 2 for v in trial_p50s) / (len(trial_p50s) - 1))
-            shown = ", ".join(_num(float(v)) for v in trial_p50s)
-            reason = f"unstable: trial p50s {shown} ms (CV {spread / mean * 100:.0f}%)"
-        elif token == "too_few_samples" and reason == token and latency.get("count"):
+        if reason == "unstable":
+            reason = _unstable_text(latency, None if max_cv is None else float(max_cv))
+        elif reason == "too_few_samples" and latency.get("count"):
             reason = f"too_few_samples: {latency['count']} timed"
         out.append(reason)
     return tuple(out)
