@@ -688,7 +688,7 @@ def _not_judged_reason(record: InterleaveCellRecord | None, interleave_id: int |
 
 def inconclusive_note(latency: LatencyComparison) -> str:
     """Why a stored-run latency change is ``inconclusive``, in the cell's own numbers:
-    ``inconclusive: +53.00% over 3 trials a side (welch-t-log p 0.12 >= alpha 0.05); ...``."""
+    ``inconclusive: +52.65% over 3 trials a side (welch-t-log p 0.24 >= alpha 0.05); ...``."""
     change = latency.threshold.format_change(latency.change)
     if latency.n_base == latency.n_new:
         sides = str(latency.n_base)
