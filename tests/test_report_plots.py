@@ -180,6 +180,26 @@ def test_a_crowded_cluster_still_gets_labels_that_overlap_nothing():
     )
 
 
+@pytest.mark.parametrize("devices", [1, 4])
+def test_one_device_is_one_panel_and_four_are_two_rows(devices: int):
+    cells = [
+        _cell(f"v{i}", runtime, f"dev{d}", (1 + i) * (1 + d), 0.9 + 0.01 * i)
+        for i, runtime, d in itertools.product(range(4), ("onnxruntime", "torch"), range(devices))
+    ]
+    plot = latency_vs_quality(cells, "crowded")
+    assert plot is not None
+    panels = [r.box for r in _boxes(plot, "panel")]
+    assert len(panels) == devices and len({p[1] for p in panels}) == (1 if devices == 1 else 2)
+    assert_nothing_overlaps(
+        plot.name,
+        [r.box for r in _boxes(plot, "label")],
+        [r.box for r in _boxes(plot, "point")],
+        [r.box for r in _boxes(plot, "legend")],
+        panels,
+        plot.size,
+    )
+
+
 def test_without_labels_the_axis_is_agreement_and_with_a_degenerate_fp32_snr():
     def cell(variant: str, p50: float, **quality: object) -> CellRecord:
         result = {"latency_ms": {"p50": p50}, "validity": "ok", **quality}
