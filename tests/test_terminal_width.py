@@ -289,3 +289,24 @@ def test_fit_table_keeps_every_number_whole_at_80(golden_results: Path, tmp_path
     missing = [c for c in missing if c != "details"]
     assert missing, "the fit tables fit 80 columns: no longer a test of narrowing"
     assert left_out_named(text, columns) == ", ".join(missing)
+
+
+def test_fit_at_80_keeps_the_budgeted_columns(golden_results: Path, tmp_path: Path) -> None:
+    """A figure a budget limits is what a verdict is about: it stays before the others."""
+
+    def fit_at_80(budget: str) -> str:
+        suite = tmp_path / "budgets.toml"
+        suite.write_text(f'name = "b"\n\n[budgets.local]\n{budget}\n')
+        args = ["fit", RUN, "--results", str(golden_results), "--suite", str(suite)]
+        text = run_in_pty([*args, "--device", "local"], 80)
+        assert_fits(text, 80)
+        return text
+
+    text = fit_at_80("energy_mj = 0.3\nmax_size_bytes = 100000")
+    title, headers, _ = parse_tables(text)[0]
+    assert title == "local (measured)"
+    assert {"verdict", "energy mJ", "size KB"} <= set(headers), headers
+    assert "p90 ms" not in headers and "p90 ms" in (left_out_named(text, 80) or "")
+    # Without a budget on them, energy and size are the first to go at 80 columns.
+    headers = parse_tables(fit_at_80("p90_ms = 0.05"))[0][1]
+    assert "energy mJ" not in headers and "size KB" not in headers

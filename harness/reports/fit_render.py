@@ -218,10 +218,12 @@ def render_markdown(report: FitReport) -> str:
 
 
 # The order fit's columns are kept in when the terminal is too narrow (see
-# harness.reports.widths): the variant and its verdict always, then the budgeted figures
-# most suites set (p90, accuracy, peak memory), then the rest; the details go under the
-# table. For the emulation table: the row's name and the estimate/measured ratios first
-# (what the table is for), then the figures behind them, then which runs they came from.
+# harness.reports.widths): the variant and its verdict always, then the figures some
+# device's budget limits (a verdict is about those; :func:`_variant_priority`), then the
+# rest in this order, which puts first what most budgets set (p90, accuracy, peak
+# memory); the details go under the table. For the emulation table: the row's name and
+# the estimate/measured ratios first (what the table is for), then the figures behind
+# them, then which runs they came from.
 VARIANT_PRIORITY = (
     "model",
     "variant",
@@ -252,6 +254,26 @@ EMULATION_REQUIRED = 4  # board, model, variant, runtime
 WIDER = "harness fit --format markdown (or json)"
 
 
+# Which budget key limits the figure in a column (min_snr_db and min_accuracy included).
+_BUDGET_KEY = {
+    "p90 ms": "p90_ms",
+    "peak MB": "peak_memory_mb",
+    "accuracy": "min_accuracy",
+    "SNR dB": "min_snr_db",
+    "energy mJ": "energy_mj",
+    "size KB": "max_size_bytes",
+}
+
+
+def _variant_priority(report: FitReport) -> tuple[str, ...]:
+    """:data:`VARIANT_PRIORITY` with the columns some device's budget limits moved up,
+    right after the required ones."""
+    limited = {k for d in report.devices for k, v in d.budget.model_dump().items() if v is not None}
+    rest = VARIANT_PRIORITY[REQUIRED:]
+    budgeted = tuple(c for c in rest if _BUDGET_KEY.get(c) in limited)
+    return VARIANT_PRIORITY[:REQUIRED] + budgeted + tuple(c for c in rest if c not in budgeted)
+
+
 def _variant_numeric(col: str) -> bool:
     return col.endswith(("ms", "MB", "mJ", "KB", "dB")) or col == "accuracy"
 
@@ -262,7 +284,7 @@ def _emulation_numeric(col: str) -> bool:
 
 def render_rich(report: FitReport, console: Console) -> None:
     """The fit tables; where the terminal is too narrow for every column, the details go
-    under each table and the columns last in :data:`VARIANT_PRIORITY` (or
+    under each table and the columns last in :func:`_variant_priority` (or
     :data:`EMULATION_PRIORITY`) are left out and named in a footer line. Numbers never
     wrap, so a number is never cut."""
     console.print(f"[bold]{_title(report)}[/]")
@@ -271,8 +293,9 @@ def render_rich(report: FitReport, console: Console) -> None:
         for d in report.devices
         for v in d.variants
     ]
+    priority = _variant_priority(report)
     layout = plan_layout(
-        VARIANT_COLUMNS, all_rows, console.width, VARIANT_PRIORITY, REQUIRED, note="details"
+        VARIANT_COLUMNS, all_rows, console.width, priority, REQUIRED, note="details"
     )
     shown = [VARIANT_COLUMNS.index(c) for c in layout.columns]
     left_out: list[str] = list(layout.left_out)
