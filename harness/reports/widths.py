@@ -68,7 +68,8 @@ def plan_layout(
     ``priority`` lists every column but the note, most important first; its first
     ``required`` are always shown (they name the row and give its headline number), the
     rest are added in that order while they fit, and the first that does not fit ends the
-    list (so what is left out is always the tail of the documented order). ``note``, when
+    list (so what is left out is always the tail of the documented order), except that a
+    column without a value in any row comes after all the others. ``note``, when
     given, is the one column that wraps: it stays in the table only in the full layout.
     """
     assert set(priority) | ({note} if note else set()) == set(columns), "priority names all"
@@ -79,9 +80,15 @@ def plan_layout(
         full += COLUMN_COST + min(note_min, widths[note])
     if full <= width:
         return Layout(tuple(columns), (), note is not None)
+    # A column with no value in any row ("-" throughout: accuracy for a model without
+    # labels, SNR where no run measured it) tells nothing: it goes to the end of the order.
+    index = {c: i for i, c in enumerate(columns)}
+    empty = {c for c in priority[required:] if all(r[index[c]] in ("-", "") for r in rows)}
+    order = [*priority[:required], *(c for c in priority[required:] if c not in empty)]
+    order += [c for c in priority[required:] if c in empty]
     chosen: list[str] = []
     used = EDGE_COST
-    for rank, col in enumerate(priority):
+    for rank, col in enumerate(order):
         cost = widths[col] + COLUMN_COST
         if rank >= required and used + cost > width:
             break
