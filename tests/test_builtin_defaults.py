@@ -3,6 +3,7 @@ a user with `pip install` and a suite in an empty directory, not a checkout."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -206,22 +207,11 @@ def test_the_quickstart_suite_by_name_validates_from_anywhere(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_defaults(tmp_path: Path) -> None:
+    # Without setuptools in this environment pip builds in isolation (it fetches setuptools).
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q"]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [*command, "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr
     [wheel] = tmp_path.glob("harness-*.whl")

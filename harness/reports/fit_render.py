@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from harness.reports.fit import (
     FIT_METRICS,
@@ -24,6 +26,7 @@ from harness.reports.fit import (
     VariantFit,
     Verdict,
 )
+from harness.reports.widths import left_out_line, plan_layout
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
 
@@ -249,8 +252,82 @@ def render_markdown(report: FitReport) -> str:
     return "\n".join(lines)
 
 
+# The order fit's columns are kept in when the terminal is too narrow (see
+# harness.reports.widths): the variant and its verdict always, then the figures some
+# device's budget limits (a verdict is about those; :func:`_variant_priority`), then the
+# rest in this order, which puts first what most budgets set (p90, accuracy, peak
+# memory); the why column goes under the table. For the emulation table: the row's name and
+# the estimate/measured ratios first (what the table is for), then the figures behind
+# them, then which runs they came from.
+VARIANT_PRIORITY = (
+    "model",
+    "variant",
+    "runtime",
+    "verdict",
+    "p90 ms",
+    "accuracy",
+    "peak MB",
+    "size KB",
+    "energy mJ",
+    "SNR dB",
+)
+EMULATION_PRIORITY = (
+    "board",
+    "model",
+    "variant",
+    "runtime",
+    "p50 est/real",
+    "peak est/real",
+    "p50 est ms",
+    "p50 real ms",
+    "peak est MB",
+    "peak real MB",
+    "runs (est, real)",
+)
+REQUIRED = 4  # model, variant, runtime, verdict
+EMULATION_REQUIRED = 4  # board, model, variant, runtime
+WIDER = "harness fit --format markdown (or json)"
+
+
+# Which budget key limits the figure in a column (min_snr_db and min_accuracy included).
+_BUDGET_KEY = {
+    "p90 ms": "p90_ms",
+    "peak MB": "peak_memory_mb",
+    "accuracy": "min_accuracy",
+    "SNR dB": "min_snr_db",
+    "energy mJ": "energy_mj",
+    "size KB": "max_size_bytes",
+}
+
+
+def _variant_priority(report: FitReport) -> tuple[str, ...]:
+    """:data:`VARIANT_PRIORITY` with the columns some device's budget limits moved up,
+    right after the required ones."""
+    limited = {k for d in report.devices for k, v in d.budget.model_dump().items() if v is not None}
+    rest = VARIANT_PRIORITY[REQUIRED:]
+    budgeted = tuple(c for c in rest if _BUDGET_KEY.get(c) in limited)
+    return VARIANT_PRIORITY[:REQUIRED] + budgeted + tuple(c for c in rest if c not in budgeted)
+
+
+def _variant_numeric(col: str) -> bool:
+    return col.endswith(("ms", "MB", "mJ", "KB", "dB")) or col == "accuracy"
+
+
+def _emulation_numeric(col: str) -> bool:
+    return col.endswith(("ms", "MB", "real")) or "/" in col
+
+
 def render_rich(report: FitReport, console: Console) -> None:
+    """The fit tables; where the terminal is too narrow for every column, the whys go
+    under each table and the columns last in :func:`_variant_priority` (or
+    :data:`EMULATION_PRIORITY`) are left out and named in a footer line. Numbers never
+    wrap, so a number is never cut."""
     console.print(f"[bold]{_title(report)}[/]")
+    all_rows = [variant_row(v, d, report) for d in report.devices for v in d.variants]
+    priority = _variant_priority(report)
+    layout = plan_layout(VARIANT_COLUMNS, all_rows, console.width, priority, REQUIRED, note="why")
+    shown = [VARIANT_COLUMNS.index(c) for c in layout.columns]
+    left_out: list[str] = list(layout.left_out)
     for device in report.devices:
         table = Table(
             title=device_heading(device),
@@ -258,24 +335,44 @@ def render_rich(report: FitReport, console: Console) -> None:
             caption_justify="left",
             title_justify="left",
         )
-        for col in VARIANT_COLUMNS:
-            numeric = col.endswith(("ms", "MB", "mJ", "KB", "dB")) or col == "accuracy"
-            table.add_column(col, justify="right" if numeric else "left", overflow="fold")
-        for v in device.variants:
-            table.add_row(*variant_row(v, device, report), style=_VERDICT_STYLE[v.verdict])
+        for col in layout.columns:
+            # Only the why column wraps: rich then narrows it, never a name or a number.
+            justify = "right" if _variant_numeric(col) else "left"
+            table.add_column(col, justify=justify, no_wrap=col != "why", overflow="fold")
+        rows = [(v, variant_row(v, device, report)) for v in device.variants]
+        for v, row in rows:
+            table.add_row(*(row[i] for i in shown), style=_VERDICT_STYLE[v.verdict])
         console.print(table)
+        if not layout.note_inline:
+            for v, row in rows:
+                if row[-1]:
+                    line = f"{v.model} {v.variant} {v.runtime}: {row[-1]}"
+                    text = Text(line, style=_VERDICT_STYLE[v.verdict])
+                    console.print(Padding(text, (0, 0, 0, 2)))
         for rec in device.recommendations:
             style = "bold" if rec.variant is not None else "yellow"
             console.print(f"  {recommendation_line(rec)}", style=style, markup=False)
     if report.emulation_vs_real:
+        emulation_rows = [emulation_row(c) for c in report.emulation_vs_real]
+        emulation = plan_layout(
+            EMULATION_COLUMNS, emulation_rows, console.width, EMULATION_PRIORITY, EMULATION_REQUIRED
+        )
+        left_out += [c for c in emulation.left_out if c not in left_out]
+        shown = [EMULATION_COLUMNS.index(c) for c in emulation.columns]
         table = Table(title="emulated estimates against real measurements", title_justify="left")
-        for col in EMULATION_COLUMNS:
-            numeric = col.endswith(("ms", "MB", "real")) or "/" in col
-            table.add_column(col, justify="right" if numeric else "left", overflow="fold")
-        for c in report.emulation_vs_real:
-            table.add_row(*emulation_row(c))
+        for col in emulation.columns:
+            justify = "right" if _emulation_numeric(col) else "left"
+            table.add_column(col, justify=justify, no_wrap=True, overflow="fold")
+        for row in emulation_rows:
+            table.add_row(*(row[i] for i in shown))
         console.print(table)
         for t in report.emulation_trust:
             console.print(f"  {trust_line(t)}", markup=False)
     if report.devices_without_budget:
         console.print(_without_budget_line(report), style="dim", markup=False)
+    if left_out:
+        console.print(
+            left_out_line(left_out, console.width, WIDER),
+            markup=False,
+            highlight=False,
+        )

@@ -9,8 +9,13 @@ Stable hooks for tests and scripts: each cell's row in the results tables is
 failed or invalid cell has a row ``data-problem-cell=...`` in the problems table with its
 reason, each cell on a board a row ``data-deploy-cell=...`` in the deployments table
 (what it sent and found cached), and each plot is ``<img data-plot="name" alt="...">``.
+A latency plot (one per model, a panel per device) has an image map whose
+``<area data-region="label|point" coords="x0,y0,x1,y1">`` are its numbers and points in
+the PNG's pixels, its figure ``data-legend-boxes`` and ``data-panel-boxes``, and a
+``<table data-plot-key="name">`` under it saying what each number is.
 A small inline script writes every image's ``naturalWidth`` into ``data-natural-width``
-once the page has loaded, so a headless browser's DOM dump shows the images decoded.
+(and where it is drawn, ``data-page-box``) once the page has loaded, so a headless
+browser's DOM dump shows the images decoded.
 
 Two sections are optional and clearly marked (``<section data-optional="fit">`` and
 ``data-optional="history"``): the hardware fit (:mod:`harness.reports.fit`) and the p50
@@ -64,7 +69,9 @@ tr.verdict-failed td { background: #fde2e2; }
 .meta td:first-child { font-weight: 600; white-space: nowrap; }
 .legend, .note, figcaption { color: #555; font-size: 0.85rem; max-width: 1100px; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto;
-         border: 1px solid #e0e0e0; }
+         border: 1px solid #e0e0e0; display: block; }
+table.plot-key { margin-top: 0.3rem; } table.plot-key td:first-child { font-weight: 600;
+         text-align: right; }
 .optional { border-left: 4px solid #9ab; padding-left: 1rem; }
 code { font-size: 0.85rem; }
 """
@@ -75,6 +82,13 @@ window.addEventListener("load", function () {
   var images = document.images, decoded = 0;
   for (var i = 0; i < images.length; i++) {
     images[i].setAttribute("data-natural-width", String(images[i].naturalWidth));
+    // Where the image sits on the page and how wide it is drawn (CSS pixels): tests
+    // crop a screenshot to it and check its image map is not scaled away.
+    var image = images[i], box = image.getBoundingClientRect();
+    image.setAttribute("data-page-box", [
+      Math.round(box.left + window.scrollX + image.clientLeft),
+      Math.round(box.top + window.scrollY + image.clientTop),
+      image.clientWidth, image.clientHeight].join(","));  // inside the border
     if (images[i].complete && images[i].naturalWidth > 0) { decoded++; }
   }
   document.body.setAttribute("data-images-decoded", decoded + "/" + images.length);
@@ -186,11 +200,42 @@ def history_section(store: ResultsStore, run: RunRecord) -> OptionalSection:
 
 def _img(plot: Plot) -> str:
     data = base64.b64encode(plot.png).decode("ascii")
-    return (
-        f'<figure id="plot-{_e(plot.name)}"><img src="data:image/png;base64,{data}" '
-        f'alt="{_e(plot.alt)}" data-plot="{_e(plot.name)}" title="{_e(plot.title)}">'
-        f"<figcaption>{_e(plot.caption)}</figcaption></figure>"
+    size = f' width="{plot.size[0]}" height="{plot.size[1]}"' if plot.size[0] else ""
+    areas = [r for r in plot.regions if r.kind in ("label", "point")]
+    # Hovering a point or its number shows the cell it is (an image map, in the PNG's
+    # pixels); the regions are also the geometry the tests check labels against.
+    usemap = f' usemap="#map-{_e(plot.name)}"' if areas else ""
+    image_map = "".join(
+        f'<area shape="rect" coords="{",".join(str(v) for v in r.box)}" '
+        f'data-region="{_e(r.kind)}" title="{_e(r.text)}" alt="{_e(r.text)}">'
+        for r in areas
     )
+
+    def boxes(kind: str) -> str:
+        return ";".join(",".join(str(v) for v in r.box) for r in plot.regions if r.kind == kind)
+
+    geometry = "".join(
+        f' data-{kind}-boxes="{boxes(kind)}"' for kind in ("legend", "panel") if boxes(kind)
+    )
+    parts = [
+        f'<figure id="plot-{_e(plot.name)}" data-figure="{_e(plot.name)}"{geometry}>'
+        f'<img src="data:image/png;base64,{data}"{size}{usemap} '
+        f'alt="{_e(plot.alt)}" data-plot="{_e(plot.name)}" title="{_e(plot.title)}">'
+    ]
+    if areas:
+        parts.append(f'<map name="map-{_e(plot.name)}">{image_map}</map>')
+    if plot.key_rows:
+        head = "".join(f"<th>{_e(h)}</th>" for h in plot.key_header)
+        rows = "".join(
+            f'<tr data-key="{_e(row[0])}">' + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>"
+            for row in plot.key_rows
+        )
+        parts.append(
+            f'<table class="plot-key" data-plot-key="{_e(plot.name)}"><thead><tr>{head}</tr>'
+            f"</thead><tbody>{rows}</tbody></table>"
+        )
+    parts.append(f"<figcaption>{_e(plot.caption)}</figcaption></figure>")
+    return "".join(parts)
 
 
 def _header(run: RunRecord, cells: list[CellRecord], image_dir: str) -> str:

@@ -10,38 +10,64 @@ because their numbers are the ones not to trust.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from matplotlib import patheffects
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
+from matplotlib.transforms import Bbox
 
 from harness.reports.cells import verdict
 from harness.results.store import CellRecord
 
 RUNTIME_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
-MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 DPI = 100
+POINT_SIZE = 60  # scatter sizes in points squared
+RING_SIZE = 220
+LABEL_FONTSIZE = 8
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangle of a plot's PNG in its pixels (origin top left, as an HTML image map
+    counts): a point's ``label``, a ``point``, the ``legend`` or a ``panel`` (axes), with
+    the words a tooltip shows for it."""
+
+    kind: str
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    text: str
 
 
 @dataclass(frozen=True)
 class Plot:
-    """One figure: ``name`` is its file stem (``latency-vs-accuracy-local``), ``alt``
-    says in words what it shows, ``caption`` what a reader should know about it."""
+    """One figure: ``name`` is its file stem (``latency-vs-accuracy-mlp``), ``alt``
+    says in words what it shows, ``caption`` what a reader should know about it.
+    ``key_header``/``key_rows`` are the table printed under it (what each numbered point
+    is), ``regions`` where its labels, points, legend and panels are in the PNG."""
 
     name: str
     title: str
     alt: str
     caption: str
     png: bytes
+    key_header: tuple[str, ...] = ()
+    key_rows: tuple[tuple[str, ...], ...] = ()
+    regions: tuple[Region, ...] = ()
+    size: tuple[int, int] = (0, 0)  # width, height in pixels
 
 
 def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
+    if not isinstance(fig.canvas, FigureCanvasAgg):  # keep one a caller drew on
+        FigureCanvasAgg(fig)
     buf = io.BytesIO()
     # No "Software" stamp: the bytes then depend on the data alone.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
@@ -91,89 +117,380 @@ def _plain_1_2_5(value: float, _position: int) -> str:
     return f"{value:g}" if leading in (1, 2, 5) else ""
 
 
-def _quality(cell: CellRecord, metric: str) -> float | None:
-    value = cell.result.get(metric)
-    return float(value) * 100 if value is not None else None
+@dataclass(frozen=True)
+class QualityAxis:
+    """What a model's latency plot puts on its y axis: the task metric where the model
+    has labels, else agreement with fp32, else (agreement meaningless: a degenerate fp32
+    reference, or an embedding) the output SNR."""
+
+    name: str
+    unit: str
+    read: Callable[[CellRecord], float | None]
+
+    def show(self, value: float) -> str:
+        return f"{value:.1f}{'%' if self.unit == '%' else ' dB'}"
 
 
-def latency_vs_accuracy(cells: list[CellRecord], device: str) -> Plot | None:
-    """p50 against accuracy (agreement with fp32 where no model has labels) for every
-    measured cell of one device, with the Pareto front of the valid ones marked."""
-    on_device = [c for c in cells if c.device == device]
-    measured = [c for c in on_device if c.status == "ok" and c.result.get("latency_ms")]
-    metric = (
-        "accuracy" if any(c.result.get("accuracy") is not None for c in measured) else ("agreement")
+def _percent(metric: str) -> Callable[[CellRecord], float | None]:
+    def read(cell: CellRecord) -> float | None:
+        value = cell.result.get(metric)
+        return float(value) * 100 if value is not None else None
+
+    return read
+
+
+def _fidelity_snr(cell: CellRecord) -> float | None:
+    # The same reading as harness.reports.fit.fidelity_snr (not imported: the fit module
+    # is optional for the HTML page): where fp32's outputs are near-constant, the SNR of
+    # their input-dependent part, else the output SNR.
+    degenerate = cell.result.get("baseline_degenerate") or []
+    if any(str(r).startswith("near-constant") for r in degenerate):
+        value = cell.result.get("snr_varying_db")
+    else:
+        value = cell.result.get("snr_db")
+    return float(value) if value is not None else None
+
+
+def quality_axis(cells: list[CellRecord]) -> QualityAxis | None:
+    """The y axis for one model's measured cells, or None when they have no quality."""
+    if any(c.result.get("accuracy") is not None for c in cells):
+        return QualityAxis("accuracy", "%", _percent("accuracy"))
+    degenerate = any(c.result.get("baseline_degenerate") for c in cells)
+    if not degenerate and any(c.result.get("agreement") is not None for c in cells):
+        return QualityAxis("agreement", "%", _percent("agreement"))
+    if any(_fidelity_snr(c) is not None for c in cells):
+        return QualityAxis("SNR", "dB", _fidelity_snr)
+    return None
+
+
+# Where a point's number may go, tried in this order: right, above, left, below, the
+# diagonals, then the eight directions between; each at growing distances (a leader line
+# joins far ones to their point). Forty rings of 5 px reach 200 px: a dense cluster's
+# numbers end up around it rather than on each other.
+_DIRECTIONS = tuple(
+    (math.cos(math.radians(a)), math.sin(math.radians(a)))
+    for a in (0, 90, 180, 270, 45, 135, 225, 315, 22.5, 67.5, 112.5, 157.5, 202.5, 247.5,
+              292.5, 337.5)
+)  # fmt: skip
+_STEP_PX = 5.0
+_RINGS = 40
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _place_labels(
+    ax: Axes,
+    points: list[tuple[float, float, float, str]],
+    renderer: RendererBase,
+    taken: list[Bbox],
+) -> list[Text]:
+    """Put each point's text (x, y, marker radius in px, text) beside it where it covers
+    no other label, no marker and stays inside the axes: a greedy search over
+    :data:`_DIRECTIONS` at growing distances. ``taken`` (display boxes) grows with each
+    label. Returns the texts, kept out of the layout so placing them moves nothing."""
+    inside = ax.get_window_extent(renderer).padded(-2)
+    centres = [ax.transData.transform((x, y)) for x, y, _, _ in points]
+    markers = [
+        Bbox.from_extents(cx - r, cy - r, cx + r, cy + r)
+        for (cx, cy), (_, _, r, _) in zip(centres, points, strict=True)
+    ]
+    texts = []
+    for (cx, cy), (x, y, radius, label) in sorted(
+        zip(centres, points, strict=True), key=lambda p: (p[0][0], -p[0][1])
+    ):
+        probe = ax.text(0, 0, label, fontsize=LABEL_FONTSIZE, fontweight="bold")
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width + 2, extent.height + 1  # a pixel of air around the digits
+        best: tuple[float, float, float, Bbox] | None = None
+        for ring in range(_RINGS):
+            gap = radius + 1 + ring * _STEP_PX
+            for ux, uy in _DIRECTIONS:
+                dx, dy = ux * (gap + w / 2), uy * (gap + h / 2)
+                box = Bbox.from_extents(
+                    cx + dx - w / 2, cy + dy - h / 2, cx + dx + w / 2, cy + dy + h / 2
+                )
+                cost = sum(_overlap(box, other) for other in [*taken, *markers])
+                if not inside.contains(box.x0, box.y0) or not inside.contains(box.x1, box.y1):
+                    cost += w * h  # outside the axes: clipped or over the frame
+                if best is None or cost < best[0]:
+                    best = (cost, dx, dy, box)
+                if cost == 0:
+                    break
+            if best is not None and best[0] == 0:
+                break
+        assert best is not None
+        _, dx, dy, box = best
+        far = math.hypot(dx, dy) > radius + max(w, h) + 2
+        text = ax.annotate(
+            label,
+            (x, y),
+            xytext=(dx, dy),
+            textcoords="offset pixels",
+            ha="center",
+            va="center",
+            fontsize=LABEL_FONTSIZE,
+            fontweight="bold",
+            color="#111",
+            zorder=6,
+            path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")],
+            arrowprops=(
+                {
+                    "arrowstyle": "-",
+                    "color": "#888",
+                    "linewidth": 0.6,
+                    "shrinkA": 1,
+                    "shrinkB": radius * 72 / DPI,  # points, not pixels
+                }
+                if far
+                else None
+            ),
+        )
+        text.set_in_layout(False)
+        taken.append(box)
+        texts.append(text)
+    return texts
+
+
+def _step_boxes(ax: Axes, front: list[tuple[float, float]]) -> list[Bbox]:
+    """Thin display boxes along the front's dashed staircase (``where="post"``: across
+    at a point's quality to the next point's latency, then up), so that numbers are put
+    beside the line rather than on it."""
+    corners = [ax.transData.transform(p) for p in front]
+    boxes = []
+    for (x0, y0), (x1, y1) in itertools.pairwise(corners):
+        across = Bbox.from_extents(min(x0, x1), y0 - 1.5, max(x0, x1), y0 + 1.5)
+        up = Bbox.from_extents(x1 - 1.5, min(y0, y1), x1 + 1.5, max(y0, y1))
+        boxes += [across, up]
+    return boxes
+
+
+def _image_box(box: Bbox, height: float) -> tuple[int, int, int, int]:
+    """A display box (origin bottom left) as PNG pixels (origin top left)."""
+    return (
+        math.floor(box.x0),
+        math.floor(height - box.y1),
+        math.ceil(box.x1),
+        math.ceil(height - box.y0),
     )
-    drawn = [c for c in measured if _quality(c, metric) is not None]
+
+
+def _marker_radius_px(size_points2: float) -> float:
+    return math.sqrt(size_points2) / 2 * DPI / 72
+
+
+def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
+    """One model's p50 against its quality (see :func:`quality_axis`), one panel per
+    device, each with the Pareto front of its valid cells. Points are numbered (the same
+    number for a variant and runtime on every device); the table under the plot
+    (``key_rows``) says what each number is."""
+    of_model = [c for c in cells if c.model == model]
+    measured = [c for c in of_model if c.status == "ok" and c.result.get("latency_ms")]
+    axis = quality_axis(measured)
+    if axis is None:
+        return None
+    drawn = [c for c in measured if axis.read(c) is not None]
     if not drawn:
         return None
+    devices = _first_seen([c.device for c in drawn])
     runtimes = _first_seen([c.runtime for c in drawn])
-    models = _first_seen([c.model for c in drawn])
     color = _runtime_color(runtimes)
-    fig = Figure(figsize=(8, 5.2))
-    ax = fig.add_subplot()
-    for c in drawn:
-        x, y = _p50(c), _quality(c, metric)
-        marker = MODEL_MARKERS[models.index(c.model) % len(MODEL_MARKERS)]
-        valid = verdict(c) == "ok"
-        ax.scatter(
-            [x],
-            [y],
-            marker=marker,
-            s=60,
-            facecolors=color(c.runtime) if valid else "none",
-            edgecolors=color(c.runtime),
-            linewidths=1.5,
-            zorder=3,
+    keys = _first_seen([(c.variant, c.runtime) for c in drawn])
+    number = {k: str(i + 1) for i, k in enumerate(keys)}
+    columns = min(len(devices), 3)
+    rows = math.ceil(len(devices) / columns)
+    fig = Figure(
+        figsize=(4.0 * columns if columns > 1 else 7.0, 3.5 * rows + 1.0),
+        dpi=DPI,
+        layout="constrained",
+    )
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(rows, columns, sharey=True, squeeze=False)
+    panels = [ax for row in grid for ax in row]
+    for ax in panels[len(devices) :]:
+        ax.remove()
+    fronts: dict[str, list[CellRecord]] = {}
+    placed: list[tuple[Axes, list[tuple[float, float, float, str]]]] = []
+    for ax, device in zip(panels, devices, strict=False):
+        on_device = [c for c in drawn if c.device == device]
+        marks = []
+        for c in on_device:
+            x, y = _p50(c), axis.read(c) or 0.0
+            valid = verdict(c) == "ok"
+            ax.scatter(
+                [x],
+                [y],
+                marker="o",
+                s=POINT_SIZE,
+                facecolors=color(c.runtime) if valid else "none",
+                edgecolors=color(c.runtime),
+                linewidths=1.5,
+                zorder=3,
+            )
+            marks.append((x, y, _marker_radius_px(POINT_SIZE), c))
+        valid_cells = [c for c in on_device if verdict(c) == "ok"]
+        front = [
+            valid_cells[i]
+            for i in pareto_front([(_p50(c), axis.read(c) or 0.0) for c in valid_cells])
+        ]
+        fronts[device] = front
+        if front:
+            xs = [_p50(c) for c in front]
+            ys = [axis.read(c) or 0.0 for c in front]
+            ax.step(xs, ys, where="post", color="#444", linestyle="--", linewidth=1, zorder=2)
+            ax.scatter(
+                xs,
+                ys,
+                s=RING_SIZE,
+                facecolors="none",
+                edgecolors="#d62728",
+                linewidths=1.5,
+                zorder=4,
+            )
+        ring = _marker_radius_px(RING_SIZE) + 1
+        placed.append(
+            (
+                ax,
+                [
+                    (x, y, ring if c in front else r + 1, number[(c.variant, c.runtime)])
+                    for x, y, r, c in marks
+                ],
+            )
         )
-        ax.annotate(
-            c.variant + ("" if valid else " (invalid)"),
-            (x, y),
-            textcoords="offset points",
-            xytext=(5, 4),
-            fontsize=7,
+        latencies = [_p50(c) for c in on_device]
+        if max(latencies) / max(min(latencies), 1e-12) > 5:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(_plain_1_2_5))
+            ax.xaxis.set_minor_formatter(FuncFormatter(_plain_1_2_5))
+        # Room inside the frame for the numbers of the points at its edges.
+        ax.margins(x=0.18, y=0.16)
+        emulated = any(c.emulated for c in on_device)
+        ax.set_title(f"on {device}" + (" (emulated)" if emulated else ""), fontsize=10)
+        ax.set_xlabel("p50 latency (ms, lower is better)", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+    for row in grid:
+        row[0].set_ylabel(f"{axis.name} ({axis.unit}, higher is better)", fontsize=9)
+    title = f"{model}: latency vs {axis.name}"
+    fig.suptitle(title)
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markersize=7, color=color(r), label=r)
+        for r in runtimes
+    ]
+    if any(verdict(c) != "ok" for c in drawn):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker="o",
+                markersize=7,
+                markerfacecolor="none",
+                color="#555",
+                label="hollow: invalid, kept off the front",
+            )
         )
-    valid_cells = [c for c in drawn if verdict(c) == "ok"]
-    points = [(_p50(c), _quality(c, metric) or 0.0) for c in valid_cells]
-    front = [valid_cells[i] for i in pareto_front(points)]
-    if front:
-        xs = [_p50(c) for c in front]
-        ys = [_quality(c, metric) for c in front]
-        ax.step(xs, ys, where="post", color="#444", linestyle="--", linewidth=1, zorder=2)
-        ax.scatter(xs, ys, s=220, facecolors="none", edgecolors="#d62728", linewidths=1.5,
-                   zorder=4, label="Pareto front")  # fmt: skip
-    for runtime in runtimes:
-        ax.scatter([], [], color=color(runtime), marker="o", label=runtime)
-    for model in models:
-        marker = MODEL_MARKERS[models.index(model) % len(MODEL_MARKERS)]
-        ax.scatter([], [], color="#777", marker=marker, label=model)
-    latencies = [_p50(c) for c in drawn]
-    if max(latencies) / max(min(latencies), 1e-12) > 5:
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(_plain_1_2_5))
-        ax.xaxis.set_minor_formatter(FuncFormatter(_plain_1_2_5))
-    ax.set_xlabel("p50 latency (ms, lower is better)")
-    ax.set_ylabel(f"{metric} (%, higher is better)")
-    title = f"Latency vs {metric} on {device}"
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    front_names = ", ".join(f"{c.model}/{c.variant}/{c.runtime}" for c in front)
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="--",
+            color="#444",
+            marker="o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgecolor="#d62728",
+            label="Pareto front of the device",
+        )
+    )
+    # Outside the panels, below them: a legend there covers no point.
+    legend = fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 4),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.canvas.draw()  # the constrained layout settles; the labels are placed in it
+    renderer = fig.canvas.get_renderer()
+    texts = []
+    for (ax, points), device in zip(placed, devices, strict=True):
+        front_line = [(_p50(c), axis.read(c) or 0.0) for c in fronts[device]]
+        texts.append((ax, _place_labels(ax, points, renderer, _step_boxes(ax, front_line))))
+    png = _png(fig)  # draws again: the labels are out of the layout, so nothing moves
+    height = fig.bbox.height
+    by_key = {(c.variant, c.runtime, c.device): c for c in drawn}
+    regions = [Region("legend", _image_box(legend.get_window_extent(renderer), height), "legend")]
+    for (ax, points), (_, labels), device in zip(placed, texts, devices, strict=True):
+        regions.append(
+            Region("panel", _image_box(ax.get_window_extent(renderer), height), f"on {device}")
+        )
+        for x, y, radius, label in points:
+            cx, cy = ax.transData.transform((x, y))
+            box = Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius)
+            c = by_key[(*keys[int(label) - 1], device)]
+            regions.append(Region("point", _image_box(box, height), _describe(c, axis, number)))
+        for label in labels:
+            variant, runtime = keys[int(label.get_text()) - 1]
+            c = by_key[(variant, runtime, device)]
+            regions.append(
+                Region(
+                    "label",
+                    # The text's own box: an Annotation's includes its leader line.
+                    _image_box(Text.get_window_extent(label, renderer), height),
+                    _describe(c, axis, number),
+                )
+            )
+    key_rows = []
+    for variant, runtime in keys:
+        row = [number[(variant, runtime)], variant, runtime]
+        for device in devices:
+            c = by_key.get((variant, runtime, device))
+            if c is None:
+                row.append("-")
+                continue
+            marks = (", on the front" if c in fronts[device] else "") + (
+                "" if verdict(c) == "ok" else " (invalid)"
+            )
+            row.append(f"{_p50(c):.3g} ms, {axis.show(axis.read(c) or 0.0)}{marks}")
+        key_rows.append(tuple(row))
+    front_names = "; ".join(
+        f"{device}: " + (", ".join(f"{c.variant}/{c.runtime}" for c in front) or "none")
+        for device, front in fronts.items()
+    )
     return Plot(
-        name=f"latency-vs-{metric}-{_slug(device)}",
+        name=f"latency-vs-{_slug(axis.name.lower())}-{_slug(model)}",
         title=title,
         alt=(
-            f"Scatter plot of p50 latency against {metric} for {len(drawn)} cells on "
-            f"{device}; Pareto front: {front_names or 'none'}"
+            f"Scatter plots of p50 latency against {axis.name} for {len(drawn)} cells of "
+            f"{model}, one panel per device; Pareto fronts: {front_names}"
         ),
         caption=(
-            f"Each point is a model/variant/runtime on {device} (colour: runtime, marker: "
-            f"model). Circled and joined: the Pareto front (no other valid cell is both "
-            f"faster and more accurate): {front_names or 'none'}. Hollow points are invalid "
-            f"measurements and are kept off the front." + _not_drawn(on_device)
+            f"Each point is a variant and runtime of {model} on the device of its panel "
+            "(colour: runtime; number: the row of the table below, the same on every "
+            "device). Ringed and joined: that device's Pareto front (no other valid cell "
+            f"of {model} on it is both faster and better): {front_names}. Hollow points "
+            "are invalid measurements and are kept off the front." + _not_drawn(of_model)
         ),
-        png=_png(fig),
+        png=png,
+        key_header=("#", "variant", "runtime", *(f"on {d}: p50, {axis.name}" for d in devices)),
+        key_rows=tuple(key_rows),
+        regions=tuple(regions),
+        size=(round(fig.bbox.width), round(height)),
+    )
+
+
+def _describe(cell: CellRecord, axis: QualityAxis, number: dict[tuple[str, str], str]) -> str:
+    value = axis.read(cell)
+    return (
+        f"{number[(cell.variant, cell.runtime)]}: {cell.variant} / {cell.runtime} on "
+        f"{cell.device}: p50 {_p50(cell):.3g} ms, {axis.name} "
+        f"{axis.show(value) if value is not None else '-'}"
+        + ("" if verdict(cell) == "ok" else " (invalid)")
     )
 
 
@@ -280,7 +597,8 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
     _grouped_bars(size_ax, drawn, lambda c: c.size_bytes / 1024 if c.size_bytes else None, runtimes)
     size_ax.set_ylabel("artifact size (KB)")
     size_ax.set_title("Artifact size")
-    size_ax.legend(fontsize=8)
+    # Beside the bars, not over them: a legend inside may hide the tallest.
+    size_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _grouped_bars(memory_ax, drawn, lambda c: (c.result.get("memory_mb") or {}).get("peak"),
                   runtimes)  # fmt: skip
     memory_ax.set_ylabel("peak RSS during inference (MB)")
@@ -315,7 +633,7 @@ def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
     ax.set_ylabel("energy per inference (mJ, idle subtracted)")
     title = f"Energy per inference on {device} ({', '.join(sources)})"
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     modelled = "modelled" in sources
     return Plot(
@@ -337,13 +655,14 @@ def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
 
 
 def make_plots(cells: list[CellRecord], samples_ms: dict[int, list[float]]) -> list[Plot]:
-    """Every figure of the report: per device latency vs accuracy, size and memory, and
-    energy; per model and device the latency distributions."""
+    """Every figure of the report: per model latency vs quality (a panel per device),
+    per model and device the latency distributions, per device size and memory, and
+    energy."""
     devices = _first_seen([c.device for c in cells])
     models = _first_seen([c.model for c in cells])
     plots: list[Plot | None] = []
-    for device in devices:
-        plots.append(latency_vs_accuracy(cells, device))
+    for model in models:
+        plots.append(latency_vs_quality(cells, model))
     for model in models:
         for device in devices:
             plots.append(latency_distribution(cells, samples_ms, model, device))

@@ -11,7 +11,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from harness.reports.cells import (
     baseline_key,
@@ -20,6 +22,7 @@ from harness.reports.cells import (
     verdict,
     vs_baseline,
 )
+from harness.reports.widths import left_out_line, plan_layout
 from harness.results.scoring import SNR_CAP_DB
 from harness.results.store import CellRecord
 
@@ -287,20 +290,62 @@ def _groups(rows: list[Row]) -> list[tuple[tuple[str, str], list[Row]]]:
     return groups
 
 
+# The order columns are kept in when the terminal is too narrow for all of them (see
+# harness.reports.widths): the row's name and status and its p50 always, then what a
+# compression trade-off is read by (speed and size against the baseline, the accuracy
+# change, agreement with fp32, why a measurement is not trusted), then the absolute
+# figures, and last where the power figure came from. The note goes under the table.
+PRIORITY = (
+    "runtime",
+    "variant",
+    "status",
+    "p50 ms",
+    "speedup",
+    "size x",
+    "acc Δ pt",
+    "agreement",
+    "validity",
+    "accuracy",
+    "p90 ms",
+    "size KB",
+    "peak MB",
+    "SNR dB",
+    "energy mJ",
+    "power",
+)
+REQUIRED = 4  # runtime, variant, status, p50 ms
+WIDER = "harness report --format markdown (or csv, json)"
+
+
 def render_rich(rows: list[Row], title: str, console: Console) -> None:
     """One table per model and device under the run's title. Every column but the note
-    keeps its values on one line; the note (a failure's reason) folds."""
+    keeps its values on one line; the note (a failure's reason) wraps. All tables share
+    one layout (:func:`harness.reports.widths.plan_layout`): where the terminal is too
+    narrow for every column, the notes are printed under each table and the columns last
+    in :data:`PRIORITY` are left out, named in a footer line; a number is never cut."""
     inner = [c for c in COLUMNS if c not in GROUP_COLUMNS]
     keep = [COLUMNS.index(c) for c in inner]
+    cells = [[row.values[i] for i in keep] for row in rows]
+    layout = plan_layout(inner, cells, console.width, PRIORITY, REQUIRED, note="note")
+    shown = [COLUMNS.index(c) for c in layout.columns]
     console.print(title, style="bold", markup=False, highlight=False)
     for (model, device), group_rows in _groups(rows):
         table = Table(title=f"{model} on {device}", title_justify="left", title_style="bold")
-        for col in inner:
+        for col in layout.columns:
             justify = "left" if col in _TEXT_COLUMNS else "right"
             table.add_column(col, justify=justify, no_wrap=col != "note", overflow="fold")
         for row in group_rows:
-            table.add_row(*(row.values[i] for i in keep), style=_ROW_STYLE[row.verdict])
+            table.add_row(*(row.values[i] for i in shown), style=_ROW_STYLE[row.verdict])
         console.print(table)
+        if not layout.note_inline:
+            for row in group_rows:
+                if row.value("note"):
+                    text = f"{row.value('runtime')} {row.value('variant')}: {row.value('note')}"
+                    line = Text(text, style=_ROW_STYLE[row.verdict] or "")
+                    console.print(Padding(line, (0, 0, 0, 2)))
+    if layout.left_out:
+        footer = left_out_line(layout.left_out, console.width, WIDER)
+        console.print(footer, markup=False, highlight=False)
     if rows:
         console.print(LEGEND, style="dim", markup=False, highlight=False)
 
