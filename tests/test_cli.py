@@ -180,12 +180,15 @@ def test_help(args):
 def test_ctrl_c_leaves_store_consistent_and_next_run_resumes(tiny_suite, tmp_path):
     results = tmp_path / "out"
     db = results / "harness.db"
+    # The harness keeps SIGINT ignored when it was started so (as `cmd &` in a script is):
+    # give the child SIGINT's default, so the test means Ctrl-C however pytest was started.
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "run", str(tiny_suite), "--results", str(results)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     recorded = 0
