@@ -9,16 +9,22 @@ so they produce a :class:`QuantRequest` and must come last in a chain.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from harness.models.base import ModelBundle
 from harness.target import TargetInfo
+
+if TYPE_CHECKING:  # configs and reports import this module without paying for torch's import
+    import torch
+    from torch import nn
 
 
 class RecipeParams(BaseModel):
@@ -59,24 +65,132 @@ class QuantRequest:
     qat_lr: float = 1e-4
 
 
-class Recipe(ABC):
+ParamsT = TypeVar("ParamsT", bound=RecipeParams)
+
+
+class Recipe(ABC, Generic[ParamsT]):
     name: ClassVar[str]
     kind: ClassVar[Literal["transform", "quantize"]]
     Params: ClassVar[type[RecipeParams]]
 
-    def __init__(self, params: RecipeParams):
+    def __init__(self, params: ParamsT):
         self.params = params
 
 
-class TransformRecipe(Recipe):
+class TransformInput:
+    """The bundle a transform step works on, with what steps commonly need, each made on
+    first use (distillation builds its own student and never copies the teacher)."""
+
+    def __init__(self, bundle: ModelBundle, ctx: RecipeContext):
+        self.bundle = bundle
+        self.ctx = ctx
+
+    @cached_property
+    def module(self) -> nn.Module:
+        """A float, eval-mode copy of the input module for the step to rewrite in place:
+        a recipe must never modify ``bundle.module``."""
+        return copy.deepcopy(self.bundle.module).float().eval()
+
+    @cached_property
+    def reference(self) -> torch.Tensor:
+        """The input module's logits on the eval inputs: the quality reference for
+        models without labels."""
+        from harness.recipes.training import predict_logits
+
+        return predict_logits(self.bundle.module, self.bundle.data.eval_inputs)
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """Fine-tuning the template runs after a step. ``stage`` names the quality measured
+    right after the step (``accuracy_pruned``), between ``*_before`` and ``*_after``."""
+
+    stage: str
+    epochs: int
+    lr: float
+
+
+@dataclass
+class TransformStep:
+    """What a recipe's own step produced, for the template to finish.
+
+    ``notes`` open the lineage notes; ``info`` goes into the new bundle's info;
+    ``closing_notes`` come after the template's size notes, where those recipes always
+    put them.
+    """
+
+    module: nn.Module
+    notes: dict[str, Any] = field(default_factory=dict)
+    finetune: Finetune | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    closing_notes: dict[str, Any] = field(default_factory=dict)
+
+
+class TransformRecipe(Recipe[ParamsT]):
+    """A recipe that rewrites the module: subclasses implement :meth:`step` only.
+
+    :meth:`apply` runs the step under the training thread count, fine-tunes when the step
+    asks, derives the new bundle (params, MACs and accuracy recounted) and, with
+    ``records_size``, ends the notes with the parameter and MAC counts before and after.
+    """
+
     kind: ClassVar[Literal["transform", "quantize"]] = "transform"
+    records_size: ClassVar[bool] = False
 
     @abstractmethod
+    def step(self, work: TransformInput) -> TransformStep:
+        """Transform ``work.module`` (or build a new module); never ``work.bundle.module``."""
+
     def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        """Return a new bundle; must not modify ``bundle.module`` in place."""
+        """Return a new bundle; ``bundle.module`` is not modified."""
+        # Imported here: they import torch (see the TYPE_CHECKING import above).
+        from harness.models.architectures import model_stats
+        from harness.recipes.training import (
+            derive_bundle,
+            finetune_with_quality,
+            torch_threads,
+            training_threads,
+        )
+
+        with torch_threads(training_threads(bundle.module, bundle.example_args)):
+            work = TransformInput(bundle, ctx)
+            before = model_stats(work.module, bundle.example_args) if self.records_size else None
+            step = self.step(work)
+            notes = dict(step.notes)
+            if step.finetune is not None:
+                notes.update(
+                    finetune_with_quality(
+                        step.module,
+                        bundle.module,
+                        bundle.data,
+                        work.reference,
+                        stage=step.finetune.stage,
+                        recipe=self.name,
+                        epochs=step.finetune.epochs,
+                        lr=step.finetune.lr,
+                        seed=ctx.seed,
+                        log=ctx.log,
+                    )
+                )
+            new = derive_bundle(bundle, step.module, **step.info)
+            if before is not None:
+                notes.update(_size_notes(before, new.info))
+            notes.update(step.closing_notes)
+            return TransformOutcome(bundle=new, notes=notes)
 
 
-class QuantizeRecipe(Recipe):
+def _size_notes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "params_before": before["params_count"],
+        "params_after": after["params_count"],
+        "macs_before": before["macs"],
+        "macs_after": after["macs"],
+        "params_reduction": round(1 - after["params_count"] / before["params_count"], 4),
+        "macs_reduction": round(1 - after["macs"] / max(before["macs"], 1), 4),
+    }
+
+
+class QuantizeRecipe(Recipe[ParamsT]):
     kind: ClassVar[Literal["transform", "quantize"]] = "quantize"
 
     @abstractmethod

@@ -19,15 +19,8 @@ from harness.errors import RecipeError
 from harness.models.architectures import count_params
 from harness.models.base import ModelBundle
 from harness.models.inputs import call_module
-from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
-from harness.recipes.training import (
-    derive_bundle,
-    evaluate_accuracy,
-    predict_logits,
-    torch_threads,
-    train_classifier,
-    training_threads,
-)
+from harness.recipes.base import RecipeParams, TransformInput, TransformRecipe, TransformStep
+from harness.recipes.training import evaluate_accuracy, predict_logits, train_classifier
 
 
 class DistillationParams(RecipeParams):
@@ -46,7 +39,7 @@ class DistillationParams(RecipeParams):
     seed: int = Field(0, ge=0, description="student init and batch order")
 
 
-class Distillation(TransformRecipe):
+class Distillation(TransformRecipe[DistillationParams]):
     """Train a smaller zoo student from the bundle's outputs and labels."""
 
     name = "distill"
@@ -55,7 +48,7 @@ class Distillation(TransformRecipe):
     def _student(self, bundle: ModelBundle) -> tuple[nn.Module, str, dict[str, Any]]:
         from harness.models.zoo import ZOO, get_zoo_model
 
-        p: DistillationParams = self.params  # type: ignore[assignment]
+        p = self.params
         teacher_zoo = bundle.identity.get("zoo")
         student_name = p.student_model or teacher_zoo
         if student_name is None:
@@ -92,12 +85,11 @@ class Distillation(TransformRecipe):
         }
         return module, student_name, arch
 
-    def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_args)):
-            return self._apply(bundle, ctx)
-
-    def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        p: DistillationParams = self.params  # type: ignore[assignment]
+    def step(self, work: TransformInput) -> TransformStep:
+        # The student is a new module trained here (twice, for the comparison), so the
+        # template's copy of the teacher and its fine-tune are not used.
+        p = self.params
+        bundle, ctx = work.bundle, work.ctx
         data = bundle.data
         if data.train_inputs is None or data.train_labels is None or data.eval_labels is None:
             raise RecipeError(
@@ -160,7 +152,6 @@ class Distillation(TransformRecipe):
             "lr": p.lr,
             "seed": p.seed,
         }
-        new = derive_bundle(
-            bundle, distilled, student={"zoo": student_name, "params": student_params}
+        return TransformStep(
+            distilled, notes, info={"student": {"zoo": student_name, "params": student_params}}
         )
-        return TransformOutcome(bundle=new, notes=notes)

@@ -20,7 +20,6 @@ keeps a later int8 step from wasting its range on one badly scaled factor.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, ClassVar, Literal
 
@@ -29,16 +28,13 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from harness.errors import RecipeError
-from harness.models.architectures import model_stats
-from harness.models.base import ModelBundle
 from harness.models.inputs import call_module
-from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
-from harness.recipes.training import (
-    derive_bundle,
-    finetune_with_quality,
-    predict_logits,
-    torch_threads,
-    training_threads,
+from harness.recipes.base import (
+    Finetune,
+    RecipeParams,
+    TransformInput,
+    TransformRecipe,
+    TransformStep,
 )
 
 __all__ = [
@@ -197,30 +193,23 @@ def _candidates(
     return out
 
 
-class LowRankFactorization(TransformRecipe):
+class LowRankFactorization(TransformRecipe[LowRankParams]):
     """SVD-factorize Linear and KxK Conv2d layers to a lower rank, then fine-tune."""
 
     name = "low-rank"
     Params: ClassVar = LowRankParams
-
-    def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_args)):
-            return self._apply(bundle, ctx)
+    records_size = True
 
     def _rank(self, s: torch.Tensor) -> int:
-        p: LowRankParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.energy is not None:
             return rank_for_energy(s, p.energy)
         assert p.rank_ratio is not None
         return max(1, math.ceil(p.rank_ratio * len(s) - 1e-9))
 
-    def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        p: LowRankParams = self.params  # type: ignore[assignment]
-        original = bundle.module
-        module = copy.deepcopy(original).float().eval()
-        example = bundle.example_args
-        before = model_stats(module, example)
-        reference = predict_logits(original, bundle.data.eval_inputs)
+    def step(self, work: TransformInput) -> TransformStep:
+        p = self.params
+        bundle, module = work.bundle, work.module
 
         factorized: dict[str, dict[str, Any]] = {}
         skipped: dict[str, str] = {}
@@ -263,8 +252,8 @@ class LowRankFactorization(TransformRecipe):
                 + ")"
             )
         with torch.no_grad():
-            out = call_module(module, example)
-        if out.shape[1:] != reference.shape[1:]:
+            out = call_module(module, bundle.example_args)
+        if out.shape[1:] != work.reference.shape[1:]:
             raise RecipeError("low-rank: factorization changed the output shape")
 
         notes: dict[str, Any] = {
@@ -277,31 +266,6 @@ class LowRankFactorization(TransformRecipe):
             "ranks": factorized,
             "skipped": skipped,
         }
-        notes.update(
-            finetune_with_quality(
-                module,
-                original,
-                bundle.data,
-                reference,
-                stage="factorized",
-                recipe="low-rank",
-                epochs=p.finetune_epochs,
-                lr=p.lr,
-                seed=ctx.seed,
-                log=ctx.log,
-            )
+        return TransformStep(
+            module, notes, finetune=Finetune(stage="factorized", epochs=p.finetune_epochs, lr=p.lr)
         )
-
-        new = derive_bundle(bundle, module)
-        params_after, macs_after = new.info["params_count"], new.info["macs"]
-        notes.update(
-            {
-                "params_before": before["params_count"],
-                "params_after": params_after,
-                "macs_before": before["macs"],
-                "macs_after": macs_after,
-                "params_reduction": round(1 - params_after / before["params_count"], 4),
-                "macs_reduction": round(1 - macs_after / max(before["macs"], 1), 4),
-            }
-        )
-        return TransformOutcome(bundle=new, notes=notes)

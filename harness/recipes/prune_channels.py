@@ -9,7 +9,6 @@ consistent. The classifier's outputs are never pruned: the class count must not 
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import Any, ClassVar, Literal
 
@@ -18,16 +17,14 @@ from pydantic import Field
 from torch import nn
 
 from harness.errors import RecipeError
-from harness.models.architectures import count_params, model_stats
-from harness.models.base import ModelBundle
+from harness.models.architectures import count_params
 from harness.models.inputs import call_module
-from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
-from harness.recipes.training import (
-    derive_bundle,
-    finetune_with_quality,
-    predict_logits,
-    torch_threads,
-    training_threads,
+from harness.recipes.base import (
+    Finetune,
+    RecipeParams,
+    TransformInput,
+    TransformRecipe,
+    TransformStep,
 )
 
 _PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -72,27 +69,22 @@ def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {n: tuple(p.shape) for n, p in module.named_parameters()}
 
 
-class ChannelPruning(TransformRecipe):
+class ChannelPruning(TransformRecipe[ChannelPruningParams]):
     """Remove the lowest-magnitude channels (dependency-aware), then fine-tune."""
 
     name = "prune-channels"
     Params: ClassVar = ChannelPruningParams
+    records_size = True
 
-    def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_args)):
-            return self._apply(bundle, ctx)
-
-    def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
+    def step(self, work: TransformInput) -> TransformStep:
         import torch_pruning as tp
 
-        p: ChannelPruningParams = self.params  # type: ignore[assignment]
-        original = bundle.module
-        module = copy.deepcopy(original).float().eval()
+        p = self.params
+        bundle, module = work.bundle, work.module
         example = bundle.example_args
-        before = model_stats(module, example)
+        params_before = count_params(module)
         shapes_before = _shapes(module)
         num_classes = _output_width(module, example)
-        reference = predict_logits(original, bundle.data.eval_inputs)
 
         mha = {m: m.num_heads for m in module.modules() if isinstance(m, nn.MultiheadAttention)}
         importance = tp.importance.MagnitudeImportance(p=1 if p.importance == "l1" else 2)
@@ -122,7 +114,7 @@ class ChannelPruning(TransformRecipe):
                 f"({type(exc).__name__}: {exc}); the model's graph has a coupling "
                 "torch_pruning does not handle (try prune-unstructured instead)"
             ) from exc
-        if count_params(module) >= before["params_count"]:
+        if count_params(module) >= params_before:
             # torch_pruning has pruners for LSTM but not for GRU or plain RNN layers, so
             # everything feeding or fed by one is left alone.
             recurrent = [n for n, m in module.named_modules() if isinstance(m, (nn.GRU, nn.RNN))]
@@ -146,33 +138,12 @@ class ChannelPruning(TransformRecipe):
             "global_pruning": p.global_pruning,
             "round_to": p.round_to,
         }
-        notes.update(
-            finetune_with_quality(
-                module,
-                original,
-                bundle.data,
-                reference,
-                stage="pruned",
-                recipe="prune-channels",
-                epochs=p.finetune_epochs,
-                lr=p.lr,
-                seed=ctx.seed,
-                log=ctx.log,
-            )
-        )
-
-        new = derive_bundle(bundle, module)
-        after = {"params_count": new.info["params_count"], "macs": new.info["macs"]}
         shapes_after = _shapes(module)
-        notes.update(
-            {
-                "params_before": before["params_count"],
-                "params_after": after["params_count"],
-                "macs_before": before["macs"],
-                "macs_after": after["macs"],
-                "params_reduction": round(1 - after["params_count"] / before["params_count"], 4),
-                "macs_reduction": round(1 - after["macs"] / max(before["macs"], 1), 4),
-                "tensors_shrunk": sum(shapes_after.get(k) != v for k, v in shapes_before.items()),
-            }
+        return TransformStep(
+            module,
+            notes,
+            finetune=Finetune(stage="pruned", epochs=p.finetune_epochs, lr=p.lr),
+            closing_notes={
+                "tensors_shrunk": sum(shapes_after.get(k) != v for k, v in shapes_before.items())
+            },
         )
-        return TransformOutcome(bundle=new, notes=notes)

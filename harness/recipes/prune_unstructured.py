@@ -13,7 +13,6 @@ gradual schedule keeps the earlier zeros.
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any, ClassVar, Literal
 
@@ -23,16 +22,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from harness.errors import RecipeError
-from harness.models.base import ModelBundle
-from harness.recipes.base import RecipeContext, RecipeParams, TransformOutcome, TransformRecipe
-from harness.recipes.training import (
-    derive_bundle,
-    finetune,
-    predict_logits,
-    quality,
-    torch_threads,
-    training_threads,
-)
+from harness.recipes.base import RecipeParams, TransformInput, TransformRecipe, TransformStep
+from harness.recipes.training import finetune, quality
 
 NO_SPEEDUP_NOTE = "dense kernels do not skip zeros: expect no speedup"
 
@@ -117,26 +108,24 @@ def _prune_step(
     return masks
 
 
-class UnstructuredPruning(TransformRecipe):
+class UnstructuredPruning(TransformRecipe[UnstructuredPruningParams]):
     """Zero the smallest weights (exact sparsity), optionally gradually with fine-tuning."""
 
     name = "prune-unstructured"
     Params: ClassVar = UnstructuredPruningParams
 
-    def apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        with torch_threads(training_threads(bundle.module, bundle.example_args)):
-            return self._apply(bundle, ctx)
-
-    def _apply(self, bundle: ModelBundle, ctx: RecipeContext) -> TransformOutcome:
-        p: UnstructuredPruningParams = self.params  # type: ignore[assignment]
+    def step(self, work: TransformInput) -> TransformStep:
+        # The gradual schedule fine-tunes between its steps, so it trains here rather than
+        # through the template's single fine-tune.
+        p = self.params
+        bundle, ctx, module = work.bundle, work.ctx, work.module
         original = bundle.module
-        module = copy.deepcopy(original).float().eval()
         targets = prunable_weights(module)
         if not targets:
             raise RecipeError(
                 f"prune-unstructured: {bundle.name!r} has no conv/linear weights to prune"
             )
-        reference = predict_logits(original, bundle.data.eval_inputs)
+        reference = work.reference
         notes: dict[str, Any] = {
             "target_sparsity": p.sparsity,
             "scope": p.scope,
@@ -197,7 +186,8 @@ class UnstructuredPruning(TransformRecipe):
                 "note": NO_SPEEDUP_NOTE,
             }
         )
-        new = derive_bundle(
-            bundle, module, sparsity=round(achieved, 6), nonzero_params=all_params - all_zeros
+        return TransformStep(
+            module,
+            notes,
+            info={"sparsity": round(achieved, 6), "nonzero_params": all_params - all_zeros},
         )
-        return TransformOutcome(bundle=new, notes=notes)

@@ -17,12 +17,12 @@ class Int8StaticParams(RecipeParams):
     activation_dtype: Literal["auto", "uint8", "int8"] = "auto"
 
 
-class Int8Static(QuantizeRecipe):
+class Int8Static(QuantizeRecipe[Int8StaticParams]):
     name = "int8-static"
     Params: ClassVar = Int8StaticParams
 
     def request(self) -> QuantRequest:
-        p: Int8StaticParams = self.params  # type: ignore[assignment]
+        p = self.params
         return QuantRequest(
             mode="static",
             per_channel=p.per_channel,
@@ -35,19 +35,19 @@ class Int8DynamicParams(RecipeParams):
     per_channel: bool = True
 
 
-class Int8Dynamic(QuantizeRecipe):
+class Int8Dynamic(QuantizeRecipe[Int8DynamicParams]):
     name = "int8-dynamic"
     Params: ClassVar = Int8DynamicParams
 
     def request(self) -> QuantRequest:
-        return QuantRequest(mode="dynamic", per_channel=self.params.per_channel)  # type: ignore[attr-defined]
+        return QuantRequest(mode="dynamic", per_channel=self.params.per_channel)
 
 
 class Fp16Params(RecipeParams):
     pass
 
 
-class Fp16(QuantizeRecipe):
+class Fp16(QuantizeRecipe[Fp16Params]):
     name = "fp16"
     Params: ClassVar = Fp16Params
 
@@ -68,7 +68,7 @@ class Int8QatParams(RecipeParams):
     per_channel: bool = True
 
 
-class Int8Qat(QuantizeRecipe):
+class Int8Qat(QuantizeRecipe[Int8QatParams]):
     """int8 with quantization-aware training: fine-tune under fake quantization (pt2e),
     so the weights adapt to the int8 grid the runtime will use, then quantize.
 
@@ -80,7 +80,7 @@ class Int8Qat(QuantizeRecipe):
     Params: ClassVar = Int8QatParams
 
     def request(self) -> QuantRequest:
-        p: Int8QatParams = self.params  # type: ignore[assignment]
+        p = self.params
         return QuantRequest(
             mode="qat",
             per_channel=p.per_channel,
