@@ -4,6 +4,7 @@ distillation trains a smaller student, and no recipe touches its input module.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pydantic
@@ -16,7 +17,14 @@ from harness.errors import RecipeError
 from harness.models import build_model
 from harness.models.base import ModelBundle
 from harness.recipes import get_recipe_class
-from harness.recipes.base import RecipeContext
+from harness.recipes.base import (
+    Finetune,
+    RecipeContext,
+    RecipeParams,
+    TransformInput,
+    TransformRecipe,
+    TransformStep,
+)
 from harness.recipes.distill import Distillation
 from harness.recipes.prune_channels import ChannelPruning
 from harness.recipes.prune_unstructured import UnstructuredPruning, prunable_weights
@@ -344,3 +352,87 @@ def test_distillation_needs_labels(resnet: ModelBundle) -> None:
 def test_distillation_rejects_bad_student_params(cnn: ModelBundle) -> None:
     with pytest.raises(RecipeError, match="student_params"):
         Distillation(Distillation.Params(student_params={"width": 0})).apply(cnn, CTX)
+
+
+# ------------------------------------------------------------------- the recipe template
+
+
+class _DropBiasParams(RecipeParams):
+    finetune_epochs: int = 1
+
+
+class _DropClassifierBias(TransformRecipe[_DropBiasParams]):
+    """A toy recipe that implements only its step: the classifier loses its bias."""
+
+    name = "drop-classifier-bias"
+    Params: ClassVar = _DropBiasParams
+    records_size = True
+
+    def __init__(self, params: _DropBiasParams) -> None:
+        super().__init__(params)
+        self.seen: dict[str, object] = {}
+
+    def step(self, work: TransformInput) -> TransformStep:
+        module = work.module
+        self.seen = {"threads": torch.get_num_threads(), "copy": module is not work.bundle.module}
+        old = module.classifier
+        module.classifier = nn.Linear(old.in_features, old.out_features, bias=False)
+        with torch.no_grad():
+            module.classifier.weight.copy_(old.weight)
+        return TransformStep(
+            module,
+            {"dropped": "classifier.bias"},
+            finetune=Finetune(stage="unbiased", epochs=self.params.finetune_epochs, lr=1e-3),
+            info={"toy": True},
+            closing_notes={"last": 1},
+        )
+
+
+def test_a_recipe_implementing_only_its_step_gets_the_template(cnn: ModelBundle) -> None:
+    snap = _snapshot(cnn.module)
+    threads = torch.get_num_threads()
+    recipe = _DropClassifierBias(_DropBiasParams())
+    out = recipe.apply(cnn, CTX)
+    _assert_unchanged(cnn.module, snap)
+    assert recipe.seen == {"threads": 1, "copy": True}  # a tiny model trains on one thread
+    assert torch.get_num_threads() == threads
+    notes = out.notes
+    assert list(notes) == [
+        "dropped",
+        "accuracy_before",
+        "accuracy_unbiased",
+        "finetune",
+        "finetune_epochs",
+        "accuracy_after",
+        "params_before",
+        "params_after",
+        "macs_before",
+        "macs_after",
+        "params_reduction",
+        "macs_reduction",
+        "last",
+    ]
+    assert notes["accuracy_before"] == cnn.info["accuracy"]
+    assert notes["finetune"] == "hard labels (train split)" and notes["finetune_epochs"] == 1
+    assert notes["params_before"] == cnn.info["params_count"]
+    assert notes["params_after"] == notes["params_before"] - 10 == _params(out.bundle.module)
+    assert notes["params_reduction"] == round(10 / notes["params_before"], 4)
+    info = out.bundle.info
+    assert info["toy"] is True
+    assert "weights" in cnn.info and "weights" not in info  # the parent's, not the child's
+    assert info["params_count"] == notes["params_after"]
+    assert info["accuracy"] == notes["accuracy_after"]
+
+
+def test_a_step_without_finetune_or_size_gets_only_its_notes(cnn: ModelBundle) -> None:
+    class Identity(TransformRecipe[_DropBiasParams]):
+        name = "identity"
+        Params: ClassVar = _DropBiasParams
+
+        def step(self, work: TransformInput) -> TransformStep:
+            return TransformStep(work.module, {"did": "nothing"})
+
+    out = Identity(_DropBiasParams()).apply(cnn, CTX)
+    assert out.notes == {"did": "nothing"}
+    assert out.bundle.module is not cnn.module
+    assert out.bundle.info["params_count"] == cnn.info["params_count"]
