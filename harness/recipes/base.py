@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.models.base import ModelBundle
 from harness.target import TargetInfo
@@ -31,6 +31,12 @@ class RecipeParams(BaseModel):
     """Base for every recipe's parameters: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The fine-tuning knobs of the recipes that fine-tune after their step; each recipe sets
+# its own default.
+FinetuneEpochs = Annotated[int, Field(ge=0, le=1000, description="epochs of fine-tuning after")]
+FinetuneLr = Annotated[float, Field(gt=0, le=1, description="fine-tuning learning rate (Adam)")]
 
 
 @dataclass

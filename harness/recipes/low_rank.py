@@ -31,6 +31,8 @@ from harness.errors import RecipeError
 from harness.models.inputs import call_module
 from harness.recipes.base import (
     Finetune,
+    FinetuneEpochs,
+    FinetuneLr,
     RecipeParams,
     TransformInput,
     TransformRecipe,
@@ -74,8 +76,8 @@ class LowRankParams(RecipeParams):
         le=1_000_000,
         description="skip layers whose smaller side (min of in*k*k and out) is below this",
     )
-    finetune_epochs: int = Field(0, ge=0, le=1000, description="epochs of fine-tuning after")
-    lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate (Adam)")
+    finetune_epochs: FinetuneEpochs = 0
+    lr: FinetuneLr = 1e-3
 
     @model_validator(mode="after")
     def _exactly_one_rank_rule(self) -> LowRankParams:

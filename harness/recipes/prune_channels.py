@@ -21,6 +21,8 @@ from harness.models.architectures import count_params
 from harness.models.inputs import call_module
 from harness.recipes.base import (
     Finetune,
+    FinetuneEpochs,
+    FinetuneLr,
     RecipeParams,
     TransformInput,
     TransformRecipe,
@@ -40,8 +42,8 @@ class ChannelPruningParams(RecipeParams):
     global_pruning: bool = Field(
         False, description="rank channels across layers instead of the same ratio per layer"
     )
-    finetune_epochs: int = Field(5, ge=0, le=1000, description="epochs of fine-tuning after")
-    lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate (Adam)")
+    finetune_epochs: FinetuneEpochs = 5
+    lr: FinetuneLr = 1e-3
     round_to: int | None = Field(
         None, ge=1, le=256, description="keep channel counts multiples of this (SIMD width)"
     )

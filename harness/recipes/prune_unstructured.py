@@ -22,7 +22,13 @@ from torch import nn
 from torch.nn.utils import prune
 
 from harness.errors import RecipeError
-from harness.recipes.base import RecipeParams, TransformInput, TransformRecipe, TransformStep
+from harness.recipes.base import (
+    FinetuneLr,
+    RecipeParams,
+    TransformInput,
+    TransformRecipe,
+    TransformStep,
+)
 from harness.recipes.training import finetune, quality
 
 NO_SPEEDUP_NOTE = "dense kernels do not skip zeros: expect no speedup"
@@ -41,7 +47,7 @@ class UnstructuredPruningParams(RecipeParams):
     finetune_epochs: int = Field(
         0, ge=0, le=1000, description="fine-tuning epochs after each step (pruned stay 0)"
     )
-    lr: float = Field(1e-3, gt=0, le=1, description="fine-tuning learning rate (Adam)")
+    lr: FinetuneLr = 1e-3
 
 
 def prunable_weights(module: nn.Module) -> list[tuple[str, nn.Module, str]]:
