@@ -5,6 +5,9 @@ places: *transform* recipes (pruning, distillation, low-rank) rewrite the PyTorc
 and are shared by every runtime; *quantize* recipes only describe what the exporter of
 each runtime must do (ORT quantizes an ONNX graph, ExecuTorch quantizes through pt2e),
 so they produce a :class:`QuantRequest` and must come last in a chain.
+
+A transform recipe implements only its own :meth:`TransformRecipe.step`; the base's
+``apply`` is the template around it that every transform shares.
 """
 
 from __future__ import annotations
