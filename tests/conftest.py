@@ -9,6 +9,13 @@ import pytest
 from tests.suite_files import FAST_MEASURE, write_suite
 
 
+@pytest.fixture(scope="session")
+def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One zoo weight cache for the session: a model the first test file trains, the
+    next ones load (each build still gets its own module, so no test sees another's)."""
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
 @pytest.fixture
 def tiny_suite(tmp_path: Path) -> Path:
     return write_suite(

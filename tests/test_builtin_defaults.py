@@ -67,27 +67,32 @@ def test_the_checkout_links_to_the_package_copies() -> None:
     assert (REPO / "suites" / "quickstart.toml").resolve() == builtin_suite("quickstart")
 
 
+LONE_SUITE = """
+name = "lone"
+runtimes = ["onnxruntime"]
+devices = ["local", "pi4-emulated"]
+[[models]]
+name = "mlp"
+zoo = "mlp"
+params = { hidden = 16, epochs = 1 }
+[variants]
+fp32 = []
+int8 = ["int8-static"]
+"""
+
+
 def test_a_suite_in_an_empty_directory_finds_presets_and_boards(tmp_path: Path) -> None:
-    suite = lone_suite(
-        tmp_path,
-        """
-        name = "lone"
-        runtimes = ["onnxruntime"]
-        devices = ["local", "pi4-emulated"]
-        [[models]]
-        name = "mlp"
-        zoo = "mlp"
-        params = { hidden = 16, epochs = 1 }
-        [variants]
-        fp32 = []
-        int8 = ["int8-static"]
-        """,
-    )
+    suite = lone_suite(tmp_path, LONE_SUITE)
     loaded = load_suite(suite)
     assert loaded.variants["int8"].steps[0].recipe == "int8-static"
     assert [d.name for d in loaded.devices] == ["local", "pi4-emulated"]
 
     assert harness("validate", str(suite), cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_suite_in_an_empty_directory_runs_on_the_presets_and_boards(tmp_path: Path) -> None:
+    suite = lone_suite(tmp_path, LONE_SUITE)
     run = harness("run", str(suite), "--results", str(tmp_path / "out"), "-q", cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     report = harness("report", "--results", str(tmp_path / "out"), "--format", "json", cwd=tmp_path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import statistics
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -407,6 +406,41 @@ def test_runner_lands_in_the_groups_which_are_removed() -> None:
         assert not group.exists()
 
 
+BUSY_HALF_SECOND = """
+import time
+wall0, cpu0 = time.monotonic(), time.process_time()
+while time.monotonic() - wall0 < 0.5:
+    pass
+print(time.process_time() - cpu0, time.monotonic() - wall0)
+"""
+
+
+def _quota_read_back(cpu_group: Path) -> tuple[int, int]:
+    if (cpu_group / "cpu.cfs_quota_us").is_file():  # v1
+        quota = int((cpu_group / "cpu.cfs_quota_us").read_text())
+        return quota, int((cpu_group / "cpu.cfs_period_us").read_text())
+    quota_text, period_text = (cpu_group / "cpu.max").read_text().split()
+    return int(quota_text), int(period_text)
+
+
+@needs_cgroups
+def test_a_busy_process_gets_no_more_cpu_than_its_quota() -> None:
+    # Load-independent: other tasks can only take CPU time from the process, never give
+    # it more, so the CPU it got is bounded from above only. The slow-down ratio, which
+    # load moves, is benchmarks/emulation_speed_cap.py's to print.
+    caps = cgroups.Caps(cores=1, cpu_fraction=0.25)
+    with cgroups.sandbox("busy", caps, CGROUP_ROOT) as box:
+        out = subprocess.run(
+            [*box.prefix, "-c", BUSY_HALF_SECOND], capture_output=True, text=True, check=True
+        ).stdout
+        quota, period = _quota_read_back(box.dirs["cpu"])
+    assert (quota, period) == cgroups.quota_us(0.25, None) == (2000, 8000)
+    cpu_s, wall_s = (float(x) for x in out.split())
+    # Measured 0.24-0.25 of the wall time. Slack for the loop starting and ending
+    # mid-period and the scheduler tick's overrun; uncapped it would be near 1.
+    assert cpu_s <= 0.25 * wall_s * 1.2 + quota / 1e6, (cpu_s, wall_s)
+
+
 @needs_cgroups
 def test_memory_cgroup_oom_is_seen() -> None:
     caps = cgroups.Caps(memory_mb=64)
@@ -438,55 +472,36 @@ def test_rlimit_memory_error_maps_to_does_not_fit(readonly_root: Path) -> None:
 
 @pytest.mark.slow
 @needs_cgroups
-def test_cpu_quota_measurably_slows_a_run(tmp_path: Path) -> None:
+def test_a_run_under_a_half_quota_is_throttled_and_its_power_modelled(tmp_path: Path) -> None:
+    # How much the quota slows a run is a timing ratio that host load moves:
+    # benchmarks/emulation_speed_cap.py prints it. What a test can hold on any host is that
+    # the quota was there (read back in test_a_busy_process_gets_no_more_cpu_than_its_quota)
+    # and that the runner hit it.
     artifact = tmp_path / "chain.onnx"
     shape = matmul_model(artifact, layers=16)
-    free = EmulatedDevice(profile("free", cores=1))
     half = EmulatedDevice(profile("half", cores=1, speed_factor=0.5))
-    ratios, loaded = [], []
-    for _ in range(2):  # alternate, so drift on a shared machine hits both alike
-        p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
-        capped = run_device(half, artifact, shape)
-        ratios.append(capped["within_trial"]["p50"] / p50_free)
-        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
+    capped = run_device(half, artifact, shape)
     assert capped["emulation"]["speed"].startswith(("cfs_quota 50%", "cpu.max 50%"))
     assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
     assert capped["power"]["source"] == "modelled"
-    # Expected 2.35-2.44x (docs/emulation-speed-cap.md); 1.5 only says the cap binds.
-    # A task competing for the core slows a ms-long inference uncapped as much as the
-    # 50% quota does (measured here under a full test run: 1.47-1.50x), so the ratio
-    # can only be judged on a host quiet enough for the quota to bind, and a run on a
-    # busier one must say so: host_loaded in its validity.
-    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
 
 
 @pytest.mark.slow
 @needs_cgroups
-def test_a_microsecond_model_is_slowed_under_a_quarter_quota(tmp_path: Path) -> None:
+def test_a_microsecond_model_under_a_quarter_quota_is_timed_in_blocks(tmp_path: Path) -> None:
     # A few microseconds per inference, far below the 8 ms quota period: timed per
-    # inference, throttles fall between samples and the p50 is this machine's.
+    # inference, throttles fall between samples and the p50 is this machine's. Its
+    # slow-down (about 4x) is benchmarks/emulation_speed_cap.py --size 16 --layers 1's.
     artifact = tmp_path / "tiny.onnx"
     shape = matmul_model(artifact, size=16, layers=1)
-    free = EmulatedDevice(profile("free", cores=1))
     quarter = EmulatedDevice(profile("quarter", cores=1, speed_factor=0.25))
-    ratios, loaded = [], []
-    for _ in range(2):  # alternate, so drift on a shared machine hits both alike
-        p50_free = run_device(free, artifact, shape)["within_trial"]["p50"]
-        capped = run_device(quarter, artifact, shape)
-        ratios.append(capped["within_trial"]["p50"] / p50_free)
-        loaded.append(any(r.startswith("host_loaded") for r in reasons(capped)))
+    capped = run_device(quarter, artifact, shape)
     estimate = capped["emulation"]["estimate"]
     assert estimate["method"] == "block_mean" and estimate["block_ms"] == 80.0  # 10 x 8 ms
     assert estimate["inferences_per_block"]["median"] > 1
     assert "p50 and mean estimate one inference" in estimate["quantiles"]
     assert capped["emulation"]["speed_cap"] == "enforced"
     assert capped["emulation"]["cgroup"]["cpu_throttled_periods"] > 0
-    # Expected about 4x (4.6-4.9x measured at 25%, docs/emulation-speed-cap.md); 1.5 is
-    # what the cap binding at all must exceed. Load hardly reaches the free run's
-    # per-inference p50 of a few microseconds, while the capped run's block means hold
-    # every wait; and where the host is too loaded for a quota to bind, the capped run
-    # must say so (host_loaded) rather than pass for an estimate.
-    assert statistics.median(ratios) > 1.5 or all(loaded), (ratios, loaded)
 
 
 @pytest.mark.slow

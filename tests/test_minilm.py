@@ -234,6 +234,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 @needs_extra
 def test_the_factory_loads_the_packaged_weights_offline_without_touching_the_network() -> None:
     # A fresh interpreter with the Hub variables unset and every socket refused: the

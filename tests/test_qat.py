@@ -28,8 +28,8 @@ QAT = QuantRequest(mode="qat", qat_epochs=1, qat_lr=1e-4, calibration_samples=32
 
 
 @pytest.fixture(scope="module")
-def cnn(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
-    return build_model("digits-cnn", {"epochs": 5}, tmp_path_factory.mktemp("cache"))
+def cnn(zoo_cache: Path) -> ModelBundle:
+    return build_model("digits-cnn", {"epochs": 5}, zoo_cache)
 
 
 def _unlabelled_mlp() -> ModelBundle:

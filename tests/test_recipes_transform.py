@@ -34,8 +34,8 @@ CTX = RecipeContext(seed=0, log=lambda _msg: None)
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+def cache_dir(zoo_cache: Path) -> Path:
+    return zoo_cache
 
 
 @pytest.fixture(scope="module")

@@ -183,6 +183,7 @@ def test_budgets_given_fill_the_fit_section(tmp_path: Path) -> None:
     assert "Recommended:" in text
 
 
+@pytest.mark.slow
 def test_in_headless_chromium_every_row_and_image_is_there_and_nothing_logged(
     report: Path, run_cells: dict, tmp_path: Path
 ) -> None:

@@ -269,6 +269,7 @@ def _boxes_of(text: str) -> list[Box]:
     return [_box(part) for part in text.split(";") if part]
 
 
+@pytest.mark.slow
 def test_in_headless_chromium_one_plot_per_model_with_no_overlapped_label(tmp_path: Path):
     browser = chromium()
     if browser is None:

@@ -172,6 +172,7 @@ def leftovers(work: Path) -> list[list[str]]:
 # --- end to end through the walker ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_suite_runs_on_the_board_and_a_second_deploy_sends_nothing(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -339,6 +340,7 @@ def _kill_during_upload(sshd: TestSshd, restart_after_s: float | None):
     return hook, fired
 
 
+@pytest.mark.slow
 def test_sshd_killed_during_a_transfer_is_retried(tmp_path: Path, sshd: TestSshd) -> None:
     artifact = tmp_path / "big.onnx"
     shape = big_model(artifact, megabytes=24)
@@ -388,6 +390,7 @@ def endless_run(tmp_path: Path, sshd: TestSshd) -> tuple[SshDevice, dict[str, An
     return device, job, artifact, tmp_path / "work"
 
 
+@pytest.mark.slow
 def test_a_run_past_its_time_out_is_killed_and_recorded_as_timeout(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -447,6 +450,7 @@ def test_devices_check_probes_the_board(tmp_path: Path, sshd: TestSshd) -> None:
     assert "hardware.arch" in out and "cannot run" in out
 
 
+@pytest.mark.slow
 def test_devices_check_imports_each_runtime_on_the_board(tmp_path: Path, sshd: TestSshd) -> None:
     """The board's Python finds an onnxruntime whose metadata says installed and whose
     import fails: the probe, pushed and run over SSH, imports it and says so."""
@@ -526,6 +530,7 @@ def test_an_ssh_config_alias_supplies_host_port_and_user(tmp_path: Path, sshd: T
 # --- the walk with a board: failed builds, one cell at a time per device ------------
 
 
+@pytest.mark.slow
 def test_a_failed_build_is_a_failed_cell_and_the_walk_with_a_board_goes_on(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -569,6 +574,7 @@ def test_a_failed_build_is_a_failed_cell_and_the_walk_with_a_board_goes_on(
     assert cells[("tiny", "board")].result["deploy"]["host"].endswith(f":{sshd.port}")
 
 
+@pytest.mark.slow
 def test_each_device_runs_one_cell_at_a_time_and_boards_run_beside_each_other(
     tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -661,6 +667,7 @@ def test_each_device_runs_one_cell_at_a_time_and_boards_run_beside_each_other(
 # --- a runner that outlives its connection or its deadline --------------------------
 
 
+@pytest.mark.slow
 def test_a_runner_past_the_host_deadline_is_stopped_with_its_process_group(
     tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -686,6 +693,7 @@ def test_a_runner_past_the_host_deadline_is_stopped_with_its_process_group(
     assert list((work / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sshd_killed_during_a_run_stops_the_orphan_before_the_retry_runs(
     tmp_path: Path, sshd: TestSshd, monkeypatch: pytest.MonkeyPatch
 ) -> None:

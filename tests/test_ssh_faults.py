@@ -149,6 +149,7 @@ def long_measure(seconds: float) -> str:
 # --- a board that stops answering -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_board_that_stops_mid_transfer_fails_as_stalled_within_its_deadline(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -177,6 +178,7 @@ def test_a_board_that_stops_mid_transfer_fails_as_stalled_within_its_deadline(
     assert not any(name.endswith(".onnx") for name in cached), cached
 
 
+@pytest.mark.slow
 def test_a_board_that_stops_while_measuring_ends_its_lane_and_the_next_run_retries(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -220,6 +222,7 @@ def test_a_board_that_stops_while_measuring_ends_its_lane_and_the_next_run_retri
 # --- interrupts --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_an_interrupt_while_a_board_measures_stops_its_runner_and_marks_the_run(
     tmp_path: Path, sshd: TestSshd, signum: int, code: int
@@ -249,6 +252,7 @@ def test_an_interrupt_while_a_board_measures_stops_its_runner_and_marks_the_run(
     assert "Traceback" not in out + err
 
 
+@pytest.mark.slow
 def test_after_kill_9_the_next_run_marks_the_run_interrupted_and_stops_the_orphan(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -287,6 +291,7 @@ def test_after_kill_9_the_next_run_marks_the_run_interrupted_and_stops_the_orpha
 # --- what a continued run measures again --------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_continued_run_retries_transient_failures_only_and_retry_failed_the_rest(
     tmp_path: Path, sshd: TestSshd
 ) -> None:
@@ -364,6 +369,7 @@ def silent_server() -> tuple[socket.socket, list[socket.socket]]:
     return server, held
 
 
+@pytest.mark.slow
 def test_a_port_that_never_speaks_ssh_is_no_banner_and_paramiko_stays_off_the_terminal(
     tmp_path: Path, sshd: TestSshd
 ) -> None:

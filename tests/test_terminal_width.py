@@ -212,6 +212,7 @@ def test_report_table_keeps_every_number_whole(
     assert "note" not in headers, "the full table fits: no longer a test of narrowing"
 
 
+@pytest.mark.slow
 def test_run_prints_its_table_whole_at_80(tmp_path: Path) -> None:
     """The table ``harness run`` ends with, after a real run of a tiny suite."""
     suite = write_suite(
