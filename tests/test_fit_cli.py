@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from harness.cli import main
+from harness.commands.exits import EXIT_BAD_INPUT, EXIT_OK
 from harness.results.store import ResultsStore
 from tests.test_fit import add_run, failed_cell, ok_cell
 
