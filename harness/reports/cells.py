@@ -66,10 +66,6 @@ def verdict(cell: CellRecord) -> str:
     return "invalid" if validity_reasons(cell) else "ok"
 
 
-def _p50(cell: CellRecord) -> float | None:
-    return (cell.result.get("latency_ms") or {}).get("p50")
-
-
 @dataclass(frozen=True)
 class VsBaseline:
     """A measured cell against its baseline: ``speedup`` is baseline p50 / cell p50
@@ -89,7 +85,7 @@ def vs_baseline(cell: CellRecord, base: CellRecord | None) -> VsBaseline | None:
     """None when the cell failed or its model/runtime/device has no measured baseline."""
     if cell.status != "ok" or base is None:
         return None
-    p50, base_p50 = _p50(cell), _p50(base)
+    p50, base_p50 = cell.measurements.latency.p50_ms, base.measurements.latency.p50_ms
     speedup = base_p50 / p50 if p50 and base_p50 is not None else None
     size_ratio = cell.size_bytes / base.size_bytes if cell.size_bytes and base.size_bytes else None
     acc, base_acc = cell.result.get("accuracy"), base.result.get("accuracy")

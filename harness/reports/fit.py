@@ -142,14 +142,6 @@ class Verdict(str, Enum):
     FAILED = "failed"
 
 
-def _latency(cell: CellRecord, key: str) -> float | None:
-    return (cell.result.get("latency_ms") or {}).get(key)
-
-
-def _peak_memory(cell: CellRecord) -> float | None:
-    return (cell.result.get("memory_mb") or {}).get("peak")
-
-
 def fidelity_snr(cell: CellRecord) -> float | None:
     """The SNR a ``min_snr_db`` budget checks: the output SNR against the fp32 PyTorch
     model, or, where that model's outputs are near-constant (a bias that dominates every
@@ -185,7 +177,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "p90",
             Direction.HIGHER_IS_WORSE,
             "p90_ms=20",
-            lambda c: _latency(c, "p90"),
+            lambda c: c.measurements.latency.stat("p90"),
             lambda v: f"{_num(v)} ms",
             _signed(lambda v: f"{_num(v)} ms"),
         ),
@@ -194,7 +186,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "peak memory",
             Direction.HIGHER_IS_WORSE,
             "peak_memory_mb=300",
-            _peak_memory,
+            lambda c: c.measurements.peak_memory_mb,
             lambda v: f"{_num(v)} MB",
             _signed(lambda v: f"{_num(v)} MB"),
         ),
@@ -705,9 +697,9 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
 def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
     """One cell's verdict against a budget's checks."""
     metrics = {
-        "p50_ms": _latency(cell, "p50"),
-        "p90_ms": _latency(cell, "p90"),
-        "peak_memory_mb": _peak_memory(cell),
+        "p50_ms": cell.measurements.latency.stat("p50"),
+        "p90_ms": cell.measurements.latency.stat("p90"),
+        "peak_memory_mb": cell.measurements.peak_memory_mb,
         "energy_mj": cell.result.get("energy_mj"),
         "accuracy": cell.result.get("accuracy"),
         "agreement": cell.result.get("agreement"),
@@ -1000,8 +992,12 @@ def compare_emulation(
                 emulated_run_id=estimate.run_id,
                 real_device=real.device,
                 real_run_id=real.run_id,
-                p50_ms=EstimateVsMeasured(_latency(estimate, "p50"), _latency(real, "p50")),
-                peak_memory_mb=EstimateVsMeasured(_peak_memory(estimate), _peak_memory(real)),
+                p50_ms=EstimateVsMeasured(
+                    estimate.measurements.latency.stat("p50"), real.measurements.latency.stat("p50")
+                ),
+                peak_memory_mb=EstimateVsMeasured(
+                    estimate.measurements.peak_memory_mb, real.measurements.peak_memory_mb
+                ),
             ),
         )
     return tuple(unique.values())

@@ -82,10 +82,6 @@ def _first_seen(values: list[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
-def _p50(cell: CellRecord) -> float:
-    return float(cell.result["latency_ms"]["p50"])
-
-
 def _runtime_color(runtimes: list[str]) -> Callable[[str], str]:
     return lambda r: RUNTIME_COLORS[runtimes.index(r) % len(RUNTIME_COLORS)]
 
@@ -319,7 +315,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
         on_device = [c for c in drawn if c.device == device]
         marks = []
         for c in on_device:
-            x, y = _p50(c), axis.read(c) or 0.0
+            x, y = float(c.measurements.latency.p50_ms), axis.read(c) or 0.0
             valid = verdict(c) == "ok"
             ax.scatter(
                 [x],
@@ -335,11 +331,13 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
         valid_cells = [c for c in on_device if verdict(c) == "ok"]
         front = [
             valid_cells[i]
-            for i in pareto_front([(_p50(c), axis.read(c) or 0.0) for c in valid_cells])
+            for i in pareto_front(
+                [(float(c.measurements.latency.p50_ms), axis.read(c) or 0.0) for c in valid_cells]
+            )
         ]
         fronts[device] = front
         if front:
-            xs = [_p50(c) for c in front]
+            xs = [float(c.measurements.latency.p50_ms) for c in front]
             ys = [axis.read(c) or 0.0 for c in front]
             ax.step(xs, ys, where="post", color="#444", linestyle="--", linewidth=1, zorder=2)
             ax.scatter(
@@ -361,7 +359,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
                 ],
             )
         )
-        latencies = [_p50(c) for c in on_device]
+        latencies = [float(c.measurements.latency.p50_ms) for c in on_device]
         if max(latencies) / max(min(latencies), 1e-12) > 5:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(_plain_1_2_5))
@@ -419,7 +417,9 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
     renderer = fig.canvas.get_renderer()
     texts = []
     for (ax, points), device in zip(placed, devices, strict=True):
-        front_line = [(_p50(c), axis.read(c) or 0.0) for c in fronts[device]]
+        front_line = [
+            (float(c.measurements.latency.p50_ms), axis.read(c) or 0.0) for c in fronts[device]
+        ]
         texts.append((ax, _place_labels(ax, points, renderer, _step_boxes(ax, front_line))))
     png = _png(fig)  # draws again: the labels are out of the layout, so nothing moves
     height = fig.bbox.height
@@ -456,7 +456,8 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
             marks = (", on the front" if c in fronts[device] else "") + (
                 "" if verdict(c) == "ok" else " (invalid)"
             )
-            row.append(f"{_p50(c):.3g} ms, {axis.show(axis.read(c) or 0.0)}{marks}")
+            p50 = float(c.measurements.latency.p50_ms)
+            row.append(f"{p50:.3g} ms, {axis.show(axis.read(c) or 0.0)}{marks}")
         key_rows.append(tuple(row))
     front_names = "; ".join(
         f"{device}: " + (", ".join(f"{c.variant}/{c.runtime}" for c in front) or "none")
@@ -488,7 +489,7 @@ def _describe(cell: CellRecord, axis: QualityAxis, number: dict[tuple[str, str],
     value = axis.read(cell)
     return (
         f"{number[(cell.variant, cell.runtime)]}: {cell.variant} / {cell.runtime} on "
-        f"{cell.device}: p50 {_p50(cell):.3g} ms, {axis.name} "
+        f"{cell.device}: p50 {float(cell.measurements.latency.p50_ms):.3g} ms, {axis.name} "
         f"{axis.show(value) if value is not None else '-'}"
         + ("" if verdict(cell) == "ok" else " (invalid)")
     )
