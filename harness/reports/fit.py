@@ -147,10 +147,10 @@ def fidelity_snr(cell: CellRecord) -> float | None:
     model, or, where that model's outputs are near-constant (a bias that dominates every
     input counts as signal and would let any variant pass), the SNR of the part of the
     output that depends on the input (``snr_varying_db``)."""
-    degenerate = cell.result.get("baseline_degenerate") or []
+    degenerate = cell.measurements.baseline_degenerate
     if any(str(r).startswith("near-constant") for r in degenerate):
-        return cell.result.get("snr_varying_db")
-    return cell.result.get("snr_db")
+        return cell.measurements.snr_varying_db
+    return cell.measurements.snr_db
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "energy",
             Direction.HIGHER_IS_WORSE,
             "energy_mj=5",
-            lambda c: c.result.get("energy_mj"),
+            lambda c: c.measurements.energy_mj,
             lambda v: f"{_num(v)} mJ",
             _signed(lambda v: f"{_num(v)} mJ"),
         ),
@@ -204,7 +204,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "accuracy",
             Direction.LOWER_IS_WORSE,
             "min_accuracy=0.95 (a fraction)",
-            lambda c: c.result.get("accuracy"),
+            lambda c: c.measurements.accuracy,
             lambda v: f"{v * 100:.1f}%",
             lambda d: f"{d * 100:+.1f} pts",
         ),
@@ -685,7 +685,7 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
     latency = cell.result.get("latency_ms") or {}
     max_cv = (cell.result.get("measure") or {}).get("max_cv")
     out = []
-    for reason in reasons_of(cell.result.get("validity")):
+    for reason in reasons_of(cell.measurements.validity):
         if reason == "unstable":
             reason = _unstable_text(latency, None if max_cv is None else float(max_cv))
         elif reason == "too_few_samples" and latency.get("count"):
@@ -700,9 +700,9 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         "p50_ms": cell.measurements.latency.stat("p50"),
         "p90_ms": cell.measurements.latency.stat("p90"),
         "peak_memory_mb": cell.measurements.peak_memory_mb,
-        "energy_mj": cell.result.get("energy_mj"),
-        "accuracy": cell.result.get("accuracy"),
-        "agreement": cell.result.get("agreement"),
+        "energy_mj": cell.measurements.energy_mj,
+        "accuracy": cell.measurements.accuracy,
+        "agreement": cell.measurements.agreement,
         "snr_db": fidelity_snr(cell),
         "size_bytes": cell.size_bytes,
     }
@@ -729,7 +729,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         checks=results,
         estimate=cell.emulated,
         estimate_caveats=_caveats(cell) if cell.emulated else (),
-        validity=cell.result.get("validity"),
+        validity=cell.measurements.validity,
         metrics=metrics,
         untrusted=_untrusted(cell) if cell.status == "ok" else (),
     )

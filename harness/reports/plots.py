@@ -139,20 +139,20 @@ def _fidelity_snr(cell: CellRecord) -> float | None:
     # The same reading as harness.reports.fit.fidelity_snr (not imported: the fit module
     # is optional for the HTML page): where fp32's outputs are near-constant, the SNR of
     # their input-dependent part, else the output SNR.
-    degenerate = cell.result.get("baseline_degenerate") or []
+    degenerate = cell.measurements.baseline_degenerate
     if any(str(r).startswith("near-constant") for r in degenerate):
-        value = cell.result.get("snr_varying_db")
+        value = cell.measurements.snr_varying_db
     else:
-        value = cell.result.get("snr_db")
+        value = cell.measurements.snr_db
     return float(value) if value is not None else None
 
 
 def quality_axis(cells: list[CellRecord]) -> QualityAxis | None:
     """The y axis for one model's measured cells, or None when they have no quality."""
-    if any(c.result.get("accuracy") is not None for c in cells):
+    if any(c.measurements.accuracy is not None for c in cells):
         return QualityAxis("accuracy", "%", _percent("accuracy"))
     degenerate = any(c.result.get("baseline_degenerate") for c in cells)
-    if not degenerate and any(c.result.get("agreement") is not None for c in cells):
+    if not degenerate and any(c.measurements.agreement is not None for c in cells):
         return QualityAxis("agreement", "%", _percent("agreement"))
     if any(_fidelity_snr(c) is not None for c in cells):
         return QualityAxis("SNR", "dB", _fidelity_snr)
@@ -600,7 +600,7 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
     size_ax.set_title("Artifact size")
     # Beside the bars, not over them: a legend inside may hide the tallest.
     size_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _grouped_bars(memory_ax, drawn, lambda c: (c.result.get("memory_mb") or {}).get("peak"),
+    _grouped_bars(memory_ax, drawn, lambda c: c.measurements.peak_memory_mb,
                   runtimes)  # fmt: skip
     memory_ax.set_ylabel("peak RSS during inference (MB)")
     memory_ax.set_title("Peak memory")
@@ -623,14 +623,14 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
 def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
     """Energy per inference (idle power subtracted), with where the power came from."""
     on_device = [c for c in cells if c.device == device]
-    drawn = [c for c in on_device if c.status == "ok" and c.result.get("energy_mj") is not None]
+    drawn = [c for c in on_device if c.status == "ok" and c.measurements.energy_mj is not None]
     if not drawn:
         return None
     runtimes = _first_seen([c.runtime for c in drawn])
     sources = sorted({str(c.result.get("power_source")) for c in drawn})
     fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
-    _grouped_bars(ax, drawn, lambda c: c.result.get("energy_mj"), runtimes)
+    _grouped_bars(ax, drawn, lambda c: c.measurements.energy_mj, runtimes)
     ax.set_ylabel("energy per inference (mJ, idle subtracted)")
     title = f"Energy per inference on {device} ({', '.join(sources)})"
     ax.set_title(title)

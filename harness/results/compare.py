@@ -627,7 +627,7 @@ def _run_warnings(base: RunRecord, new: RunRecord) -> list[str]:
 
 
 def _validity_text(cell: CellRecord) -> str | None:
-    validity = cell.result.get("validity")
+    validity = cell.measurements.validity
     if validity in (None, "ok"):
         return None
     return ", ".join(validity) if isinstance(validity, list) else str(validity)
@@ -770,9 +770,7 @@ def compare_cells(
             new.measurements.peak_memory_mb,
         ),
         judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
-        judge_delta(
-            thresholds["accuracy"], base.result.get("accuracy"), new.result.get("accuracy")
-        ),
+        judge_delta(thresholds["accuracy"], base.measurements.accuracy, new.measurements.accuracy),
     )
     verdicts = [latency.verdict if latency else None, *(d.verdict for d in deltas)]
     return CellComparison(
