@@ -46,7 +46,7 @@ def find_baselines(
 
 def validity_reasons(cell: CellRecord) -> list[str]:
     """Why a measured cell's numbers are not to be trusted (empty: they are)."""
-    return reasons_of(cell.result.get("validity"))
+    return reasons_of(cell.measurements.validity)
 
 
 def reasons_of(validity: Any) -> list[str]:
@@ -64,10 +64,6 @@ def verdict(cell: CellRecord) -> str:
     if cell.status != "ok":
         return "failed"
     return "invalid" if validity_reasons(cell) else "ok"
-
-
-def _p50(cell: CellRecord) -> float | None:
-    return (cell.result.get("latency_ms") or {}).get("p50")
 
 
 @dataclass(frozen=True)
@@ -89,10 +85,10 @@ def vs_baseline(cell: CellRecord, base: CellRecord | None) -> VsBaseline | None:
     """None when the cell failed or its model/runtime/device has no measured baseline."""
     if cell.status != "ok" or base is None:
         return None
-    p50, base_p50 = _p50(cell), _p50(base)
+    p50, base_p50 = cell.measurements.latency.p50_ms, base.measurements.latency.p50_ms
     speedup = base_p50 / p50 if p50 and base_p50 is not None else None
     size_ratio = cell.size_bytes / base.size_bytes if cell.size_bytes and base.size_bytes else None
-    acc, base_acc = cell.result.get("accuracy"), base.result.get("accuracy")
+    acc, base_acc = cell.measurements.accuracy, base.measurements.accuracy
     delta = (acc - base_acc) * 100 if acc is not None and base_acc is not None else None
     return VsBaseline(base.variant, speedup, size_ratio, delta)
 

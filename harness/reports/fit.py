@@ -142,23 +142,15 @@ class Verdict(str, Enum):
     FAILED = "failed"
 
 
-def _latency(cell: CellRecord, key: str) -> float | None:
-    return (cell.result.get("latency_ms") or {}).get(key)
-
-
-def _peak_memory(cell: CellRecord) -> float | None:
-    return (cell.result.get("memory_mb") or {}).get("peak")
-
-
 def fidelity_snr(cell: CellRecord) -> float | None:
     """The SNR a ``min_snr_db`` budget checks: the output SNR against the fp32 PyTorch
     model, or, where that model's outputs are near-constant (a bias that dominates every
     input counts as signal and would let any variant pass), the SNR of the part of the
     output that depends on the input (``snr_varying_db``)."""
-    degenerate = cell.result.get("baseline_degenerate") or []
+    degenerate = cell.measurements.baseline_degenerate
     if any(str(r).startswith("near-constant") for r in degenerate):
-        return cell.result.get("snr_varying_db")
-    return cell.result.get("snr_db")
+        return cell.measurements.snr_varying_db
+    return cell.measurements.snr_db
 
 
 @dataclass(frozen=True)
@@ -185,7 +177,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "p90",
             Direction.HIGHER_IS_WORSE,
             "p90_ms=20",
-            lambda c: _latency(c, "p90"),
+            lambda c: c.measurements.latency.stat("p90"),
             lambda v: f"{_num(v)} ms",
             _signed(lambda v: f"{_num(v)} ms"),
         ),
@@ -194,7 +186,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "peak memory",
             Direction.HIGHER_IS_WORSE,
             "peak_memory_mb=300",
-            _peak_memory,
+            lambda c: c.measurements.peak_memory_mb,
             lambda v: f"{_num(v)} MB",
             _signed(lambda v: f"{_num(v)} MB"),
         ),
@@ -203,7 +195,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "energy",
             Direction.HIGHER_IS_WORSE,
             "energy_mj=5",
-            lambda c: c.result.get("energy_mj"),
+            lambda c: c.measurements.energy_mj,
             lambda v: f"{_num(v)} mJ",
             _signed(lambda v: f"{_num(v)} mJ"),
         ),
@@ -212,7 +204,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "accuracy",
             Direction.LOWER_IS_WORSE,
             "min_accuracy=0.95 (a fraction)",
-            lambda c: c.result.get("accuracy"),
+            lambda c: c.measurements.accuracy,
             lambda v: f"{v * 100:.1f}%",
             lambda d: f"{d * 100:+.1f} pts",
         ),
@@ -693,7 +685,7 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
     latency = cell.result.get("latency_ms") or {}
     max_cv = (cell.result.get("measure") or {}).get("max_cv")
     out = []
-    for reason in reasons_of(cell.result.get("validity")):
+    for reason in reasons_of(cell.measurements.validity):
         if reason == "unstable":
             reason = _unstable_text(latency, None if max_cv is None else float(max_cv))
         elif reason == "too_few_samples" and latency.get("count"):
@@ -705,12 +697,12 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
 def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
     """One cell's verdict against a budget's checks."""
     metrics = {
-        "p50_ms": _latency(cell, "p50"),
-        "p90_ms": _latency(cell, "p90"),
-        "peak_memory_mb": _peak_memory(cell),
-        "energy_mj": cell.result.get("energy_mj"),
-        "accuracy": cell.result.get("accuracy"),
-        "agreement": cell.result.get("agreement"),
+        "p50_ms": cell.measurements.latency.stat("p50"),
+        "p90_ms": cell.measurements.latency.stat("p90"),
+        "peak_memory_mb": cell.measurements.peak_memory_mb,
+        "energy_mj": cell.measurements.energy_mj,
+        "accuracy": cell.measurements.accuracy,
+        "agreement": cell.measurements.agreement,
         "snr_db": fidelity_snr(cell),
         "size_bytes": cell.size_bytes,
     }
@@ -737,7 +729,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         checks=results,
         estimate=cell.emulated,
         estimate_caveats=_caveats(cell) if cell.emulated else (),
-        validity=cell.result.get("validity"),
+        validity=cell.measurements.validity,
         metrics=metrics,
         untrusted=_untrusted(cell) if cell.status == "ok" else (),
     )
@@ -1000,8 +992,12 @@ def compare_emulation(
                 emulated_run_id=estimate.run_id,
                 real_device=real.device,
                 real_run_id=real.run_id,
-                p50_ms=EstimateVsMeasured(_latency(estimate, "p50"), _latency(real, "p50")),
-                peak_memory_mb=EstimateVsMeasured(_peak_memory(estimate), _peak_memory(real)),
+                p50_ms=EstimateVsMeasured(
+                    estimate.measurements.latency.stat("p50"), real.measurements.latency.stat("p50")
+                ),
+                peak_memory_mb=EstimateVsMeasured(
+                    estimate.measurements.peak_memory_mb, real.measurements.peak_memory_mb
+                ),
             ),
         )
     return tuple(unique.values())

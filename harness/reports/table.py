@@ -129,11 +129,11 @@ def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
 def degenerate_note(cell: CellRecord) -> str:
     """ "degenerate fp32 (one class)" when the cell's reference cannot tell variants apart
     by agreement (see :func:`harness.results.scoring.degenerate_reasons`), else ""."""
-    reasons = cell.result.get("baseline_degenerate") or []
+    reasons = cell.measurements.baseline_degenerate
     if not reasons:
         return ""
     kinds = [str(r).split(":")[0] for r in reasons]
-    varying = cell.result.get("snr_varying_db")
+    varying = cell.measurements.snr_varying_db
     if "near-constant outputs" in kinds and varying is not None:
         advice = f"input-dependent SNR {varying:.1f} dB"
     else:
@@ -202,11 +202,11 @@ def _validity_text(cell: CellRecord, reasons: list[str]) -> str:
     other runnable tasks ...``) stay in the JSON and HTML: the table names the reason."""
     if reasons:
         return ", ".join(r.split(":", 1)[0] for r in reasons)
-    return "-" if cell.result.get("validity") is None else "ok"
+    return "-" if cell.measurements.validity is None else "ok"
 
 
 def _energy(cell: CellRecord) -> float | None:
-    return cell.result.get("energy_mj")
+    return cell.measurements.energy_mj
 
 
 def build_rows(
@@ -247,8 +247,8 @@ def build_rows(
         base = baselines.get(baseline_key(c))
         versus = vs_baseline(c, base)
         lat = c.result.get("latency_ms") or {}
-        peak = (c.result.get("memory_mb") or {}).get("peak")
-        acc, agree = c.result.get("accuracy"), c.result.get("agreement")
+        peak = c.measurements.peak_memory_mb
+        acc, agree = c.measurements.accuracy, c.measurements.agreement
         speedup = versus.speedup if versus else None
         reasons = validity_reasons(c)
         rows.append(
@@ -264,7 +264,7 @@ def build_rows(
                     _fmt(acc * 100 if acc is not None else None, ".1f"),
                     _fmt(versus.accuracy_delta_points if versus else None, "+.1f"),
                     _fmt(agree * 100 if agree is not None else None, ".1f"),
-                    _fmt(c.result.get("snr_db"), ".1f"),
+                    _fmt(c.measurements.snr_db, ".1f"),
                     _fmt(_energy(c), ".3f"),
                     c.result.get("power_source") or "-",
                     _validity_text(c, reasons),

@@ -627,7 +627,7 @@ def _run_warnings(base: RunRecord, new: RunRecord) -> list[str]:
 
 
 def _validity_text(cell: CellRecord) -> str | None:
-    validity = cell.result.get("validity")
+    validity = cell.measurements.validity
     if validity in (None, "ok"):
         return None
     return ", ".join(validity) if isinstance(validity, list) else str(validity)
@@ -648,18 +648,10 @@ def _cell_notes(base: CellRecord, new: CellRecord) -> list[str]:
             "measure settings differ: "
             + ", ".join(f"{k} {base_measure.get(k)} -> {new_measure.get(k)}" for k in differing)
         )
-    base_rt, new_rt = base.result.get("runtime_version"), new.result.get("runtime_version")
+    base_rt, new_rt = base.measurements.runtime_version, new.measurements.runtime_version
     if base_rt and new_rt and base_rt != new_rt:
         notes.append(f"runtime version {base_rt} -> {new_rt}")
     return notes
-
-
-def _peak_memory(cell: CellRecord) -> float | None:
-    return (cell.result.get("memory_mb") or {}).get("peak")
-
-
-def _trial_p50s(cell: CellRecord) -> list[float]:
-    return [float(v) for v in (cell.result.get("latency_ms") or {}).get("trial_p50s") or []]
 
 
 def paired_rounds(record: InterleaveCellRecord) -> list[tuple[float, float]]:
@@ -763,8 +755,8 @@ def compare_cells(
         latency = compare_latency_stored(
             float(base_lat["p50"]),
             float(new_lat["p50"]),
-            _trial_p50s(base),
-            _trial_p50s(new),
+            list(base.measurements.latency.trial_p50s_ms),
+            list(new.measurements.latency.trial_p50s_ms),
             thresholds["latency_p50"],
             alpha,
             load_samples,
@@ -772,11 +764,13 @@ def compare_cells(
         if latency.verdict is Verdict.INCONCLUSIVE:
             notes.insert(0, inconclusive_note(latency))
     deltas = (
-        judge_delta(thresholds["memory_peak"], _peak_memory(base), _peak_memory(new)),
-        judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
         judge_delta(
-            thresholds["accuracy"], base.result.get("accuracy"), new.result.get("accuracy")
+            thresholds["memory_peak"],
+            base.measurements.peak_memory_mb,
+            new.measurements.peak_memory_mb,
         ),
+        judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
+        judge_delta(thresholds["accuracy"], base.measurements.accuracy, new.measurements.accuracy),
     )
     verdicts = [latency.verdict if latency else None, *(d.verdict for d in deltas)]
     return CellComparison(
@@ -862,7 +856,10 @@ def compare_runs(
         keys = {c.key for c in on_samples}
         sizes = sorted(
             {
-                (len(_trial_p50s(b)), len(_trial_p50s(n)))
+                (
+                    len(list(b.measurements.latency.trial_p50s_ms)),
+                    len(list(n.measurements.latency.trial_p50s_ms)),
+                )
                 for b, n in matched.both_ok
                 if b.key in keys
             }

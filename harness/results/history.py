@@ -304,7 +304,7 @@ def _point(run: RunRecord, cell: CellRecord) -> HistoryPoint:
         ci95=(float(ci[0]), float(ci[1])) if ok and ci else None,
         ci_basis=latency.get("ci_basis") if ok else None,
         trials=cell.result.get("trials") if ok else None,
-        validity=cell.result.get("validity"),
+        validity=cell.measurements.validity,
     )
 
 

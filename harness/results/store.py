@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from harness.results.cell_result import CellResult
+
 from harness.errors import HarnessError
 
 MIGRATIONS: dict[int, list[str]] = {
@@ -190,6 +192,11 @@ class CellRecord:
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.model, self.variant, self.runtime, self.device)
+
+    @property
+    def measurements(self) -> CellResult:
+        """``result`` read through typed accessors."""
+        return CellResult.from_dict(self.result)
 
 
 @dataclass(frozen=True)
