@@ -59,7 +59,8 @@ def make_job(
 ) -> dict[str, Any]:
     """The JSON job for one runner process.
 
-    ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
+    Each measure setting goes to its job key (``job_key`` in
+    :data:`~harness.runner.settings.MEASURE_SETTINGS`). ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
     one float32 input); the runner replaces every input's first dimension with
     ``settings.batch``. ``power_model`` (``idle_w``,
     ``max_w``) is the device profile's, used when no real sensor exists and for the
