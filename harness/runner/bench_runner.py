@@ -36,6 +36,7 @@ Raw latency samples are returned; the runner also reports its own within-run med
 over several runner processes (trials).
 """
 
+import collections
 import glob
 import json
 import math
@@ -58,34 +59,69 @@ _JOB_VERSIONS = (1, 2, 3)
 _EXIT_BAD_JOB = 2
 _EXIT_RUNTIME_FAILED = 3
 
-_DEFAULTS = {
-    "threads": 1,
-    "seed": 0,
-    "batch": 1,
-    "input_dtype": "float32",
-    "warmup": {"min_count": 10, "min_seconds": 0.2},
-    "measure": {
-        "min_count": 50,
-        "min_seconds": 1.0,
-        "max_seconds": 30.0,
-        "adaptive_ci": None,
-        "check_every": 20,
-        "max_cv": 0.20,
-        # Block sampling (emulated devices under a CPU quota): each sample is the mean of
-        # the inferences in a window of at least this many seconds; null: per inference.
-        "block_seconds": None,
-    },
-    "cooldown": {"max_c": None, "timeout_s": 60.0, "poll_s": 1.0},
-    "power": {"model": None, "idle_seconds": 0.5, "interval_s": 0.1},
-    "profile": {"enabled": False, "count": 20, "top": 10, "dir": None},
-    "sysfs_root": "/",
-    "vcgencmd": "auto",
-    "eval_inputs": None,
-    "outputs_out": None,
-}
 _RUNTIMES = ("onnxruntime", "executorch")
 _DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
 _FLOAT_DTYPES = ("float32", "float16")
+
+# What a job may say beyond its runtime, artifact and inputs: one rule per key the runner
+# reads, in the order they are checked. Each gives the key's path in the job, its kind
+# ("integer", "number", "bool", "path", "choice", or "power_model", an object checked
+# field by field), its default (a key the job leaves out), its bounds (``minimum``: >=,
+# ``above``: >, ``below``: <), its ``choices`` and whether it may be null. The host's
+# measure settings (harness.runner.settings) must agree with these, which
+# tests/test_measure_settings.py checks.
+_Rule = collections.namedtuple(
+    "_Rule",
+    "key kind default minimum above below choices nullable",
+    defaults=(None, None, None, None, False),
+)
+_RULES = (
+    _Rule("threads", "integer", 1, minimum=1),
+    _Rule("seed", "integer", 0, minimum=0),
+    _Rule("batch", "integer", 1, minimum=1),
+    # Only a schema 1-2 job gives it; a schema-3 job's dtypes are in "inputs".
+    _Rule("input_dtype", "choice", "float32", choices=_DTYPES),
+    _Rule("warmup.min_count", "integer", 10, minimum=0),
+    _Rule("warmup.min_seconds", "number", 0.2, minimum=0),
+    _Rule("measure.min_count", "integer", 50, minimum=1),
+    _Rule("measure.min_seconds", "number", 1.0, minimum=0),
+    _Rule("measure.max_seconds", "number", 30.0, above=0, nullable=True),
+    _Rule("measure.adaptive_ci", "number", None, above=0, below=1, nullable=True),
+    _Rule("measure.check_every", "integer", 20, minimum=1),
+    _Rule("measure.max_cv", "number", 0.20, above=0),
+    # Block sampling (emulated devices under a CPU quota): each sample is the mean of
+    # the inferences in a window of at least this many seconds; null: per inference.
+    _Rule("measure.block_seconds", "number", None, above=0, below=60, nullable=True),
+    _Rule("cooldown.max_c", "number", None, above=0, below=200, nullable=True),
+    _Rule("cooldown.timeout_s", "number", 60.0, minimum=0),
+    _Rule("cooldown.poll_s", "number", 1.0, above=0),
+    _Rule("power.model", "power_model", None, nullable=True),
+    _Rule("power.idle_seconds", "number", 0.5, minimum=0),
+    _Rule("power.interval_s", "number", 0.1, above=0),
+    _Rule("profile.enabled", "bool", False),
+    _Rule("profile.count", "integer", 20, minimum=1),
+    _Rule("profile.top", "integer", 10, minimum=1),
+    _Rule("sysfs_root", "path", "/"),
+    _Rule("vcgencmd", "path", "auto", nullable=True),
+    _Rule("eval_inputs", "path", None, nullable=True),
+    _Rule("outputs_out", "path", None, nullable=True),
+    _Rule("profile.dir", "path", None, nullable=True),
+)
+
+
+def _defaults(rules):
+    """The job a missing key is read from: each rule's default at its path."""
+    out = {}
+    for rule in rules:
+        parts = rule.key.split(".")
+        section = out
+        for part in parts[:-1]:
+            section = section.setdefault(part, {})
+        section[parts[-1]] = rule.default
+    return out
+
+
+_DEFAULTS = _defaults(_RULES)
 
 
 class JobError(Exception):
@@ -200,11 +236,66 @@ def _validate_inputs(where, given):
     return out
 
 
-def validate_job(job, where="job"):
-    """Check every key the runner reads; return the job with defaults filled in.
+def _check_power_model(where, model):
+    """The device profile's power model: ``idle_w`` <= ``max_w`` (``source`` says where
+    the figures came from)."""
+    if not isinstance(model, dict) or set(model) - {"idle_w", "max_w", "source"}:
+        raise JobError(
+            "%s: key 'power.model': expected null or an object with idle_w and max_w, "
+            "got %r" % (where, model)
+        )
+    _check_number(where, "power.model.idle_w", model.get("idle_w"), minimum=0)
+    _check_number(where, "power.model.max_w", model.get("max_w"), above=0)
+    if model["max_w"] < model["idle_w"]:
+        raise JobError(
+            "%s: key 'power.model.max_w': expected >= idle_w (%s), got %r"
+            % (where, model["idle_w"], model["max_w"])
+        )
 
-    Raises :class:`JobError` with a message naming the offending key.
-    """
+
+def _check_rule(where, rule, value):
+    """Raise JobError naming the rule's key unless ``value`` satisfies the rule."""
+    if rule.kind in ("integer", "number"):
+        _check_number(
+            where,
+            rule.key,
+            value,
+            integer=rule.kind == "integer",
+            minimum=rule.minimum,
+            above=rule.above,
+            below=rule.below,
+            allow_none=rule.nullable,
+        )
+        return
+    if value is None and rule.nullable:
+        return
+    if rule.kind == "power_model":
+        _check_power_model(where, value)
+    elif rule.kind == "choice" and value not in rule.choices:
+        raise JobError(
+            "%s: key '%s': expected one of %s, got %r"
+            % (where, rule.key, ", ".join(rule.choices), value)
+        )
+    elif rule.kind == "bool" and not isinstance(value, bool):
+        raise JobError("%s: key '%s': expected true or false, got %r" % (where, rule.key, value))
+    # A nullable path may be empty: it then means the same as null.
+    elif rule.kind == "path" and (not isinstance(value, str) or not (value or rule.nullable)):
+        raise JobError(
+            "%s: key '%s': expected a path%s, got %r"
+            % (where, rule.key, " or null" if rule.nullable else "", value)
+        )
+
+
+def _value_at(job, key):
+    value = job
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _check_header(where, job):
+    """The keys that say what the rest of the job means: its schema version, runtime,
+    artifact and inputs. Returns the version."""
     if not isinstance(job, dict):
         raise JobError("%s: expected a JSON object at the top level" % where)
     version = job.get("schema_version")
@@ -231,88 +322,38 @@ def validate_job(job, where="job"):
             "%s: key 'runtime': expected one of %s, got %r"
             % (where, ", ".join(_RUNTIMES), job["runtime"])
         )
+    return version
+
+
+def validate_job(job, where="job"):
+    """Check every key the runner reads; return the job with defaults filled in.
+
+    Raises :class:`JobError` with a message naming the offending key.
+    """
+    version = _check_header(where, job)
     if version >= 3:
         inputs = _validate_inputs(where, job["inputs"])
     else:
         _check_shape(where, "input_shape", job["input_shape"])
     merged = dict(_DEFAULTS)
     merged.update(job)
-    for name in ("warmup", "measure", "cooldown", "power", "profile"):
-        merged[name] = _section(where, job, name)
-
-    _check_number(where, "threads", merged["threads"], integer=True, minimum=1)
-    _check_number(where, "seed", merged["seed"], integer=True, minimum=0)
-    _check_number(where, "batch", merged["batch"], integer=True, minimum=1)
+    for name, default in _DEFAULTS.items():
+        if isinstance(default, dict):
+            merged[name] = _section(where, job, name)
+    for rule in _RULES:
+        _check_rule(where, rule, _value_at(merged, rule.key))
+    meas = merged["measure"]
+    if meas["adaptive_ci"] is not None and meas["max_seconds"] is None:
+        raise JobError(
+            "%s: key 'measure.max_seconds': the adaptive rule needs a hard cap, got null" % where
+        )
     if version < 3:
-        if merged["input_dtype"] not in _DTYPES:
-            raise JobError(
-                "%s: key 'input_dtype': expected one of %s, got %r"
-                % (where, ", ".join(_DTYPES), merged["input_dtype"])
-            )
         # The one input of an old job, named by the artifact (None: its first input).
         inputs = [
             {"name": None, "shape": list(job["input_shape"]), "dtype": merged["input_dtype"],
              "range": None}
         ]  # fmt: skip
     merged["inputs"] = inputs
-    warm, meas = merged["warmup"], merged["measure"]
-    _check_number(where, "warmup.min_count", warm["min_count"], integer=True, minimum=0)
-    _check_number(where, "warmup.min_seconds", warm["min_seconds"], minimum=0)
-    _check_number(where, "measure.min_count", meas["min_count"], integer=True, minimum=1)
-    _check_number(where, "measure.min_seconds", meas["min_seconds"], minimum=0)
-    _check_number(where, "measure.max_seconds", meas["max_seconds"], above=0, allow_none=True)
-    _check_number(
-        where, "measure.adaptive_ci", meas["adaptive_ci"], above=0, below=1, allow_none=True
-    )
-    if meas["adaptive_ci"] is not None and meas["max_seconds"] is None:
-        raise JobError(
-            "%s: key 'measure.max_seconds': the adaptive rule needs a hard cap, got null" % where
-        )
-    _check_number(where, "measure.check_every", meas["check_every"], integer=True, minimum=1)
-    _check_number(where, "measure.max_cv", meas["max_cv"], above=0)
-    _check_number(
-        where, "measure.block_seconds", meas["block_seconds"], above=0, below=60, allow_none=True
-    )
-    cool = merged["cooldown"]
-    _check_number(where, "cooldown.max_c", cool["max_c"], above=0, below=200, allow_none=True)
-    _check_number(where, "cooldown.timeout_s", cool["timeout_s"], minimum=0)
-    _check_number(where, "cooldown.poll_s", cool["poll_s"], above=0)
-    power = merged["power"]
-    model = power["model"]
-    if model is not None:
-        if not isinstance(model, dict) or set(model) - {"idle_w", "max_w", "source"}:
-            raise JobError(
-                "%s: key 'power.model': expected null or an object with idle_w and max_w, "
-                "got %r" % (where, model)
-            )
-        _check_number(where, "power.model.idle_w", model.get("idle_w"), minimum=0)
-        _check_number(where, "power.model.max_w", model.get("max_w"), above=0)
-        if model["max_w"] < model["idle_w"]:
-            raise JobError(
-                "%s: key 'power.model.max_w': expected >= idle_w (%s), got %r"
-                % (where, model["idle_w"], model["max_w"])
-            )
-    _check_number(where, "power.idle_seconds", power["idle_seconds"], minimum=0)
-    _check_number(where, "power.interval_s", power["interval_s"], above=0)
-    prof = merged["profile"]
-    if not isinstance(prof["enabled"], bool):
-        raise JobError(
-            "%s: key 'profile.enabled': expected true or false, got %r" % (where, prof["enabled"])
-        )
-    _check_number(where, "profile.count", prof["count"], integer=True, minimum=1)
-    _check_number(where, "profile.top", prof["top"], integer=True, minimum=1)
-    for key in ("sysfs_root",):
-        if not isinstance(merged[key], str) or not merged[key]:
-            raise JobError("%s: key '%s': expected a path, got %r" % (where, key, merged[key]))
-    for key in ("vcgencmd", "eval_inputs", "outputs_out"):
-        if merged[key] is not None and not isinstance(merged[key], str):
-            raise JobError(
-                "%s: key '%s': expected a path or null, got %r" % (where, key, merged[key])
-            )
-    if prof["dir"] is not None and not isinstance(prof["dir"], str):
-        raise JobError(
-            "%s: key 'profile.dir': expected a path or null, got %r" % (where, prof["dir"])
-        )
     return merged
 
 
@@ -1735,29 +1776,27 @@ def load_eval_inputs(path, inputs):
     return [c.astype(spec["dtype"], copy=False) for c, spec in pairs]
 
 
-def run_job(job):
-    import numpy as np
-
-    threads = int(job["threads"])
-    batch = int(job["batch"])
-    root = job["sysfs_root"]
-    vcgencmd = resolve_vcgencmd(job["vcgencmd"], root)
-    result = {"schema_version": SCHEMA_VERSION, "status": "ok", "env": environment(root)}
-    # The baseline is taken after importing the runtime, so the rise to after_load is
-    # the artifact's own cost; the RSS before the import is kept too.
-    memory = {"before_import": rss_mb()}
+def _load_session(job, result, memory):
+    """Phases 1-2: import the runtime and open the artifact, timing both and reading the
+    RSS around them (the baseline is taken after the import, so the rise to after_load
+    is the artifact's own cost)."""
     t0 = time.perf_counter()
     import_runtime(job["runtime"])
     result["import_ms"] = (time.perf_counter() - t0) * 1e3
     memory["baseline"] = rss_mb()
 
     t0 = time.perf_counter()
-    session = open_session(job["runtime"], job["artifact"], threads)
+    session = open_session(job["runtime"], job["artifact"], int(job["threads"]))
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     memory["after_load"] = rss_mb()
     result["runtime_version"] = session.version
     result["env"]["runtime"] = {"name": session.name, "version": session.version}
+    return session
 
+
+def _input_arrays(job, session, result):
+    """The job's inputs fitted to the artifact and the arrays made for them."""
+    batch = int(job["batch"])
     inputs = resolve_inputs(job["inputs"], session)
     arrays = make_inputs(inputs, batch, int(job["seed"]))
     result["batch"], result["input_shape"] = batch, list(arrays[0].shape)
@@ -1771,40 +1810,48 @@ def run_job(job):
         for spec, a in zip(inputs, arrays)  # noqa: B905 (3.8: no strict=)
     ]
     session.check_batch(batch, arrays)
-    peak_reset = reset_peak_rss()
-    run_once = session.bind(arrays)
+    return inputs, arrays
 
-    t0 = time.perf_counter()
-    run_once()
-    result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
 
-    cool = job["cooldown"]
-    cooldown = None
-    if cool["max_c"] is not None:
-        cooldown = cooldown_wait(
-            float(cool["max_c"]),
-            float(cool["timeout_s"]),
-            lambda: max_temp_c(root),
-            poll_s=float(cool["poll_s"]),
-        )
-    result["cooldown"] = cooldown
+def _cooldown_gate(cool, root):
+    """Phase 3: wait until the hottest zone is below ``max_c`` (None: no gate asked)."""
+    if cool["max_c"] is None:
+        return None
+    return cooldown_wait(
+        float(cool["max_c"]),
+        float(cool["timeout_s"]),
+        lambda: max_temp_c(root),
+        poll_s=float(cool["poll_s"]),
+    )
 
-    power_cfg = job["power"]
-    source = find_power_source(root, vcgencmd)
-    idle_w, idle_source = None, None
-    if source is not None and float(power_cfg["idle_seconds"]) > 0:
-        idle_meter = PowerMeter(source, float(power_cfg["interval_s"]))
-        idle_meter.start()
-        time.sleep(float(power_cfg["idle_seconds"]))
-        idle_w = idle_meter.stop()[0]
-        idle_source = "measured" if idle_w is not None else None
 
-    warm = job["warmup"]
-    run_loop(run_once, int(warm["min_count"]), float(warm["min_seconds"]))
+def _idle_power(source, power_cfg):
+    """Phase 4: the idle power and where it came from, when a real sensor exists."""
+    if source is None or float(power_cfg["idle_seconds"]) <= 0:
+        return None, None
+    idle_meter = PowerMeter(source, float(power_cfg["interval_s"]))
+    idle_meter.start()
+    time.sleep(float(power_cfg["idle_seconds"]))
+    idle_w = idle_meter.stop()[0]
+    return idle_w, "measured" if idle_w is not None else None
 
+
+# What the timed loop saw: its samples (seconds; per block when block_counts is not
+# None), why it stopped, its wall and CPU seconds, the host's load, the power meter's
+# mean and reading count, and the thermal snapshots either side.
+_TimedLoop = collections.namedtuple(
+    "_TimedLoop",
+    "samples block_counts stop_reason wall_s cpu_s host_load meter_w readings before after",
+)
+
+
+def _timed_loop(job, run_once, root, vcgencmd, source):
+    """Phase 6: the timed loop, with the thermal snapshots, power meter and CPU counters
+    read at its ends (and the meter at a low rate while it runs)."""
     meas = job["measure"]
     before = thermal_snapshot(root, vcgencmd)
-    meter = PowerMeter(source, float(power_cfg["interval_s"])) if source is not None else None
+    interval_s = float(job["power"]["interval_s"])
+    meter = PowerMeter(source, interval_s) if source is not None else None
     if meter is not None:
         meter.start()
     stat0 = read_cpu_stat(root)
@@ -1829,83 +1876,152 @@ def run_job(job):
             check_every=int(meas["check_every"]),
         )
     cpu1, wall1 = cpu_seconds(), time.perf_counter()
-    result["host_load"] = host_load(
-        stat0, read_cpu_stat(root), _allowed_cpus(), cpu1 - cpu0, wall1 - wall0
-    )
-    if result["host_load"] is not None:
-        result["host_load"]["loadavg"] = read_loadavg(root)
+    load = host_load(stat0, read_cpu_stat(root), _allowed_cpus(), cpu1 - cpu0, wall1 - wall0)
+    if load is not None:
+        load["loadavg"] = read_loadavg(root)
     meter_w, readings = meter.stop() if meter is not None else (None, 0)
     after = thermal_snapshot(root, vcgencmd)
-    memory["peak"] = peak_rss_mb()
-    memory["peak_includes_load"] = not peak_reset
-    result["memory_mb"] = memory
+    return _TimedLoop(
+        samples, block_counts, stop_reason, wall1 - wall0, cpu1 - cpu0, load, meter_w, readings,
+        before, after,
+    )  # fmt: skip
 
-    samples_ms = [s * 1e3 for s in samples]
-    result["samples_ms"] = samples_ms
-    result["min_count"] = int(meas["min_count"])
-    result["stop_reason"] = stop_reason
-    result["loop_seconds"] = wall1 - wall0
-    if block_counts is not None:
-        ordered_counts = sorted(block_counts)
-        result["sampling"] = {
-            "estimate": "block_mean",
-            "block_seconds": float(meas["block_seconds"]),
-            "blocks": len(block_counts),
-            "min_blocks": MIN_BLOCKS,
-            "inferences": sum(block_counts),
-            "inferences_per_block": {
-                "min": ordered_counts[0],
-                "median": _quantile(ordered_counts, 0.5),
-                "max": ordered_counts[-1],
-            },
-        }
-    ordered = sorted(samples_ms)
-    median, lo, hi = median_and_ci(ordered)
-    cv, rcv = _cv(samples_ms), robust_cv(ordered)
-    result["within_trial"] = {
-        "p50": median,
-        "ci95": [lo, hi],
-        "cv": cv,
-        "cv_robust": rcv,
-        "count": len(samples_ms),
+
+def _sampling(block_counts, block_seconds):
+    """How block samples were taken (None: one sample per inference)."""
+    if block_counts is None:
+        return None
+    ordered_counts = sorted(block_counts)
+    return {
+        "estimate": "block_mean",
+        "block_seconds": float(block_seconds),
+        "blocks": len(block_counts),
+        "min_blocks": MIN_BLOCKS,
+        "inferences": sum(block_counts),
+        "inferences_per_block": {
+            "min": ordered_counts[0],
+            "median": _quantile(ordered_counts, 0.5),
+            "max": ordered_counts[-1],
+        },
     }
 
-    wall = wall1 - wall0
-    cpu_util = min((cpu1 - cpu0) / wall / threads, 1.0) if wall > 0 else None
-    result["power"] = _power_result(
-        meter_w, readings, idle_w, idle_source, source, power_cfg["model"], cpu_util, median
-    )
-    result["thermal"] = {"before": before, "after": after}
 
+def _validity(timed, meas, cv_robust, cooldown):
+    """Why the samples may not mean what they seem ("ok": no reason)."""
     reasons = []
-    if throttling_seen(before, after):
+    if throttling_seen(timed.before, timed.after):
         reasons.append("throttled")
-    if rcv > float(meas["max_cv"]):
+    if cv_robust > float(meas["max_cv"]):
         reasons.append("unstable")
-    timed = sum(block_counts) if block_counts is not None else len(samples)
-    if timed < int(meas["min_count"]) or (
-        block_counts is not None and len(block_counts) < MIN_BLOCKS
-    ):
+    blocks = timed.block_counts
+    inferences = sum(blocks) if blocks is not None else len(timed.samples)
+    if inferences < int(meas["min_count"]) or (blocks is not None and len(blocks) < MIN_BLOCKS):
         reasons.append("too_few_samples")
     if cooldown is not None and cooldown["timed_out"]:
         reasons.append("cooldown_timeout")
-    result["validity"] = reasons or "ok"
+    return reasons or "ok"
 
-    # Accuracy scoring and profiling run after timing so they cannot disturb it.
+
+def _timing_fields(timed, job, cooldown, idle_w, idle_source, source):
+    """The result's fields from the timed loop: samples, within-trial statistics, power,
+    thermals and validity."""
+    meas = job["measure"]
+    samples_ms = [s * 1e3 for s in timed.samples]
+    out = {
+        "samples_ms": samples_ms,
+        "min_count": int(meas["min_count"]),
+        "stop_reason": timed.stop_reason,
+        "loop_seconds": timed.wall_s,
+    }
+    sampling = _sampling(timed.block_counts, meas["block_seconds"])
+    if sampling is not None:
+        out["sampling"] = sampling
+    ordered = sorted(samples_ms)
+    median, lo, hi = median_and_ci(ordered)
+    rcv = robust_cv(ordered)
+    out["within_trial"] = {
+        "p50": median,
+        "ci95": [lo, hi],
+        "cv": _cv(samples_ms),
+        "cv_robust": rcv,
+        "count": len(samples_ms),
+    }
+    threads = int(job["threads"])
+    wall = timed.wall_s
+    cpu_util = min(timed.cpu_s / wall / threads, 1.0) if wall > 0 else None
+    out["power"] = _power_result(
+        timed.meter_w,
+        timed.readings,
+        idle_w,
+        idle_source,
+        source,
+        job["power"]["model"],
+        cpu_util,
+        median,
+    )
+    out["thermal"] = {"before": timed.before, "after": timed.after}
+    out["validity"] = _validity(timed, meas, rcv, cooldown)
+    return out
+
+
+def _save_outputs(job, session, inputs):
+    """Phase 7a: the model's outputs on the evaluation inputs, one inference per row,
+    saved for the host to score."""
+    import numpy as np
+
+    columns = load_eval_inputs(job["eval_inputs"], inputs)
+    outputs = [
+        session.infer([np.ascontiguousarray(c[i : i + 1]) for c in columns])
+        for i in range(len(columns[0]))
+    ]
+    np.save(job["outputs_out"], np.concatenate(outputs, axis=0))
+    return job["outputs_out"]
+
+
+def _profile(job, arrays):
+    """Phase 7b: the per-op profile, or why there is none (a profile is extra: its
+    failure keeps the timings)."""
+    try:
+        return profile_pass(job, arrays, int(job["threads"]))
+    except Exception as exc:
+        return {"error": "%s: %s" % (type(exc).__name__, exc), "ops": None}
+
+
+def run_job(job):
+    """Measure one validated job in the phases the module docstring lists; the result."""
+    # numpy is loaded before the first RSS reading, so before_import counts it and the
+    # rise to the baseline is the runtime's own import.
+    import numpy  # noqa: F401
+
+    root = job["sysfs_root"]
+    vcgencmd = resolve_vcgencmd(job["vcgencmd"], root)
+    result = {"schema_version": SCHEMA_VERSION, "status": "ok", "env": environment(root)}
+    memory = {"before_import": rss_mb()}
+    session = _load_session(job, result, memory)
+    inputs, arrays = _input_arrays(job, session, result)
+    peak_reset = reset_peak_rss()
+    run_once = session.bind(arrays)
+    t0 = time.perf_counter()
+    run_once()
+    result["first_inference_ms"] = (time.perf_counter() - t0) * 1e3
+
+    cooldown = _cooldown_gate(job["cooldown"], root)
+    result["cooldown"] = cooldown
+    source = find_power_source(root, vcgencmd)
+    idle_w, idle_source = _idle_power(source, job["power"])
+    warm = job["warmup"]
+    run_loop(run_once, int(warm["min_count"]), float(warm["min_seconds"]))
+    timed = _timed_loop(job, run_once, root, vcgencmd, source)
+    result["host_load"] = timed.host_load
+    memory["peak"] = peak_rss_mb()
+    memory["peak_includes_load"] = not peak_reset
+    result["memory_mb"] = memory
+    result.update(_timing_fields(timed, job, cooldown, idle_w, idle_source, source))
+
+    # Accuracy outputs and the profile run after timing so they cannot disturb it.
     if job.get("eval_inputs") and job.get("outputs_out"):
-        columns = load_eval_inputs(job["eval_inputs"], inputs)
-        outputs = [
-            session.infer([np.ascontiguousarray(c[i : i + 1]) for c in columns])
-            for i in range(len(columns[0]))
-        ]
-        np.save(job["outputs_out"], np.concatenate(outputs, axis=0))
-        result["outputs"] = job["outputs_out"]
-    result["profile"] = None
-    if job["profile"]["enabled"]:
-        try:
-            result["profile"] = profile_pass(job, arrays, threads)
-        except Exception as exc:  # a profile is extra: report why, keep the timings
-            result["profile"] = {"error": "%s: %s" % (type(exc).__name__, exc), "ops": None}
+        result["outputs"] = _save_outputs(job, session, inputs)
+    result["profile"] = _profile(job, arrays) if job["profile"]["enabled"] else None
     return result
 
 

@@ -14,40 +14,16 @@ jobs (stored ones) as one input of ``input_shape`` and ``input_dtype``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from harness.errors import RunnerError
 from harness.models.inputs import SINGLE_INPUT_NAME, InputSpec
+from harness.runner.settings import MeasureSettings, job_settings
 
 JOB_SCHEMA_VERSION = 3
 RESULT_SCHEMA_VERSION = 2
 ACCEPTED_RESULT_VERSIONS = (2,)
-
-
-@dataclass(frozen=True)
-class MeasureSettings:
-    """How one cell is timed; mirrors :class:`harness.suite.config.MeasureConfig`."""
-
-    threads: int = 1
-    warmup_count: int = 10
-    warmup_seconds: float = 0.2
-    min_count: int = 50
-    min_seconds: float = 1.0
-    max_seconds: float = 30.0
-    seed: int = 0
-    batch: int = 1
-    trials: int = 3
-    adaptive_ci: float | None = None
-    adaptive_check_every: int = 20
-    max_cv: float = 0.20
-    cooldown_c: float | None = None
-    cooldown_timeout_s: float = 60.0
-    idle_seconds: float = 0.5
-    power_interval_s: float = 0.1
-    profile: bool = False
-    profile_count: int = 20
-    profile_top: int = 10
 
 
 def job_inputs(inputs: Sequence[InputSpec] | Sequence[int]) -> list[dict[str, Any]]:
@@ -83,7 +59,8 @@ def make_job(
 ) -> dict[str, Any]:
     """The JSON job for one runner process.
 
-    ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
+    Each measure setting goes to its job key (``job_key`` in
+    :data:`~harness.runner.settings.MEASURE_SETTINGS`). ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
     one float32 input); the runner replaces every input's first dimension with
     ``settings.batch``. ``power_model`` (``idle_w``,
     ``max_w``) is the device profile's, used when no real sensor exists and for the
@@ -95,41 +72,25 @@ def make_job(
     emulated device picks the board's speed factor for it, and
     :func:`harness.devices.base.job_for` leaves it out of what the runner gets.
     """
-    return {
+    job = {
         "schema_version": JOB_SCHEMA_VERSION,
         "runtime": runtime,
         "artifact": artifact,
         "inputs": job_inputs(inputs),
-        "threads": settings.threads,
-        "seed": settings.seed,
-        "batch": settings.batch,
-        "warmup": {"min_count": settings.warmup_count, "min_seconds": settings.warmup_seconds},
-        "measure": {
-            "min_count": settings.min_count,
-            "min_seconds": settings.min_seconds,
-            "max_seconds": settings.max_seconds,
-            "adaptive_ci": settings.adaptive_ci,
-            "check_every": settings.adaptive_check_every,
-            "max_cv": settings.max_cv,
-        },
-        "cooldown": {"max_c": settings.cooldown_c, "timeout_s": settings.cooldown_timeout_s},
-        "power": {
-            "model": dict(power_model) if power_model else None,
-            "idle_seconds": settings.idle_seconds,
-            "interval_s": settings.power_interval_s,
-        },
-        "profile": {
-            "enabled": settings.profile if profile is None else profile,
-            "count": settings.profile_count,
-            "top": settings.profile_top,
-            "dir": profile_dir,
-        },
-        "sysfs_root": sysfs_root,
-        "vcgencmd": vcgencmd,
-        "eval_inputs": eval_inputs,
-        "outputs_out": outputs_out,
-        "precision": dict(precision) if precision else None,
+        **job_settings(settings),
     }
+    job["power"] = {"model": dict(power_model) if power_model else None, **job["power"]}
+    if profile is not None:
+        job["profile"]["enabled"] = profile
+    job["profile"]["dir"] = profile_dir
+    job.update(
+        sysfs_root=sysfs_root,
+        vcgencmd=vcgencmd,
+        eval_inputs=eval_inputs,
+        outputs_out=outputs_out,
+        precision=dict(precision) if precision else None,
+    )
+    return job
 
 
 def check_result(result: Any, origin: str) -> dict[str, Any]:

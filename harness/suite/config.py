@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from harness.builtin import Kind, builtin_dir, not_found
 from harness.configfile import StrictModel, load_toml, validate
@@ -23,48 +23,39 @@ from harness.export import EXPORTERS
 from harness.plugins import suggest
 from harness.recipes.config import ChainStep, check_chain, find_preset, load_preset, validate_step
 from harness.results.thresholds import parse_limit
-from harness.runner.job import MeasureSettings
+from harness.runner.settings import MEASURE_SETTINGS, MeasureSettings
 
 Runtime = Literal["onnxruntime", "executorch"]
 FILE_RUNTIMES = {".onnx": "onnxruntime", ".pte": "executorch"}
 
 
-class MeasureConfig(StrictModel):
-    """``[measure]``: how every cell is timed (see the runner for what each option does).
+class _MeasureBase(StrictModel):
+    def settings(self) -> MeasureSettings:
+        """The runner-facing settings (all but those, as the host's time-out, that do not
+        change what is measured)."""
+        return MeasureSettings(
+            **{s.name: getattr(self, s.name) for s in MEASURE_SETTINGS if s.measured}
+        )
+
+
+MeasureConfig = create_model(
+    "MeasureConfig",
+    __base__=_MeasureBase,
+    __module__=__name__,
+    __doc__="""``[measure]``: how every cell is timed, one field per
+    :data:`~harness.runner.settings.MEASURE_SETTINGS` entry (its ``doc`` says what it does).
 
     ``trials`` runner processes measure each cell: back-to-back processes on a shared
     machine differ by far more than one process's samples suggest, so the reported CI
     is built over trials. ``adaptive_ci`` (e.g. 0.01) replaces the count-and-time rule
     by "stop when the median's 95% CI is within +-1%". ``batch`` > 1 needs an artifact
     with a dynamic batch dimension (the runner refuses a static one).
-    """
-
-    threads: int = Field(1, ge=1)
-    warmup_count: int = Field(10, ge=0)
-    warmup_seconds: float = Field(0.2, ge=0)
-    min_count: int = Field(50, ge=1)
-    min_seconds: float = Field(1.0, ge=0)
-    max_seconds: float = Field(30.0, gt=0)
-    timeout_seconds: float = Field(600.0, gt=0)
-    seed: int = Field(0, ge=0)
-    batch: int = Field(1, ge=1)
-    trials: int = Field(3, ge=1, le=100)
-    adaptive_ci: float | None = Field(None, gt=0, lt=1)
-    adaptive_check_every: int = Field(20, ge=1)
-    max_cv: float = Field(0.20, gt=0)
-    cooldown_c: float | None = Field(None, gt=0, lt=200)
-    cooldown_timeout_s: float = Field(60.0, ge=0)
-    idle_seconds: float = Field(0.5, ge=0)
-    power_interval_s: float = Field(0.1, gt=0)
-    profile: bool = False
-    profile_count: int = Field(20, ge=1)
-    profile_top: int = Field(10, ge=1)
-
-    def settings(self) -> MeasureSettings:
-        """The runner-facing settings (everything but the host-side time-out)."""
-        return MeasureSettings(
-            **{k: v for k, v in self.model_dump().items() if k != "timeout_seconds"}
-        )
+    """,
+    **{
+        s.name: (s.annotation, Field(s.default, description=s.doc, **s.bounds()))
+        for s in MEASURE_SETTINGS
+    },
+)
 
 
 class ModelEntry(StrictModel):
