@@ -69,13 +69,13 @@ from harness.results.compare import (  # noqa: E402
 from harness.results.stats import percentile  # noqa: E402
 from harness.results.store import CellRecord, ResultsStore  # noqa: E402
 from harness.results.thresholds import default_thresholds  # noqa: E402
-from harness.runner.interleave import (  # noqa: E402
+from harness.suite.config import load_suite  # noqa: E402
+from harness.suite.interleave import (  # noqa: E402
     RoundsPlan,
     StopReason,
     device_dirs_of,
     interleave_runs,
 )
-from harness.suite.config import load_suite  # noqa: E402
 from harness.suite.walk import SuiteWalker  # noqa: E402
 
 SUITE_NAME = "compare-acceptance"

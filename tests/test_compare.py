@@ -35,7 +35,7 @@ from harness.results.compare import (
 )
 from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
 from harness.results.thresholds import default_thresholds, parse_limit
-from harness.runner.interleave import RoundsPlan, StopReason
+from harness.suite.interleave import RoundsPlan, StopReason
 from tests.results_builders import VERSIONS, add_cell, new_run, two_runs
 
 LATENCY = default_thresholds()["latency_p50"]

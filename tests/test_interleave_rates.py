@@ -21,7 +21,7 @@ import pytest
 
 from harness.results.compare import Verdict, compare_latency_paired
 from harness.results.thresholds import default_thresholds
-from harness.runner.interleave import SIDES, RoundsPlan
+from harness.suite.interleave import SIDES, RoundsPlan
 
 LATENCY = default_thresholds()["latency_p50"]
 PLAN = RoundsPlan.for_limit(10, 60, LATENCY.limit)  # compare --interleave's defaults

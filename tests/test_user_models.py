@@ -473,7 +473,7 @@ def test_interleave_jobs_take_the_files_inputs_with_the_ranges_the_cell_was_meas
     tmp_path: Path,
 ) -> None:
     from harness.artifacts import Artifact
-    from harness.runner.interleave import _inputs
+    from harness.suite.interleave import _inputs
 
     artifact = Artifact("k", two_input_onnx(tmp_path / "two.onnx"), {})
     measured = [

@@ -30,7 +30,7 @@ it is counted, explained in the row and never shown as a pass. What the test run
   work, and the comparison warns.
 * ``interleaved``: the Wilcoxon signed-rank test over paired rounds of an interleaved
   re-measurement (base and candidate run alternately, see
-  :mod:`harness.runner.interleave`); pairing removes the drift both sides share. The
+  :mod:`harness.suite.interleave`); pairing removes the drift both sides share. The
   ratio is then the Hodges-Lehmann estimate over the rounds, not a ratio of two p50s,
   and ``regressed``/``improved`` ask more than significance: the estimate reaches the
   limit and its interval at 1 - ``alpha`` clears a quarter of it (:func:`paired_verdict`).
@@ -383,7 +383,7 @@ def _exp_interval(interval: tuple[float, float]) -> tuple[float, float]:
 def decision_interval(rounds: Sequence[tuple[float, float]], alpha: float) -> tuple[float, float]:
     """The interval of the new/base ratio at confidence 1 - ``alpha`` over interleaved
     rounds: the one the verdict and the early stop of
-    :class:`harness.runner.interleave.RoundsPlan` look at."""
+    :class:`harness.suite.interleave.RoundsPlan` look at."""
     return _exp_interval(hodges_lehmann_ci([math.log(n / b) for b, n in rounds], 1.0 - alpha))
 
 

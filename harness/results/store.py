@@ -64,7 +64,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX runs_by_suite ON runs (suite_name, id)",
     ],
     # Regression tracking: runs are looked up by commit, and interleaved re-measurements
-    # (base and candidate artifacts run alternately, see harness.runner.interleave) are
+    # (base and candidate artifacts run alternately, see harness.suite.interleave) are
     # kept beside the runs they compare rather than as runs of their own, because both
     # sides of one cell share a cell key and a run holds each cell once.
     2: [

@@ -13,14 +13,16 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.devices.base import Device
 from harness.errors import RunnerError
 from harness.results.stats import summarize_trials
 from harness.runner.job import MeasureSettings
+
+if TYPE_CHECKING:  # devices import the runner; the runner only names their type
+    from harness.devices.base import Device
 
 VALIDITY_ORDER = (
     "throttled",

@@ -25,8 +25,7 @@ from typing import Any
 
 import harness
 from harness.artifacts import ArtifactStore, digest, library_versions
-from harness.devices import abort_all, lane, open_device
-from harness.devices.base import Device
+from harness.devices import lane
 from harness.devices.config import DeviceProfile
 from harness.errors import (
     ConfigError,
@@ -37,16 +36,16 @@ from harness.errors import (
     RunnerError,
     UnsupportedError,
 )
-from harness.export.precision import precision_of
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline, quant_mode
 from harness.results.owner import describe_owner, owner_alive, this_process
 from harness.results.scoring import measured_inputs, score_outputs
 from harness.results.store import CellRecord, DoneCell, ResultsStore
 from harness.runlog import log_path, run_log
-from harness.runner.job import make_job, settings_dict
+from harness.runner.job import settings_dict
 from harness.runner.trials import combine_trials, run_trials
 from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
+from harness.suite.on_device import OpenDevices, artifact_job
 
 
 @dataclass(frozen=True)
@@ -162,15 +161,13 @@ class SuiteWalker:
             fresh=fresh,
             log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
         )
-        self._devices: dict[str, Device] = {}
-        self._devices_lock = threading.Lock()
+        self._devices = OpenDevices()
         self._prepared: dict[str, tuple[Any, Any] | BaseException] = {}
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
 
     def close(self) -> None:
-        for device in self._devices.values():
-            device.close()
+        self._devices.close()
         self.store.close()
 
     def _open_run(self) -> int:
@@ -250,7 +247,7 @@ class SuiteWalker:
                 # on measuring, the run is not running any more, and what it recorded is
                 # whole, so it resumes like an interrupted one.
                 self._stop.set()
-                self._abort_devices()
+                self._devices.abort()
                 self.store.set_run_status(run_id, "interrupted")
                 raise
         self.store.set_run_status(run_id, "complete")
@@ -281,11 +278,6 @@ class SuiteWalker:
                 self._record(summary, run_id, index, cell, record, samples)
         elif lanes:
             self._walk_lanes(summary, run_id, lanes)
-
-    def _abort_devices(self) -> None:
-        with self._devices_lock:
-            devices = list(self._devices.values())
-        abort_all(devices)
 
     def _run_lane_cell(
         self, cell: Cell, config_hash: str, state: _LaneState
@@ -399,12 +391,6 @@ class SuiteWalker:
             raise prepared
         return prepared
 
-    def _device(self, profile: DeviceProfile) -> Device:
-        with self._devices_lock:
-            if profile.name not in self._devices:
-                self._devices[profile.name] = open_device(profile)
-            return self._devices[profile.name]
-
     @staticmethod
     def _base(cell: Cell, config_hash: str) -> dict[str, Any]:
         return {
@@ -460,20 +446,11 @@ class SuiteWalker:
             if key in artifact.meta:
                 result[key] = artifact.meta[key]
         settings = self.suite.measure.settings()
-        power = cell.device.power
-        job = make_job(
-            cell.runtime,
-            str(artifact.path),
-            data.inputs,
-            settings,
-            power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
-            # An emulated board's speed factor depends on it (int8 gains differ by CPU).
-            precision=precision_of(
-                artifact.meta.get("export_notes"), quant_mode(cell.variant)
-            ).to_job(),
+        job = artifact_job(
+            cell.runtime, artifact, data.inputs, settings, cell.device, quant_mode(cell.variant)
         )
         run = run_trials(
-            self._device(cell.device),
+            self._devices.get(cell.device),
             job,
             artifact.path,
             data.eval_inputs,

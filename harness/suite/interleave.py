@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -23,17 +23,16 @@ from typing import Any
 from harness.artifacts import Artifact, ArtifactStore
 from harness.builtin import not_found
 from harness.configfile import load_toml
-from harness.devices import abort_all, open_device
-from harness.devices.base import Device
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, HarnessError, RunnerError
-from harness.export.precision import precision_of
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.results.compare import (
     DEFAULT_ALPHA,
     hodges_lehmann,
     hodges_lehmann_ci,
     interval_settles,
+    match_cells,
+    paired_rounds,
 )
 from harness.results.stats import percentile
 from harness.results.store import (
@@ -44,7 +43,8 @@ from harness.results.store import (
     RunRecord,
 )
 from harness.results.thresholds import Direction, Threshold
-from harness.runner.job import MeasureSettings, make_job, settings_dict
+from harness.runner.job import MeasureSettings, settings_dict
+from harness.suite.on_device import OpenDevices, artifact_job
 
 DEFAULT_TIMEOUT_S = 600.0
 SIDES = ("base", "new")
@@ -180,35 +180,20 @@ def _inputs(artifact: Artifact, cell: CellRecord) -> tuple[Any, ...]:
     )
 
 
-class _Devices:
-    """Device profiles by name, looked up in ``device_dirs``, opened once."""
-
-    def __init__(self, device_dirs: Sequence[Path]):
-        self.dirs = list(device_dirs)
-        self._open: dict[str, Device] = {}
-
-    def get(self, name: str) -> Device:
-        if name not in self._open:
-            path = find_profile(name, self.dirs)
-            if path is None:
-                raise HarnessError("expected " + not_found("devices", name, self.dirs))
-            profile: DeviceProfile = load_profile(path)
-            self._open[name] = open_device(profile)
-        return self._open[name]
-
-    def abort(self) -> None:
-        abort_all(self._open.values())
-
-    def close(self) -> None:
-        for device in self._open.values():
-            device.close()
+def _profile(name: str, device_dirs: Sequence[Path]) -> DeviceProfile:
+    """The device profile a cell names, looked up in ``device_dirs``."""
+    path = find_profile(name, list(device_dirs))
+    if path is None:
+        raise HarnessError("expected " + not_found("devices", name, list(device_dirs)))
+    return load_profile(path)
 
 
 def _measure_cell(
     base: CellRecord,
     new: CellRecord,
     artifacts: ArtifactStore,
-    devices: _Devices,
+    devices: OpenDevices,
+    device_dirs: Sequence[Path],
     plan: RoundsPlan,
     timeout_s: float,
     on_turn: Callable[[int, str, float], None],
@@ -238,18 +223,12 @@ def _measure_cell(
             )
         found[side] = artifact
     try:
-        device = devices.get(new.device)
-        jobs: dict[str, dict[str, Any]] = {}
-        for side, artifact in found.items():
-            power = device.profile.power
-            jobs[side] = make_job(
-                new.runtime,
-                str(artifact.path),
-                _inputs(artifact, new),
-                settings,
-                power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
-                precision=precision_of(artifact.meta.get("export_notes"), None).to_job(),
-            )
+        profile = _profile(new.device, device_dirs)
+        device = devices.get(profile)
+        jobs = {
+            side: artifact_job(new.runtime, artifact, _inputs(artifact, new), settings, profile)
+            for side, artifact in found.items()
+        }
         pairs: list[tuple[float, float]] = []
         while not plan.done(pairs):
             round_index = len(pairs)
@@ -320,7 +299,7 @@ def interleave_runs(
         machine_fingerprint(info),
     )
     artifacts = ArtifactStore(Path(results_dir) / "artifacts")
-    devices = _Devices(device_dirs)
+    devices = OpenDevices()
     out: dict[tuple[str, str, str, str], InterleaveCellRecord] = {}
     try:
         for index, (base, new) in enumerate(pairs, start=1):
@@ -329,7 +308,9 @@ def interleave_runs(
             def on_turn(round_index: int, side: str, p50: float, key=new.key, i=index) -> None:
                 emit(InterleaveEvent("turn", key, i, len(pairs), round_index, side, p50))
 
-            cell = _measure_cell(base, new, artifacts, devices, plan, timeout_s, on_turn)
+            cell = _measure_cell(
+                base, new, artifacts, devices, device_dirs, plan, timeout_s, on_turn
+            )
             store.record_interleave_cell(interleave_id, cell)
             out[cell.key] = cell
             emit(InterleaveEvent("cell_done", new.key, index, len(pairs), record=cell))
@@ -341,3 +322,51 @@ def interleave_runs(
         devices.close()
     store.set_interleave_status(interleave_id, "complete")
     return InterleaveOutcome(interleave_id, out)
+
+
+def interleave_compare(
+    store: ResultsStore,
+    results_dir: Path,
+    base_run: RunRecord,
+    new_run: RunRecord,
+    *,
+    min_rounds: int,
+    max_rounds: int,
+    thresholds: Mapping[str, Threshold],
+    alpha: float,
+    say: Callable[[str], None] = lambda line: None,
+) -> InterleaveOutcome:
+    """The interleave ``harness compare --interleave`` judges: every cell both runs
+    measured ok, re-measured on the new run's device profiles for the rounds
+    :meth:`RoundsPlan.for_limit` gives on the latency limit of ``thresholds`` at level
+    ``alpha``. ``say`` gets a line when it starts and one as each cell finishes."""
+    pairs = match_cells(store.cells(base_run.id), store.cells(new_run.id)).both_ok
+    plan = RoundsPlan.for_limit(min_rounds, max_rounds, thresholds["latency_p50"].limit, alpha)
+    say(
+        f"interleaving runs {base_run.id} and {new_run.id}: {len(pairs)} cells, "
+        f"{plan.min_rounds}-{plan.max_rounds} rounds each (base and new alternately, "
+        "until the verdict is settled or the ratio is known to "
+        f"+-{(plan.target_half_width or 0) * 100:g}%)"
+    )
+
+    def on_event(event: InterleaveEvent) -> None:
+        if event.kind == "cell_done" and event.record is not None:
+            rec = event.record
+            rounds = paired_rounds(rec)
+            if rec.status == "ok":
+                stop = plan.stop_reason(rounds)
+                status = f"{len(rounds)} rounds ({stop.value if stop else 'stopped'})"
+            else:
+                status = f"not judged: {rec.reason}"
+            say(f"[{event.index}/{event.total}] {' / '.join(event.key)}: {status}")
+
+    return interleave_runs(
+        store,
+        results_dir,
+        base_run,
+        new_run,
+        pairs,
+        plan=plan,
+        device_dirs=device_dirs_of(new_run),
+        on_event=on_event,
+    )
