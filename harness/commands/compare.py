@@ -87,16 +87,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         render_comparison_markdown,
         render_comparison_rich,
     )
-    from harness.results.compare import compare_runs, match_cells, paired_rounds
+    from harness.results.compare import compare_runs
     from harness.results.selection import select_pair
     from harness.results.thresholds import resolve_thresholds
-    from harness.runner.interleave import (
-        InterleaveEvent,
-        RoundsPlan,
-        device_dirs_of,
-        interleave_runs,
-    )
     from harness.suite.config import CompareConfig, load_compare_config
+    from harness.suite.interleave import interleave_compare
 
     if args.alpha is not None and not 0 < args.alpha < 0.5:
         raise HarnessError(f"--alpha {args.alpha}: expected a level between 0 and 0.5")
@@ -125,44 +120,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
             interleave_id = args.from_interleave
             interleaved = {c.key: c for c in store.interleave_cells(interleave_id)}
         elif config.interleave if args.interleave is None else args.interleave:
-            # interleave setup: moves into the interleave stage
-            pairs = match_cells(store.cells(base.id), store.cells(new.id)).both_ok
-            plan = RoundsPlan.for_limit(
-                args.rounds or config.rounds,
-                args.max_rounds or config.max_rounds,
-                thresholds["latency_p50"].limit,
-                alpha,
-            )
-            progress.print(
-                f"interleaving runs {base.id} and {new.id}: {len(pairs)} cells, "
-                f"{plan.min_rounds}-{plan.max_rounds} rounds each (base and new alternately, "
-                "until the verdict is settled or the ratio is known to "
-                f"+-{(plan.target_half_width or 0) * 100:g}%)"
-            )
-
-            def on_event(event: InterleaveEvent) -> None:
-                if event.kind == "cell_done" and event.record is not None:
-                    rec = event.record
-                    rounds = paired_rounds(rec)
-                    if rec.status == "ok":
-                        stop = plan.stop_reason(rounds)
-                        status = f"{len(rounds)} rounds ({stop.value if stop else 'stopped'})"
-                    else:
-                        status = f"not judged: {rec.reason}"
-                    progress.print(
-                        f"[{event.index}/{event.total}] {' / '.join(event.key)}: {status}",
-                        markup=False,
-                    )
-
-            outcome = interleave_runs(
+            outcome = interleave_compare(
                 store,
                 args.results,
                 base,
                 new,
-                pairs,
-                plan=plan,
-                device_dirs=device_dirs_of(new),
-                on_event=on_event,
+                min_rounds=args.rounds or config.rounds,
+                max_rounds=args.max_rounds or config.max_rounds,
+                thresholds=thresholds,
+                alpha=alpha,
+                say=lambda line: progress.print(line, markup=False),
             )
             interleaved, interleave_id = outcome.cells, outcome.interleave_id
         comparison = compare_runs(

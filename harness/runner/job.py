@@ -60,10 +60,10 @@ def make_job(
     """The JSON job for one runner process.
 
     Each measure setting goes to its job key (``job_key`` in
-    :data:`~harness.runner.settings.MEASURE_SETTINGS`). ``inputs`` are the artifact's input specs (shapes batch first; a bare shape means
-    one float32 input); the runner replaces every input's first dimension with
-    ``settings.batch``. ``power_model`` (``idle_w``,
-    ``max_w``) is the device profile's, used when no real sensor exists and for the
+    :data:`~harness.runner.settings.MEASURE_SETTINGS`). ``inputs`` are the artifact's
+    input specs (shapes batch first; a bare shape means one float32 input); the runner
+    replaces every input's first dimension with ``settings.batch``. ``power_model``
+    (``idle_w``, ``max_w``) is the device profile's, used when no real sensor exists and for the
     idle figure. ``sysfs_root`` and ``vcgencmd`` say where sensors are read (tests point
     them at fixture trees; ``"auto"`` finds vcgencmd on PATH when reading the real
     ``/``). ``profile`` overrides ``settings.profile`` (the host profiles one trial).
