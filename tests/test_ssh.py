@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 import harness.devices.ssh as ssh_module
-import harness.suite.walk as walk_module
+import harness.suite.on_device as on_device_module
 from harness.cli import main
 from harness.devices.config import DeviceProfile, load_profile
 from harness.devices.ssh import SshDevice
@@ -634,8 +634,9 @@ def test_each_device_runs_one_cell_at_a_time_and_boards_run_beside_each_other(
             monkeypatch.setattr(device, "run", run)
             return device
 
-        real_open = walk_module.open_device
-        monkeypatch.setattr(walk_module, "open_device", lambda p: recording(real_open(p)))
+        # The walker opens devices through the cache it shares with the interleave.
+        real_open = on_device_module.open_device
+        monkeypatch.setattr(on_device_module, "open_device", lambda p: recording(real_open(p)))
 
         def record_cells(walker: SuiteWalker) -> None:
             real_run_cell = walker.run_cell
