@@ -98,8 +98,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.advance(task)
             rec = event.record
             if rec.status == "ok":
-                p50 = rec.result["latency_ms"]["p50"]
-                acc = rec.result.get("accuracy")
+                p50 = rec.result.latency.p50_ms
+                acc = rec.result.accuracy
                 extra = f", accuracy {acc * 100:.1f}%" if acc is not None else ""
                 if not quiet:
                     console.print(f"    ok: p50 {p50:.3f} ms{extra}")

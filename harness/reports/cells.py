@@ -30,7 +30,7 @@ def baseline_key(cell: CellRecord) -> BaselineKey:
 def is_baseline(cell: CellRecord, baseline_variants: Collection[str] = ()) -> bool:
     """A variant with no recipes (empty lineage), or one named as a baseline (the
     suite's :attr:`~harness.suite.config.Variant.is_baseline` variants)."""
-    return cell.variant in baseline_variants or not cell.result.get("lineage")
+    return cell.variant in baseline_variants or not cell.result.lineage
 
 
 def find_baselines(
@@ -46,7 +46,7 @@ def find_baselines(
 
 def validity_reasons(cell: CellRecord) -> list[str]:
     """Why a measured cell's numbers are not to be trusted (empty: they are)."""
-    return reasons_of(cell.measurements.validity)
+    return reasons_of(cell.result.validity)
 
 
 def reasons_of(validity: Any) -> list[str]:
@@ -85,10 +85,10 @@ def vs_baseline(cell: CellRecord, base: CellRecord | None) -> VsBaseline | None:
     """None when the cell failed or its model/runtime/device has no measured baseline."""
     if cell.status != "ok" or base is None:
         return None
-    p50, base_p50 = cell.measurements.latency.p50_ms, base.measurements.latency.p50_ms
+    p50, base_p50 = cell.result.latency.p50_ms, base.result.latency.p50_ms
     speedup = base_p50 / p50 if p50 and base_p50 is not None else None
     size_ratio = cell.size_bytes / base.size_bytes if cell.size_bytes and base.size_bytes else None
-    acc, base_acc = cell.measurements.accuracy, base.measurements.accuracy
+    acc, base_acc = cell.result.accuracy, base.result.accuracy
     delta = (acc - base_acc) * 100 if acc is not None and base_acc is not None else None
     return VsBaseline(base.variant, speedup, size_ratio, delta)
 
@@ -98,7 +98,7 @@ _DEPLOY_KEYS = ("host", "files_sent", "bytes_sent", "files_cached", "sent")
 
 def deploy_record(cell: CellRecord) -> dict[str, Any] | None:
     """The cell's deploy record with every key (None when its device is this machine)."""
-    deploy = cell.result.get("deploy")
+    deploy = cell.result.deploy
     if not isinstance(deploy, dict):
         return None
     record = {k: deploy.get(k) for k in _DEPLOY_KEYS}

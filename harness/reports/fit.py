@@ -79,6 +79,7 @@ from harness.configfile import load_toml, validate
 from harness.errors import ConfigError
 from harness.plugins import suggest
 from harness.reports.cells import reasons_of
+from harness.results.cell_result import Latency
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget, default_dirs
@@ -147,10 +148,10 @@ def fidelity_snr(cell: CellRecord) -> float | None:
     model, or, where that model's outputs are near-constant (a bias that dominates every
     input counts as signal and would let any variant pass), the SNR of the part of the
     output that depends on the input (``snr_varying_db``)."""
-    degenerate = cell.measurements.baseline_degenerate
+    degenerate = cell.result.baseline_degenerate
     if any(str(r).startswith("near-constant") for r in degenerate):
-        return cell.measurements.snr_varying_db
-    return cell.measurements.snr_db
+        return cell.result.snr_varying_db
+    return cell.result.snr_db
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "p90",
             Direction.HIGHER_IS_WORSE,
             "p90_ms=20",
-            lambda c: c.measurements.latency.stat("p90"),
+            lambda c: c.result.latency.stat("p90"),
             lambda v: f"{_num(v)} ms",
             _signed(lambda v: f"{_num(v)} ms"),
         ),
@@ -186,7 +187,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "peak memory",
             Direction.HIGHER_IS_WORSE,
             "peak_memory_mb=300",
-            lambda c: c.measurements.peak_memory_mb,
+            lambda c: c.result.peak_memory_mb,
             lambda v: f"{_num(v)} MB",
             _signed(lambda v: f"{_num(v)} MB"),
         ),
@@ -195,7 +196,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "energy",
             Direction.HIGHER_IS_WORSE,
             "energy_mj=5",
-            lambda c: c.measurements.energy_mj,
+            lambda c: c.result.energy_mj,
             lambda v: f"{_num(v)} mJ",
             _signed(lambda v: f"{_num(v)} mJ"),
         ),
@@ -204,7 +205,7 @@ FIT_METRICS: dict[str, FitMetric] = {
             "accuracy",
             Direction.LOWER_IS_WORSE,
             "min_accuracy=0.95 (a fraction)",
-            lambda c: c.measurements.accuracy,
+            lambda c: c.result.accuracy,
             lambda v: f"{v * 100:.1f}%",
             lambda d: f"{d * 100:+.1f} pts",
         ),
@@ -648,7 +649,7 @@ class FitReport:
 def _caveats(cell: CellRecord) -> tuple[str, ...]:
     """The caps an emulated run could not enforce ("speed cap not enforced"): such an
     estimate is off by far more than the emulation's usual error."""
-    record = cell.result.get("emulation") or {}
+    record = cell.result.emulation
     caveats = []
     for note in record.get("not_enforced") or []:
         cap = str(note).split(":", 1)[0].strip()
@@ -656,11 +657,11 @@ def _caveats(cell: CellRecord) -> tuple[str, ...]:
     return tuple(caveats)
 
 
-def _unstable_text(latency: Mapping[str, Any], max_cv: float | None) -> str:
+def _unstable_text(latency: Latency, max_cv: float | None) -> str:
     """``unstable`` in numbers. It has two sources: the trials' medians spread more than
     ``max_cv`` between processes, or one trial's samples did (the runner's own check);
     the text says which, with the figures that show it."""
-    trial_p50s = [float(v) for v in latency.get("trial_p50s") or []]
+    trial_p50s = list(latency.trial_p50s_ms)
     shown = ", ".join(_num(v) for v in trial_p50s)
     trial_cv = None
     if len(trial_p50s) >= 2:
@@ -672,8 +673,9 @@ def _unstable_text(latency: Mapping[str, Any], max_cv: float | None) -> str:
     parts = []
     if max_cv is not None:
         parts.append(f"a trial's samples spread more than the {max_cv * 100:.0f}% CV limit")
-    if latency.get("cv") is not None:
-        parts.append(f"CV {float(latency['cv']) * 100:.0f}% over all samples")
+    cv = latency.stat("cv")
+    if cv is not None:
+        parts.append(f"CV {float(cv) * 100:.0f}% over all samples")
     if shown:
         parts.append(f"trial p50s {shown} ms")
     return "unstable: " + "; ".join(parts) if parts else "unstable"
@@ -682,10 +684,10 @@ def _unstable_text(latency: Mapping[str, Any], max_cv: float | None) -> str:
 def _untrusted(cell: CellRecord) -> tuple[str, ...]:
     """The cell's validity reasons, each with the numbers behind it where the result has
     them, so a row says why its measurement is not to be trusted, not just that."""
-    latency = cell.result.get("latency_ms") or {}
-    max_cv = (cell.result.get("measure") or {}).get("max_cv")
+    latency = cell.result.latency
+    max_cv = cell.result.measure.get("max_cv")
     out = []
-    for reason in reasons_of(cell.measurements.validity):
+    for reason in reasons_of(cell.result.validity):
         if reason == "unstable":
             reason = _unstable_text(latency, None if max_cv is None else float(max_cv))
         elif reason == "too_few_samples" and latency.get("count"):
@@ -697,12 +699,12 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
 def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
     """One cell's verdict against a budget's checks."""
     metrics = {
-        "p50_ms": cell.measurements.latency.stat("p50"),
-        "p90_ms": cell.measurements.latency.stat("p90"),
-        "peak_memory_mb": cell.measurements.peak_memory_mb,
-        "energy_mj": cell.measurements.energy_mj,
-        "accuracy": cell.measurements.accuracy,
-        "agreement": cell.measurements.agreement,
+        "p50_ms": cell.result.latency.stat("p50"),
+        "p90_ms": cell.result.latency.stat("p90"),
+        "peak_memory_mb": cell.result.peak_memory_mb,
+        "energy_mj": cell.result.energy_mj,
+        "accuracy": cell.result.accuracy,
+        "agreement": cell.result.agreement,
         "snr_db": fidelity_snr(cell),
         "size_bytes": cell.size_bytes,
     }
@@ -729,7 +731,7 @@ def assess_cell(cell: CellRecord, checks: Iterable[BudgetCheck]) -> VariantFit:
         checks=results,
         estimate=cell.emulated,
         estimate_caveats=_caveats(cell) if cell.emulated else (),
-        validity=cell.measurements.validity,
+        validity=cell.result.validity,
         metrics=metrics,
         untrusted=_untrusted(cell) if cell.status == "ok" else (),
     )
@@ -993,10 +995,10 @@ def compare_emulation(
                 real_device=real.device,
                 real_run_id=real.run_id,
                 p50_ms=EstimateVsMeasured(
-                    estimate.measurements.latency.stat("p50"), real.measurements.latency.stat("p50")
+                    estimate.result.latency.stat("p50"), real.result.latency.stat("p50")
                 ),
                 peak_memory_mb=EstimateVsMeasured(
-                    estimate.measurements.peak_memory_mb, real.measurements.peak_memory_mb
+                    estimate.result.peak_memory_mb, real.result.peak_memory_mb
                 ),
             ),
         )

@@ -308,7 +308,7 @@ def _problems(cells: list[CellRecord]) -> str:
     rows = []
     for c in problems:
         if c.status != "ok":
-            kind = c.result.get("failure_kind") or (c.reason or "").split(":")[0]
+            kind = c.result.failure_kind or (c.reason or "").split(":")[0]
             reason = c.reason or "(no reason recorded)"
         else:
             reasons = validity_reasons(c)
@@ -332,7 +332,7 @@ def _degenerate(cells: list[CellRecord]) -> str:
     """Models whose fp32 reference cannot rank variants by top-1 agreement, and why."""
     seen: dict[str, list[str]] = {}
     for c in cells:
-        reasons = c.result.get("baseline_degenerate")
+        reasons = c.result.baseline_degenerate
         if reasons and c.model not in seen:
             seen[c.model] = [str(r) for r in reasons]
     if not seen:
@@ -353,8 +353,8 @@ def _emulation(cells: list[CellRecord]) -> str:
     """What each emulated device enforced, from its first measured cell."""
     seen: dict[str, dict[str, Any]] = {}
     for c in cells:
-        record = c.result.get("emulation")
-        if c.emulated and isinstance(record, dict) and c.device not in seen:
+        record = c.result.emulation
+        if c.emulated and record and c.device not in seen:
             seen[c.device] = record
     if not seen:
         return ""

@@ -139,20 +139,20 @@ def _fidelity_snr(cell: CellRecord) -> float | None:
     # The same reading as harness.reports.fit.fidelity_snr (not imported: the fit module
     # is optional for the HTML page): where fp32's outputs are near-constant, the SNR of
     # their input-dependent part, else the output SNR.
-    degenerate = cell.measurements.baseline_degenerate
+    degenerate = cell.result.baseline_degenerate
     if any(str(r).startswith("near-constant") for r in degenerate):
-        value = cell.measurements.snr_varying_db
+        value = cell.result.snr_varying_db
     else:
-        value = cell.measurements.snr_db
+        value = cell.result.snr_db
     return float(value) if value is not None else None
 
 
 def quality_axis(cells: list[CellRecord]) -> QualityAxis | None:
     """The y axis for one model's measured cells, or None when they have no quality."""
-    if any(c.measurements.accuracy is not None for c in cells):
+    if any(c.result.accuracy is not None for c in cells):
         return QualityAxis("accuracy", "%", _percent("accuracy"))
-    degenerate = any(c.result.get("baseline_degenerate") for c in cells)
-    if not degenerate and any(c.measurements.agreement is not None for c in cells):
+    degenerate = any(c.result.baseline_degenerate for c in cells)
+    if not degenerate and any(c.result.agreement is not None for c in cells):
         return QualityAxis("agreement", "%", _percent("agreement"))
     if any(_fidelity_snr(c) is not None for c in cells):
         return QualityAxis("SNR", "dB", _fidelity_snr)
@@ -285,7 +285,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
     number for a variant and runtime on every device); the table under the plot
     (``key_rows``) says what each number is."""
     of_model = [c for c in cells if c.model == model]
-    measured = [c for c in of_model if c.status == "ok" and c.result.get("latency_ms")]
+    measured = [c for c in of_model if c.status == "ok" and c.result.latency]
     axis = quality_axis(measured)
     if axis is None:
         return None
@@ -315,7 +315,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
         on_device = [c for c in drawn if c.device == device]
         marks = []
         for c in on_device:
-            x, y = float(c.measurements.latency.p50_ms), axis.read(c) or 0.0
+            x, y = float(c.result.latency.p50_ms), axis.read(c) or 0.0
             valid = verdict(c) == "ok"
             ax.scatter(
                 [x],
@@ -332,12 +332,12 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
         front = [
             valid_cells[i]
             for i in pareto_front(
-                [(float(c.measurements.latency.p50_ms), axis.read(c) or 0.0) for c in valid_cells]
+                [(float(c.result.latency.p50_ms), axis.read(c) or 0.0) for c in valid_cells]
             )
         ]
         fronts[device] = front
         if front:
-            xs = [float(c.measurements.latency.p50_ms) for c in front]
+            xs = [float(c.result.latency.p50_ms) for c in front]
             ys = [axis.read(c) or 0.0 for c in front]
             ax.step(xs, ys, where="post", color="#444", linestyle="--", linewidth=1, zorder=2)
             ax.scatter(
@@ -359,7 +359,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
                 ],
             )
         )
-        latencies = [float(c.measurements.latency.p50_ms) for c in on_device]
+        latencies = [float(c.result.latency.p50_ms) for c in on_device]
         if max(latencies) / max(min(latencies), 1e-12) > 5:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(FuncFormatter(_plain_1_2_5))
@@ -417,9 +417,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
     renderer = fig.canvas.get_renderer()
     texts = []
     for (ax, points), device in zip(placed, devices, strict=True):
-        front_line = [
-            (float(c.measurements.latency.p50_ms), axis.read(c) or 0.0) for c in fronts[device]
-        ]
+        front_line = [(float(c.result.latency.p50_ms), axis.read(c) or 0.0) for c in fronts[device]]
         texts.append((ax, _place_labels(ax, points, renderer, _step_boxes(ax, front_line))))
     png = _png(fig)  # draws again: the labels are out of the layout, so nothing moves
     height = fig.bbox.height
@@ -456,7 +454,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
             marks = (", on the front" if c in fronts[device] else "") + (
                 "" if verdict(c) == "ok" else " (invalid)"
             )
-            p50 = float(c.measurements.latency.p50_ms)
+            p50 = float(c.result.latency.p50_ms)
             row.append(f"{p50:.3g} ms, {axis.show(axis.read(c) or 0.0)}{marks}")
         key_rows.append(tuple(row))
     front_names = "; ".join(
@@ -489,7 +487,7 @@ def _describe(cell: CellRecord, axis: QualityAxis, number: dict[tuple[str, str],
     value = axis.read(cell)
     return (
         f"{number[(cell.variant, cell.runtime)]}: {cell.variant} / {cell.runtime} on "
-        f"{cell.device}: p50 {float(cell.measurements.latency.p50_ms):.3g} ms, {axis.name} "
+        f"{cell.device}: p50 {float(cell.result.latency.p50_ms):.3g} ms, {axis.name} "
         f"{axis.show(value) if value is not None else '-'}"
         + ("" if verdict(cell) == "ok" else " (invalid)")
     )
@@ -600,7 +598,7 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
     size_ax.set_title("Artifact size")
     # Beside the bars, not over them: a legend inside may hide the tallest.
     size_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _grouped_bars(memory_ax, drawn, lambda c: c.measurements.peak_memory_mb,
+    _grouped_bars(memory_ax, drawn, lambda c: c.result.peak_memory_mb,
                   runtimes)  # fmt: skip
     memory_ax.set_ylabel("peak RSS during inference (MB)")
     memory_ax.set_title("Peak memory")
@@ -623,14 +621,14 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
 def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
     """Energy per inference (idle power subtracted), with where the power came from."""
     on_device = [c for c in cells if c.device == device]
-    drawn = [c for c in on_device if c.status == "ok" and c.measurements.energy_mj is not None]
+    drawn = [c for c in on_device if c.status == "ok" and c.result.energy_mj is not None]
     if not drawn:
         return None
     runtimes = _first_seen([c.runtime for c in drawn])
-    sources = sorted({str(c.result.get("power_source")) for c in drawn})
+    sources = sorted({str(c.result.power_source) for c in drawn})
     fig = Figure(figsize=(9, 4.8))
     ax = fig.add_subplot()
-    _grouped_bars(ax, drawn, lambda c: c.measurements.energy_mj, runtimes)
+    _grouped_bars(ax, drawn, lambda c: c.result.energy_mj, runtimes)
     ax.set_ylabel("energy per inference (mJ, idle subtracted)")
     title = f"Energy per inference on {device} ({', '.join(sources)})"
     ax.set_title(title)

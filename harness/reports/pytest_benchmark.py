@@ -71,7 +71,7 @@ def commit_info(run: RunRecord) -> dict[str, Any]:
 
 
 def _options(cell: CellRecord) -> dict[str, Any]:
-    measure = cell.result.get("measure") or {}
+    measure = cell.result.measure
     return {
         "disable_gc": False,
         "timer": "perf_counter",
@@ -86,23 +86,23 @@ def _options(cell: CellRecord) -> dict[str, Any]:
 
 def _extra_info(cell: CellRecord, run: RunRecord) -> dict[str, Any]:
     r = cell.result
-    latency = r.get("latency_ms") or {}
+    latency = r.latency
     return {
         "harness_run": run.id,
         "verdict": verdict(cell),
-        "validity": r.get("validity"),
+        "validity": r.validity,
         "emulated": cell.emulated,
-        "p90_ms": latency.get("p90"),
-        "p99_ms": latency.get("p99"),
-        "ci95_ms": latency.get("ci95"),
-        "ci_basis": latency.get("ci_basis"),
-        "trials": latency.get("trials"),
+        "p90_ms": latency.stat("p90"),
+        "p99_ms": latency.stat("p99"),
+        "ci95_ms": latency.stat("ci95"),
+        "ci_basis": latency.ci_basis,
+        "trials": latency.stat("trials"),
         "size_bytes": cell.size_bytes,
-        "peak_memory_mb": (r.get("memory_mb") or {}).get("peak"),
-        "accuracy": r.get("accuracy"),
-        "agreement": r.get("agreement"),
-        "energy_mj": r.get("energy_mj"),
-        "power_source": r.get("power_source"),
+        "peak_memory_mb": r.peak_memory_mb,
+        "accuracy": r.accuracy,
+        "agreement": r.agreement,
+        "energy_mj": r.energy_mj,
+        "power_source": r.power_source,
         "throughput_ips": r.get("throughput_ips"),
     }
 

@@ -92,7 +92,7 @@ _FORMAT_NOISE = {"pt2e", "symmetric", "per-channel", "per-tensor"}
 
 
 def _recipes(cell: CellRecord) -> list[str]:
-    return [str(step.get("recipe")) for step in cell.result.get("lineage") or []]
+    return [str(step.get("recipe")) for step in cell.result.lineage]
 
 
 def _short_format(quant_format: str | None) -> str:
@@ -113,12 +113,12 @@ def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
     """What unstructured sparsity buys: exact sparsity and the gzip size against the
     baseline, and plainly that dense runtimes do not run it faster."""
     sparsity = None
-    for step in cell.result.get("transform_notes") or []:
+    for step in cell.result.transform_notes:
         if step.get("recipe") == SPARSE_RECIPE and step.get("achieved_sparsity") is not None:
             sparsity = float(step["achieved_sparsity"])
     text = f"sparse {sparsity * 100:.1f}%" if sparsity is not None else "sparse"
-    gz = (cell.result.get("export_notes") or {}).get("gzip_bytes")
-    base_gz = (base.result.get("export_notes") or {}).get("gzip_bytes") if base else None
+    gz = cell.result.export_notes.get("gzip_bytes")
+    base_gz = base.result.export_notes.get("gzip_bytes") if base else None
     if gz and base_gz:
         text += f": gzip {gz / base_gz:.2f}x"
     elif gz:
@@ -129,11 +129,11 @@ def _sparsity_note(cell: CellRecord, base: CellRecord | None) -> str:
 def degenerate_note(cell: CellRecord) -> str:
     """ "degenerate fp32 (one class)" when the cell's reference cannot tell variants apart
     by agreement (see :func:`harness.results.scoring.degenerate_reasons`), else ""."""
-    reasons = cell.measurements.baseline_degenerate
+    reasons = cell.result.baseline_degenerate
     if not reasons:
         return ""
     kinds = [str(r).split(":")[0] for r in reasons]
-    varying = cell.measurements.snr_varying_db
+    varying = cell.result.snr_varying_db
     if "near-constant outputs" in kinds and varying is not None:
         advice = f"input-dependent SNR {varying:.1f} dB"
     else:
@@ -145,9 +145,9 @@ def embedding_note(cell: CellRecord) -> str:
     """ "embedding cosine 0.99987" for a model whose first output is an embedding: its
     largest coordinate is no class, so the agreement column stays empty and the cosine
     to the fp32 embedding (with SNR) is the fidelity to read."""
-    if cell.result.get("output") != "embedding":
+    if cell.result.output != "embedding":
         return ""
-    cosine = cell.result.get("cosine")
+    cosine = cell.result.cosine
     return "embedding" + (f" cosine {cosine:.5f}" if cosine is not None else "")
 
 
@@ -156,14 +156,14 @@ def slowdown_note(cell: CellRecord, speedup: float | None) -> str:
     much, and the causes its exporter recorded (``export_notes.speed_hints``)."""
     if speedup is None or speedup <= 0 or 1 / speedup <= SLOW_RATIO:
         return ""
-    hints = (cell.result.get("export_notes") or {}).get("speed_hints") or []
+    hints = cell.result.export_notes.get("speed_hints") or []
     cause = "; ".join(str(h) for h in hints) if hints else "cause not known to the exporter"
     return f"{1 / speedup:.1f}x slower than baseline: {cause}"
 
 
 def _emulated_note(cell: CellRecord) -> str:
     """An emulated cell's note: the speed factor it ran at and for which precision."""
-    caps = (cell.result.get("emulation") or {}).get("caps") or {}
+    caps = cell.result.emulation.get("caps") or {}
     factor, precision = caps.get("speed_factor"), caps.get("precision")
     if factor is None or "precision" not in caps:  # no speed cap, or an older record
         return "emulated"
@@ -183,7 +183,7 @@ def _note(cell: CellRecord, base: CellRecord | None, speedup: float | None = Non
         parts.append(degenerate)
     if SPARSE_RECIPE in _recipes(cell):
         parts.append(_sparsity_note(cell, base))
-    fmt = _short_format((cell.result.get("export_notes") or {}).get("quant_format"))
+    fmt = _short_format(cell.result.export_notes.get("quant_format"))
     if fmt:
         parts.append(fmt)
     return "; ".join(parts)
@@ -202,11 +202,11 @@ def _validity_text(cell: CellRecord, reasons: list[str]) -> str:
     other runnable tasks ...``) stay in the JSON and HTML: the table names the reason."""
     if reasons:
         return ", ".join(r.split(":", 1)[0] for r in reasons)
-    return "-" if cell.measurements.validity is None else "ok"
+    return "-" if cell.result.validity is None else "ok"
 
 
 def _energy(cell: CellRecord) -> float | None:
-    return cell.measurements.energy_mj
+    return cell.result.energy_mj
 
 
 def build_rows(
@@ -246,17 +246,17 @@ def build_rows(
             continue
         base = baselines.get(baseline_key(c))
         versus = vs_baseline(c, base)
-        lat = c.result.get("latency_ms") or {}
-        peak = c.measurements.peak_memory_mb
-        acc, agree = c.measurements.accuracy, c.measurements.agreement
+        lat = c.result.latency
+        peak = c.result.peak_memory_mb
+        acc, agree = c.result.accuracy, c.result.agreement
         speedup = versus.speedup if versus else None
         reasons = validity_reasons(c)
         rows.append(
             Row(
                 (
                     *head,
-                    _fmt(lat.get("p50"), ".3f"),
-                    _fmt(lat.get("p90"), ".3f"),
+                    _fmt(lat.p50_ms, ".3f"),
+                    _fmt(lat.stat("p90"), ".3f"),
                     _fmt(speedup, ".2f") + ("x" if speedup is not None else ""),
                     _fmt(c.size_bytes / 1024 if c.size_bytes else None, ".1f"),
                     _fmt(versus.size_ratio if versus else None, ".2f"),
@@ -264,9 +264,9 @@ def build_rows(
                     _fmt(acc * 100 if acc is not None else None, ".1f"),
                     _fmt(versus.accuracy_delta_points if versus else None, "+.1f"),
                     _fmt(agree * 100 if agree is not None else None, ".1f"),
-                    _fmt(c.measurements.snr_db, ".1f"),
+                    _fmt(c.result.snr_db, ".1f"),
                     _fmt(_energy(c), ".3f"),
-                    c.result.get("power_source") or "-",
+                    c.result.power_source or "-",
                     _validity_text(c, reasons),
                     _note(c, base, speedup),
                 ),
@@ -386,6 +386,6 @@ def lineage_lines(cells: list[CellRecord]) -> list[str]:
     for c in cells:
         if c.variant in seen:
             continue
-        steps = c.result.get("lineage") or []
+        steps = c.result.lineage
         seen[c.variant] = " -> ".join(_step_text(s) for s in steps) if steps else "fp32 baseline"
     return [f"{name}: {chain}" for name, chain in seen.items()]

@@ -627,7 +627,7 @@ def _run_warnings(base: RunRecord, new: RunRecord) -> list[str]:
 
 
 def _validity_text(cell: CellRecord) -> str | None:
-    validity = cell.measurements.validity
+    validity = cell.result.validity
     if validity in (None, "ok"):
         return None
     return ", ".join(validity) if isinstance(validity, list) else str(validity)
@@ -639,7 +639,7 @@ def _cell_notes(base: CellRecord, new: CellRecord) -> list[str]:
         text = _validity_text(cell)
         if text:
             notes.append(f"{which} measurement not valid: {text}")
-    base_measure, new_measure = base.result.get("measure") or {}, new.result.get("measure") or {}
+    base_measure, new_measure = base.result.measure, new.result.measure
     differing = sorted(
         k for k in set(base_measure) | set(new_measure) if base_measure.get(k) != new_measure.get(k)
     )
@@ -648,7 +648,7 @@ def _cell_notes(base: CellRecord, new: CellRecord) -> list[str]:
             "measure settings differ: "
             + ", ".join(f"{k} {base_measure.get(k)} -> {new_measure.get(k)}" for k in differing)
         )
-    base_rt, new_rt = base.measurements.runtime_version, new.measurements.runtime_version
+    base_rt, new_rt = base.result.runtime_version, new.result.runtime_version
     if base_rt and new_rt and base_rt != new_rt:
         notes.append(f"runtime version {base_rt} -> {new_rt}")
     return notes
@@ -739,7 +739,7 @@ def compare_cells(
     NOT_JUDGED, never judged on the stored runs instead."""
     notes = _cell_notes(base, new)
     latency = None
-    base_lat, new_lat = base.result.get("latency_ms"), new.result.get("latency_ms")
+    base_lat, new_lat = base.result.latency, new.result.latency
     rounds = paired_rounds(interleaved) if interleaved and interleaved.status == "ok" else []
     not_judged = None
     if interleaving and not rounds:
@@ -753,10 +753,10 @@ def compare_cells(
             return store.samples(base.id or -1), store.samples(new.id or -1)
 
         latency = compare_latency_stored(
-            float(base_lat["p50"]),
-            float(new_lat["p50"]),
-            list(base.measurements.latency.trial_p50s_ms),
-            list(new.measurements.latency.trial_p50s_ms),
+            float(base_lat.p50_ms),
+            float(new_lat.p50_ms),
+            list(base.result.latency.trial_p50s_ms),
+            list(new.result.latency.trial_p50s_ms),
             thresholds["latency_p50"],
             alpha,
             load_samples,
@@ -766,11 +766,11 @@ def compare_cells(
     deltas = (
         judge_delta(
             thresholds["memory_peak"],
-            base.measurements.peak_memory_mb,
-            new.measurements.peak_memory_mb,
+            base.result.peak_memory_mb,
+            new.result.peak_memory_mb,
         ),
         judge_delta(thresholds["size"], base.size_bytes, new.size_bytes),
-        judge_delta(thresholds["accuracy"], base.measurements.accuracy, new.measurements.accuracy),
+        judge_delta(thresholds["accuracy"], base.result.accuracy, new.result.accuracy),
     )
     verdicts = [latency.verdict if latency else None, *(d.verdict for d in deltas)]
     return CellComparison(
@@ -857,8 +857,8 @@ def compare_runs(
         sizes = sorted(
             {
                 (
-                    len(list(b.measurements.latency.trial_p50s_ms)),
-                    len(list(n.measurements.latency.trial_p50s_ms)),
+                    len(list(b.result.latency.trial_p50s_ms)),
+                    len(list(n.result.latency.trial_p50s_ms)),
                 )
                 for b, n in matched.both_ok
                 if b.key in keys

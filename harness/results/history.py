@@ -290,9 +290,8 @@ class HistorySeries:
 
 
 def _point(run: RunRecord, cell: CellRecord) -> HistoryPoint:
-    latency = cell.result.get("latency_ms") or {}
-    ok = cell.status == "ok" and latency.get("p50") is not None
-    ci = latency.get("ci95")
+    latency = cell.result.latency
+    ok = cell.status == "ok" and latency.p50_ms is not None
     return HistoryPoint(
         run_id=run.id,
         suite_name=run.suite_name,
@@ -300,11 +299,11 @@ def _point(run: RunRecord, cell: CellRecord) -> HistoryPoint:
         git_commit=run.git_commit,
         status=cell.status,
         reason=cell.reason,
-        p50=float(latency["p50"]) if ok else None,
-        ci95=(float(ci[0]), float(ci[1])) if ok and ci else None,
-        ci_basis=latency.get("ci_basis") if ok else None,
-        trials=cell.result.get("trials") if ok else None,
-        validity=cell.measurements.validity,
+        p50=float(latency.p50_ms) if ok else None,
+        ci95=latency.ci95_ms if ok else None,
+        ci_basis=latency.ci_basis if ok else None,
+        trials=cell.result.trials if ok else None,
+        validity=cell.result.validity,
     )
 
 

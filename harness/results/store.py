@@ -18,9 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.results.cell_result import CellResult
-
 from harness.errors import HarnessError
+from harness.results.cell_result import CellResult, CellResultError
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -184,19 +183,19 @@ class CellRecord:
     emulated: bool = False
     artifact_hash: str | None = None
     size_bytes: int | None = None
-    result: dict[str, Any] = field(default_factory=dict)
+    # A dict given here (as the walker builds it) is read into a CellResult.
+    result: CellResult = field(default_factory=lambda: CellResult.from_dict({}))
     id: int | None = None
     run_id: int | None = None
     finished_at: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.result, CellResult):
+            object.__setattr__(self, "result", CellResult.from_dict(self.result))
+
     @property
     def key(self) -> tuple[str, str, str, str]:
         return (self.model, self.variant, self.runtime, self.device)
-
-    @property
-    def measurements(self) -> CellResult:
-        """``result`` read through typed accessors."""
-        return CellResult.from_dict(self.result)
 
 
 @dataclass(frozen=True)
@@ -539,7 +538,7 @@ class ResultsStore:
                     int(cell.emulated),
                     cell.artifact_hash,
                     cell.size_bytes,
-                    json.dumps(cell.result),
+                    json.dumps(cell.result.to_stored()),
                     _now(),
                 ),
             )
@@ -566,13 +565,20 @@ class ResultsStore:
                 emulated=bool(r["emulated"]),
                 artifact_hash=r["artifact_hash"],
                 size_bytes=r["size_bytes"],
-                result=json.loads(r["result_json"]),
+                result=self._result_from_row(r),
                 id=r["id"],
                 run_id=r["run_id"],
                 finished_at=r["finished_at"],
             )
             for r in rows
         ]
+
+    def _result_from_row(self, row: sqlite3.Row) -> CellResult:
+        try:
+            return CellResult.from_dict(json.loads(row["result_json"]))
+        except CellResultError as exc:
+            key = "/".join((row["model"], row["variant"], row["runtime"], row["device"]))
+            raise StoreError(f"{self.path}: run {row['run_id']}, cell {key}: {exc}") from exc
 
     def done_cells(self, run_id: int) -> dict[tuple[str, str, str, str], DoneCell]:
         """Cells already recorded in a run: the config hash they were measured at and

@@ -156,7 +156,7 @@ def _settings(cell: CellRecord) -> MeasureSettings:
     """The candidate cell's measure settings, one trial per turn and no profiling (the
     per-op profile costs time and is not what is being compared)."""
     known = {f.name for f in dataclasses.fields(MeasureSettings)}
-    stored = {k: v for k, v in (cell.result.get("measure") or {}).items() if k in known}
+    stored = {k: v for k, v in cell.result.measure.items() if k in known}
     return dataclasses.replace(MeasureSettings(**stored), trials=1, profile=False)
 
 
@@ -169,7 +169,7 @@ def _inputs(artifact: Artifact, cell: CellRecord) -> tuple[Any, ...]:
 
     stored = artifact.meta.get("input_shape")
     specs = load_file_model(artifact.path, input_shape=stored or None).inputs
-    measured = cell.result.get("inputs") or []
+    measured = cell.result.inputs
     if len(measured) != len(specs):
         return specs
     return tuple(

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,15 +292,14 @@ class SuiteWalker:
                 f"({state.unavailable})"
             )
             record = self._failed(base, result, "device_unavailable", message)
-            record.result["wall_seconds"] = 0.0
-            return record, []
+            return replace(record, result=record.result.with_values(wall_seconds=0.0)), []
         record, samples = self.run_cell(cell, config_hash)
         if (
             cell.device.kind == "ssh"
             and record.status != "ok"
-            and record.result.get("failure_kind") == "device_unavailable"
+            and record.result.failure_kind == "device_unavailable"
         ):
-            state.unavailable = str(record.result.get("error", ""))[:300]
+            state.unavailable = str(record.result.error or "")[:300]
         return record, samples
 
     def _record(
@@ -428,8 +427,8 @@ class SuiteWalker:
             result["traceback"] = traceback.format_exc()
             record = self._failed(base, result, "internal_error", f"{type(exc).__name__}: {exc}")
             samples = []
-        record.result["wall_seconds"] = round(time.perf_counter() - started, 2)
-        return record, samples
+        wall = round(time.perf_counter() - started, 2)
+        return replace(record, result=record.result.with_values(wall_seconds=wall)), samples
 
     @staticmethod
     def _failed(
