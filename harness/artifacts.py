@@ -22,20 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-
-# Libraries whose upgrade must invalidate every cached artifact.
-_VERSIONED_PACKAGES = (
-    "torch",
-    "onnxruntime",
-    "onnx",
-    "onnxscript",
-    "executorch",
-    "torchao",
-    "torch-pruning",
-    "numpy",
-    "scikit-learn",
-)
-
+from harness.export.registry import SHARED_VERSIONED_PACKAGES
 
 # Packages whose code decides an artifact's bytes: a change to any of their files must
 # invalidate cached models, transforms and artifacts even when the version number stays.
@@ -56,7 +43,8 @@ def harness_code_digest() -> str:
 @cache
 def library_versions() -> dict[str, str]:
     versions = {"harness": harness.__version__, "harness_code": harness_code_digest()}
-    for package in _VERSIONED_PACKAGES:
+    # Libraries whose upgrade must invalidate every cached artifact.
+    for package in SHARED_VERSIONED_PACKAGES:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -29,6 +29,7 @@ from harness.artifacts import (
     library_versions,
 )
 from harness.errors import ConfigError, HarnessError, ModelError, RecipeError
+from harness.export.registry import file_suffixes, runtime_spec
 from harness.models.base import ModelBundle
 from harness.models.inputs import (
     InputSpec,
@@ -38,7 +39,7 @@ from harness.models.inputs import (
     specs_to_dicts,
 )
 from harness.recipes.base import QuantRequest, RecipeContext, TransformRecipe
-from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant, source_error
+from harness.suite.config import ModelEntry, Suite, Variant, source_error
 from harness.target import TargetInfo
 
 FILE_EVAL_SAMPLES = 16  # inputs a ready file is run on (outputs kept, nothing to score)
@@ -125,15 +126,19 @@ class Pipeline:
     ) -> str:
         if entry.file is not None:
             return self.model_key(entry)
-        return digest(
-            {
-                "model": self.model_identity(entry),
-                "chain": variant.lineage_for_hash(),
-                "runtime": runtime,
-                "target": target.to_dict(),
-                "versions": library_versions(),
-            }
-        )
+        # Runtimes that measure another's artifact (OpenVINO on the ONNX file) share it.
+        builder = runtime_spec(runtime_spec(runtime).builds_as)
+        key: dict[str, Any] = {
+            "model": self.model_identity(entry),
+            "chain": variant.lineage_for_hash(),
+            "runtime": builder.name,
+            "target": target.to_dict(),
+            "versions": library_versions(),
+        }
+        own = builder.own_versions()
+        if own:  # absent for the runtimes whose packages the shared table holds
+            key["runtime_versions"] = own
+        return digest(key)
 
     # --- model sources ----------------------------------------------------------
 
@@ -335,6 +340,7 @@ class Pipeline:
 
         bundle, transform_notes = self.transformed(entry, variant)
         quant = _quant_request(variant)
+        runtime = runtime_spec(runtime).builds_as
         exporter = get_exporter(runtime)
         staged = self.artifacts.staging_path(key, exporter.suffix)
         started = time.perf_counter()
@@ -383,7 +389,7 @@ class Pipeline:
         meta = {
             "model": entry.name,
             "source_file": str(path),
-            "runtime": FILE_RUNTIMES[path.suffix.lower()],
+            "runtime": file_suffixes()[path.suffix.lower()],
             # Each input as the run fed it (the suite may give a one-input file's shape).
             "inputs": [spec.to_dict() for spec in self.model_data(entry).inputs],
             "input_shape": entry.input_shape,

@@ -1,15 +1,10 @@
-"""Exporters by runtime name, resolved lazily."""
+"""Exporters by runtime name, resolved lazily through :mod:`harness.export.registry`."""
 
 from __future__ import annotations
 
 from harness.export.base import Exporter
-from harness.plugins import resolve
-
-EXPORTERS: dict[str, str] = {
-    "onnxruntime": "harness.export.onnx:OnnxExporter",
-    "executorch": "harness.export.executorch:ExecuTorchExporter",
-}
+from harness.export.registry import runtime_spec
 
 
 def get_exporter(runtime: str) -> Exporter:
-    return resolve(EXPORTERS[runtime])()
+    return runtime_spec(runtime).exporter_class()()

@@ -611,37 +611,47 @@ def _pte_inputs(program: Any) -> tuple[InputSpec, ...] | None:
         return None
 
 
-def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> FileModel:
-    """Describe a ready .onnx (onnxruntime) or .pte (executorch) file for benchmarking.
+def onnx_file_inputs(path: Path) -> tuple[InputSpec, ...]:
+    """A ready .onnx file's inputs (the registry's reader for onnxruntime)."""
+    return _onnx_inputs(path, _read_onnx(path))
 
-    The inputs (name, shape, dtype of each) come from the file (ONNX graph inputs;
-    ExecuTorch method metadata). ``input_shape`` overrides the shape of a one-input file
-    and is required when a .pte's metadata cannot be read (the input is then float32).
+
+def pte_file_inputs(path: Path) -> tuple[InputSpec, ...] | None:
+    """A ready .pte file's inputs, None when its metadata cannot be read here."""
+    return _pte_inputs(_read_pte(path))
+
+
+def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> FileModel:
+    """Describe a ready model file (.onnx, .pte, or another registered runtime's) for
+    benchmarking.
+
+    The inputs (name, shape, dtype of each) come from the file, read by the runtime that
+    owns its suffix (:mod:`harness.export.registry`: ONNX graph inputs; ExecuTorch method
+    metadata). ``input_shape`` overrides the shape of a one-input file and is required
+    when the file's inputs cannot be read here (the input is then float32).
     Integer inputs of a file have no known id range: the runner feeds id 0.
     A file that is not a valid model (cut short, another format) raises ModelError
     ``"<path>: not a valid ONNX file (...)"`` (or ExecuTorch program).
     """
+    from harness.export.registry import file_suffixes, runtime_spec, suffix_list
+
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(path, "model.file", "an existing .onnx or .pte file")
+        raise ConfigError(path, "model.file", f"an existing {suffix_list()} file")
     suffix = path.suffix.lower()
+    runtime = file_suffixes().get(suffix)
+    if runtime is None:
+        raise ConfigError(path, "model.file", f"a file ending in {suffix_list()}", path.suffix)
     # The file is read even when input_shape is given: a damaged one is the user's
     # model error, named here, not a runtime failure on the device later.
-    if suffix == ".onnx":
-        runtime = "onnxruntime"
-        specs: tuple[InputSpec, ...] | None = _onnx_inputs(path, _read_onnx(path))
-    elif suffix == ".pte":
-        runtime = "executorch"
-        specs = _pte_inputs(_read_pte(path))
-        if specs is None and not input_shape:
-            raise ConfigError(
-                path,
-                "model.input_shape",
-                "the input shape (e.g. [1, 3, 224, 224]): it could not be read from the "
-                ".pte's method metadata",
-            )
-    else:
-        raise ConfigError(path, "model.file", "a file ending in .onnx or .pte", path.suffix)
+    specs = runtime_spec(runtime).read_file_inputs(path)
+    if specs is None and not input_shape:
+        raise ConfigError(
+            path,
+            "model.input_shape",
+            f"the input shape (e.g. [1, 3, 224, 224]): it could not be read from the "
+            f"{suffix}'s method metadata",
+        )
     if input_shape:
         if specs is not None and len(specs) != 1:
             raise ConfigError(

@@ -59,7 +59,6 @@ _JOB_VERSIONS = (1, 2, 3)
 _EXIT_BAD_JOB = 2
 _EXIT_RUNTIME_FAILED = 3
 
-_RUNTIMES = ("onnxruntime", "executorch")
 _DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
 _FLOAT_DTYPES = ("float32", "float16")
 
@@ -317,10 +316,10 @@ def _check_header(where, job):
             raise JobError(
                 "%s: key '%s': expected %s, got %r" % (where, key, kind.__name__, job.get(key))
             )
-    if job["runtime"] not in _RUNTIMES:
+    if job["runtime"] not in SESSIONS:
         raise JobError(
             "%s: key 'runtime': expected one of %s, got %r"
-            % (where, ", ".join(_RUNTIMES), job["runtime"])
+            % (where, ", ".join(SESSIONS), job["runtime"])
         )
     return version
 
@@ -354,7 +353,24 @@ def validate_job(job, where="job"):
              "range": None}
         ]  # fmt: skip
     merged["inputs"] = inputs
+    merged["runtime_options"] = _runtime_options(where, job.get("runtime_options"))
     return merged
+
+
+def _runtime_options(where, options):
+    """``runtime_options``: settings for the runtime's session (OpenVINO's inference
+    precision), names to strings, numbers or booleans; the session checks the names."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise JobError("%s: key 'runtime_options': expected an object, got %r" % (where, options))
+    for name, value in options.items():
+        if not isinstance(value, (str, int, float, bool)) or value is None:
+            raise JobError(
+                "%s: key 'runtime_options.%s': expected a string, number or boolean, got %r"
+                % (where, name, value)
+            )
+    return dict(options)
 
 
 def load_job(path):
@@ -1167,9 +1183,16 @@ _ET_DTYPES = {6: "float32", 5: "float16", 4: "int64", 3: "int32", 2: "int16", 1:
 
 
 class OrtSession(object):
-    name = "onnxruntime"
+    """onnxruntime on the CPU execution provider."""
 
-    def __init__(self, artifact, threads, profile_prefix=None):
+    name = "onnxruntime"
+    package = "onnxruntime"  # the distribution whose version the result reports
+
+    @staticmethod
+    def import_runtime():
+        import onnxruntime  # noqa: F401
+
+    def __init__(self, artifact, threads, options=None, profile_prefix=None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -1221,11 +1244,38 @@ class OrtSession(object):
     def end_profiling(self):
         return self._session.end_profiling()
 
+    @classmethod
+    def profile(cls, job, arrays, threads, workdir):
+        """Per-op table from onnxruntime's profiler over ``count`` runs after a cold one."""
+        prof = job["profile"]
+        session = cls(
+            job["artifact"],
+            threads,
+            job["runtime_options"],
+            profile_prefix=os.path.join(workdir, "ort_profile"),
+        )
+        run_once = session.bind(arrays)
+        for _ in range(int(prof["count"]) + 1):
+            run_once()
+        with open(session.end_profiling()) as fh:
+            events = json.load(fh)
+        table = ort_profile_table(events, int(prof["top"]))
+        table["tool"] = "onnxruntime profiler"
+        return table
+
 
 class ExecuTorchSession(object):
-    name = "executorch"
+    """ExecuTorch's runtime (``executorch.runtime``) on a .pte program."""
 
-    def __init__(self, artifact, threads, etdump=False):
+    name = "executorch"
+    package = "executorch"
+
+    @staticmethod
+    def import_runtime():
+        _import_executorch_runtime()
+        import torch  # noqa: F401  (inputs go in as tensors)
+
+    def __init__(self, artifact, threads, options=None, etdump=False):
         Runtime = _import_executorch_runtime()
         try:
             from executorch.extension.pybindings.portable_lib import (
@@ -1297,20 +1347,50 @@ class ExecuTorchSession(object):
     def write_etdump(self, path):
         self._program.write_etdump_result_to_file(path, path + ".debug")
 
+    @classmethod
+    def profile(cls, job, arrays, threads, workdir):
+        """Per-op table from an ETDump of ``count`` runs after a cold one."""
+        prof = job["profile"]
+        session = cls(job["artifact"], threads, job["runtime_options"], etdump=True)
+        run_once = session.bind(arrays)
+        for _ in range(int(prof["count"]) + 1):
+            run_once()
+        etdump = os.path.join(workdir, "profile.etdump")
+        session.write_etdump(etdump)
+        try:
+            table = etdump_profile_table(etdump, int(prof["top"]))
+        except ImportError as exc:
+            # A runtime-only install: the host can build the table from the file, so the
+            # profile directory is kept.
+            return {
+                "tool": "etdump",
+                "etdump": etdump,
+                "ops": None,
+                "top": int(prof["top"]),
+                "error": "executorch.devtools unavailable on the device: %s" % exc,
+                "keep_dir": True,
+            }
+        table["tool"] = "etdump"
+        return table
+
+
+# The runtimes this runner measures, by the job's "runtime". A session class gives its
+# ``name`` and ``package``, ``import_runtime()`` (timed apart from loading), a constructor
+# ``(artifact, threads, options)`` (``options``: the job's runtime_options), ``bind``,
+# ``infer``, ``check_batch``, ``input_dtypes`` and a ``profile`` classmethod; the host's
+# counterpart is harness.export.registry.
+SESSIONS = collections.OrderedDict(
+    (cls.name, cls) for cls in (OrtSession, ExecuTorchSession)
+)
+
 
 def import_runtime(runtime):
     """Import the runtime's Python package (timed apart from loading the artifact)."""
-    if runtime == "onnxruntime":
-        import onnxruntime  # noqa: F401
-    else:
-        _import_executorch_runtime()
-        import torch  # noqa: F401
+    SESSIONS[runtime].import_runtime()
 
 
-def open_session(runtime, artifact, threads):
-    if runtime == "onnxruntime":
-        return OrtSession(artifact, threads)
-    return ExecuTorchSession(artifact, threads)
+def open_session(runtime, artifact, threads, options=None):
+    return SESSIONS[runtime](artifact, threads, options or {})
 
 
 # --- per-op profiles ----------------------------------------------------------------
@@ -1430,44 +1510,13 @@ def profile_pass(job, arrays, threads):
     """Per-op profile in its own session, after the timed loop (so profiling cannot
     distort the latency numbers). Returns the result's ``profile`` object."""
     prof = job["profile"]
-    count, top = int(prof["count"]), int(prof["top"])
     workdir = prof["dir"] or tempfile.mkdtemp(prefix="bench-profile-")
     keep = bool(prof["dir"])
     if keep and not os.path.isdir(workdir):
         os.makedirs(workdir)
     try:
-        if job["runtime"] == "onnxruntime":
-            session = OrtSession(
-                job["artifact"], threads, profile_prefix=os.path.join(workdir, "ort_profile")
-            )
-            run_once = session.bind(arrays)
-            for _ in range(count + 1):
-                run_once()
-            path = session.end_profiling()
-            with open(path) as fh:
-                events = json.load(fh)
-            table = ort_profile_table(events, top)
-            table["tool"] = "onnxruntime profiler"
-            return table
-        session = ExecuTorchSession(job["artifact"], threads, etdump=True)
-        run_once = session.bind(arrays)
-        for _ in range(count + 1):
-            run_once()
-        etdump = os.path.join(workdir, "profile.etdump")
-        session.write_etdump(etdump)
-        try:
-            table = etdump_profile_table(etdump, top)
-        except ImportError as exc:
-            # A runtime-only install: the host can build the table from the file.
-            keep = True
-            return {
-                "tool": "etdump",
-                "etdump": etdump,
-                "ops": None,
-                "top": top,
-                "error": "executorch.devtools unavailable on the device: %s" % exc,
-            }
-        table["tool"] = "etdump"
+        table = SESSIONS[job["runtime"]].profile(job, arrays, threads, workdir)
+        keep = keep or bool(table.pop("keep_dir", False))
         return table
     finally:
         if not keep:
@@ -1786,7 +1835,9 @@ def _load_session(job, result, memory):
     memory["baseline"] = rss_mb()
 
     t0 = time.perf_counter()
-    session = open_session(job["runtime"], job["artifact"], int(job["threads"]))
+    session = open_session(
+        job["runtime"], job["artifact"], int(job["threads"]), job["runtime_options"]
+    )
     result["load_ms"] = (time.perf_counter() - t0) * 1e3
     memory["after_load"] = rss_mb()
     result["runtime_version"] = session.version

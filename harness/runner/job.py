@@ -56,6 +56,7 @@ def make_job(
     profile: bool | None = None,
     profile_dir: str | None = None,
     precision: dict[str, Any] | None = None,
+    runtime_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON job for one runner process.
 
@@ -71,6 +72,8 @@ def make_job(
     :func:`harness.export.precision.precision_of`) is for the device, not the runner: an
     emulated device picks the board's speed factor for it, and
     :func:`harness.devices.base.job_for` leaves it out of what the runner gets.
+    ``runtime_options`` go to the runtime's session (e.g. OpenVINO's
+    ``inference_precision``); the job has the key only when there are some.
     """
     job = {
         "schema_version": JOB_SCHEMA_VERSION,
@@ -90,6 +93,8 @@ def make_job(
         outputs_out=outputs_out,
         precision=dict(precision) if precision else None,
     )
+    if runtime_options:
+        job["runtime_options"] = dict(runtime_options)
     return job
 
 

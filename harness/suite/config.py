@@ -11,7 +11,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, create_model, field_validator, model_validator
 
@@ -19,14 +19,11 @@ from harness.builtin import Kind, builtin_dir, not_found
 from harness.configfile import StrictModel, load_toml, validate
 from harness.devices.config import DeviceProfile, find_profile, load_profile
 from harness.errors import ConfigError, ModelError
-from harness.export import EXPORTERS
+from harness.export.registry import RUNTIMES, file_suffixes, suffix_list
 from harness.plugins import suggest
 from harness.recipes.config import ChainStep, check_chain, find_preset, load_preset, validate_step
 from harness.results.thresholds import parse_limit
 from harness.runner.settings import MEASURE_SETTINGS, MeasureSettings
-
-Runtime = Literal["onnxruntime", "executorch"]
-FILE_RUNTIMES = {".onnx": "onnxruntime", ".pte": "executorch"}
 
 
 class _MeasureBase(StrictModel):
@@ -162,7 +159,8 @@ class SuiteFile(StrictModel):
     description: str = ""
     models: list[ModelEntry] = Field(min_length=1)
     variants: dict[str, list[str | dict[str, Any]]] = Field(min_length=1)
-    runtimes: list[Runtime] = Field(min_length=1)
+    # Names of harness.export.registry's runtimes (checked after loading).
+    runtimes: list[str] = Field(min_length=1)
     devices: list[str] = Field(min_length=1)
     measure: MeasureConfig = MeasureConfig()
     budgets: dict[str, Budget] = {}
@@ -289,8 +287,8 @@ def _check_model(entry: ModelEntry, index: int, path: Path, variants: dict[str, 
     else:
         assert entry.file is not None
         file_path = (path.parent / entry.file).resolve()
-        if file_path.suffix not in FILE_RUNTIMES:
-            raise ConfigError(path, f"{key}.file", "a .onnx or .pte file", entry.file)
+        if file_path.suffix.lower() not in file_suffixes():
+            raise ConfigError(path, f"{key}.file", f"a {suffix_list()} file", entry.file)
         if not file_path.is_file():
             raise ConfigError(
                 path, f"{key}.file", f"an existing file ({file_path} not found)", entry.file
@@ -374,8 +372,8 @@ def load_suite(path: str | Path) -> Suite:
         _check_model(entry, i, path, variants)
 
     for i, runtime in enumerate(data.runtimes):
-        if runtime not in EXPORTERS:
-            raise ConfigError(path, f"runtimes[{i}]", suggest(runtime, EXPORTERS), runtime)
+        if runtime not in RUNTIMES:
+            raise ConfigError(path, f"runtimes[{i}]", suggest(runtime, RUNTIMES), runtime)
 
     devices: list[DeviceProfile] = []
     for i, name in enumerate(data.devices):

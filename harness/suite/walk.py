@@ -36,6 +36,7 @@ from harness.errors import (
     RunnerError,
     UnsupportedError,
 )
+from harness.export.registry import runtime_spec, runtimes_for_file
 from harness.machine import git_commit, machine_fingerprint, machine_info
 from harness.pipeline import Pipeline, quant_mode
 from harness.results.owner import describe_owner, owner_alive, this_process
@@ -44,7 +45,7 @@ from harness.results.store import CellRecord, DoneCell, ResultsStore
 from harness.runlog import log_path, run_log
 from harness.runner.job import settings_dict
 from harness.runner.trials import combine_trials, run_trials
-from harness.suite.config import FILE_RUNTIMES, ModelEntry, Suite, Variant
+from harness.suite.config import ModelEntry, Suite, Variant
 from harness.suite.on_device import OpenDevices, artifact_job
 
 
@@ -72,9 +73,10 @@ def expand(suite: Suite) -> list[Cell]:
         variants = [suite.variants[n] for n in names]
         runtimes = suite.runtimes
         if entry.file is not None:
-            # A ready file runs on its own runtime only, and no recipe applies to it.
-            file_runtime = FILE_RUNTIMES[Path(entry.file).suffix]
-            runtimes = [r for r in suite.runtimes if r == file_runtime]
+            # A ready file runs on the runtimes that read its format only (an .onnx on
+            # onnxruntime and OpenVINO), and no recipe applies to it.
+            readers = runtimes_for_file(entry.file)
+            runtimes = [r for r in suite.runtimes if r in readers]
             variants = [v for v in variants if v.is_baseline]
         for variant in variants:
             for runtime in runtimes:
@@ -221,15 +223,17 @@ class SuiteWalker:
 
     def config_hash(self, cell: Cell) -> str:
         target = cell.device.target()
-        return digest(
-            {
-                "artifact": self.pipeline.artifact_key(
-                    cell.entry, cell.variant, cell.runtime, target
-                ),
-                "device": cell.device.model_dump(mode="json"),
-                "measure": self.suite.measure.model_dump(mode="json"),
-            }
-        )
+        config: dict[str, Any] = {
+            "artifact": self.pipeline.artifact_key(cell.entry, cell.variant, cell.runtime, target),
+            "device": cell.device.model_dump(mode="json"),
+            "measure": self.suite.measure.model_dump(mode="json"),
+        }
+        # A runtime measuring another's artifact (OpenVINO) is not in its key: its own
+        # version is. (None for the runtimes the shared version table covers.)
+        own = runtime_spec(cell.runtime).own_versions()
+        if own:
+            config["runtime_versions"] = own
+        return digest(config)
 
     def walk(self) -> WalkSummary:
         """Every cell, one at a time per lane (:func:`harness.devices.lane`): the cells

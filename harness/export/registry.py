@@ -1,0 +1,166 @@
+"""The runtimes the harness knows, by name: what the rest of the package asks about one.
+
+A runtime is an exporter module (``export/<name>.py``, resolved only when an artifact is
+built) and a session class in the runner (``bench_runner.SESSIONS``). What suite
+validation, artifact keys, ``devices check`` and reading a ready model file need to know
+about it is data here, so asking costs nothing: importing an exporter imports torch
+(about 3 s), which ``harness validate`` or ``devices check`` should not pay.
+:func:`register_runtime` adds one (a plugin module, or a test's toy runtime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError
+from harness.plugins import resolve, suggest
+
+if TYPE_CHECKING:
+    from harness.export.base import Exporter
+    from harness.models.inputs import InputSpec
+
+# Libraries every artifact key holds the versions of (harness.artifacts.library_versions);
+# a runtime's own packages outside this set are added to its cells' keys only.
+SHARED_VERSIONED_PACKAGES = (
+    "torch",
+    "onnxruntime",
+    "onnx",
+    "onnxscript",
+    "executorch",
+    "torchao",
+    "torch-pruning",
+    "numpy",
+    "scikit-learn",
+)
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """One runtime as the host sees it."""
+
+    name: str
+    # "package.module:Class" of its Exporter, resolved when an artifact is built.
+    exporter: str
+    # The artifact file's suffix; a ready model file with it runs on this runtime.
+    suffix: str
+    # What the runner imports to run it (the probe imports the same).
+    import_name: str
+    # Distributions whose versions key its artifacts and that `devices check` reports.
+    packages: tuple[str, ...]
+    install_hint: str
+    # "package.module:function" reading a ready file's inputs: f(path) -> specs, or None
+    # when they cannot be read here (the suite must then give input_shape).
+    file_reader: str | None = None
+    # Measures the artifact another runtime builds (OpenVINO reads the ONNX file), so
+    # the two share one artifact; ready files of that runtime's suffix run on it too.
+    artifact_of: str | None = None
+    # What to call the file format in messages ("ONNX model").
+    file_kind: str = ""
+
+    @property
+    def builds_as(self) -> str:
+        """The runtime whose exporter makes this runtime's artifact."""
+        return self.artifact_of or self.name
+
+    def exporter_class(self) -> type[Exporter]:
+        return resolve(self.exporter)
+
+    def versions(self) -> dict[str, str]:
+        """Installed versions of its packages ("absent" when not installed)."""
+        out = {}
+        for package in self.packages:
+            try:
+                out[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                out[package] = "absent"
+        return out
+
+    def own_versions(self) -> dict[str, str]:
+        """Versions of its packages that the shared version table does not hold."""
+        return {
+            k: v for k, v in self.versions().items() if k not in SHARED_VERSIONED_PACKAGES
+        }
+
+    def read_file_inputs(self, path: Path) -> tuple[InputSpec, ...] | None:
+        if self.file_reader is None:
+            return None
+        reader: Callable[[Path], Any] = resolve(self.file_reader)
+        return reader(path)
+
+
+RUNTIMES: dict[str, RuntimeSpec] = {}
+
+
+def register_runtime(spec: RuntimeSpec) -> RuntimeSpec:
+    """Add (or replace) a runtime; returns it."""
+    RUNTIMES[spec.name] = spec
+    return spec
+
+
+def unregister_runtime(name: str) -> None:
+    RUNTIMES.pop(name, None)
+
+
+class UnknownRuntimeError(HarnessError):
+    pass
+
+
+def runtime_spec(name: str) -> RuntimeSpec:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise UnknownRuntimeError(f"runtime {name!r}: {suggest(name, RUNTIMES)}") from None
+
+
+def runtime_names() -> list[str]:
+    return list(RUNTIMES)
+
+
+def file_suffixes() -> dict[str, str]:
+    """Ready-file suffix -> the runtime that owns it (".onnx" -> "onnxruntime")."""
+    return {spec.suffix: spec.name for spec in RUNTIMES.values() if spec.artifact_of is None}
+
+
+def runtimes_for_file(path: Path | str) -> list[str]:
+    """Every runtime that can measure a ready file like ``path``: its suffix's owner and
+    the runtimes that measure the owner's artifacts."""
+    owner = file_suffixes().get(Path(path).suffix.lower())
+    if owner is None:
+        return []
+    return [s.name for s in RUNTIMES.values() if s.builds_as == owner]
+
+
+def suffix_list() -> str:
+    """``".onnx or .pte"``: the ready-file suffixes, for messages."""
+    suffixes = list(file_suffixes())
+    return ", ".join(suffixes[:-1]) + (" or " if len(suffixes) > 1 else "") + suffixes[-1]
+
+
+register_runtime(
+    RuntimeSpec(
+        name="onnxruntime",
+        exporter="harness.export.onnx:OnnxExporter",
+        suffix=".onnx",
+        import_name="onnxruntime",
+        packages=("onnxruntime",),
+        install_hint="pip install onnxruntime",
+        file_reader="harness.models.loaders:onnx_file_inputs",
+        file_kind="ONNX file",
+    )
+)
+register_runtime(
+    RuntimeSpec(
+        name="executorch",
+        exporter="harness.export.executorch:ExecuTorchExporter",
+        suffix=".pte",
+        import_name="executorch.runtime",
+        packages=("executorch",),
+        install_hint="pip install executorch (the runner uses executorch.runtime)",
+        file_reader="harness.models.loaders:pte_file_inputs",
+        file_kind="ExecuTorch program",
+    )
+)
