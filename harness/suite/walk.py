@@ -96,8 +96,8 @@ class WalkEvent:
 
 
 # Failures that may pass on their own: a continued run measures these cells again.
-# (A time-out counts only on a board, where a stalled link or a busy board causes it; on
-# this machine it is the model's own doing.)
+# (A time-out counts only on a board (DeviceProfile.is_remote_board), where a stalled link
+# or a busy board causes it; on this machine it is the model's own doing.)
 TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted"})
 BOARD_TRANSIENT_KINDS = frozenset({"timeout"})
 
@@ -216,7 +216,7 @@ class SuiteWalker:
             return True
         kind = done.failure_kind
         return kind in TRANSIENT_KINDS or (
-            cell.device.kind == "ssh" and kind in BOARD_TRANSIENT_KINDS
+            cell.device.is_remote_board and kind in BOARD_TRANSIENT_KINDS
         )
 
     def config_hash(self, cell: Cell) -> str:
@@ -296,7 +296,7 @@ class SuiteWalker:
             return record, []
         record, samples = self.run_cell(cell, config_hash)
         if (
-            cell.device.kind == "ssh"
+            cell.device.is_remote_board
             and record.status != "ok"
             and record.result.get("failure_kind") == "device_unavailable"
         ):
