@@ -13,11 +13,22 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 import pytest
 
 from harness.artifacts import digest
-from harness.devices.config import list_profiles, load_profile
+from harness.devices import DEVICE_KINDS, lane, open_device
+from harness.devices.base import Device, DeviceRun
+from harness.devices.check import PROBES, probe_for
+from harness.devices.config import (
+    PROFILE_KINDS,
+    DeviceProfile,
+    list_profiles,
+    load_profile,
+)
+from harness.errors import ConfigError
+from harness.target import TargetInfo
 from tests.suite_files import REPO
 
 DEVICES = REPO / "devices"
@@ -294,3 +305,77 @@ def test_shipped_profiles_target_as_before() -> None:
         expected = TargetInfo(here.arch, here.cpu_features, min(caps_cores, here.cores))
         assert profiles[name].target() == expected, name
     assert profiles["local"].target() == here
+
+
+class ToyProfile(DeviceProfile):
+    """A kind added in one place: a profile class and its device."""
+
+    kind: Literal["toy"] = "toy"
+    own_keys: ClassVar[frozenset[str]] = frozenset({"qemu"})
+
+    def check_kind(self, file: Path | None) -> None:
+        super().check_kind(file)
+        if self.hardware.cores is None:
+            raise ConfigError(file, "hardware.cores", "the toy's cores")
+
+    def target(self) -> TargetInfo:
+        return TargetInfo("riscv64", frozenset({"v"}), self.hardware.cores or 1)
+
+    def lane(self) -> str:
+        return f"toy:{self.name}"
+
+
+class ToyDevice(Device):
+    def run(
+        self, job: dict[str, Any], artifact: Path, eval_inputs: Path | None, timeout_s: float
+    ) -> DeviceRun:
+        raise NotImplementedError
+
+
+@pytest.fixture
+def toy_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PROFILE_KINDS, "toy", ToyProfile)
+    monkeypatch.setitem(DEVICE_KINDS, "toy", f"{__name__}:ToyDevice")
+
+
+@pytest.mark.usefixtures("toy_kind")
+def test_a_new_kind_is_one_class_and_its_device(tmp_path: Path) -> None:
+    path = tmp_path / "toy1.toml"
+    path.write_text('kind = "toy"\n[hardware]\ncores = 3\n[qemu]\ncpu = "x"\n')
+    profile = load_profile(path)
+    assert isinstance(profile, ToyProfile)
+    assert lane(profile) == "toy:toy1"
+    assert profile.target() == TargetInfo("riscv64", frozenset({"v"}), 3)
+    assert isinstance(open_device(profile), ToyDevice)
+    # A kind with no probe of its own is probed as this machine is.
+    assert probe_for(profile) is PROBES[DeviceProfile]
+    assert list(profile.model_dump(mode="json")) == KEY_ORDER
+
+    # Its own rule, and the other kinds' rules know it uses [qemu].
+    (tmp_path / "toy2.toml").write_text('kind = "toy"\n')
+    with pytest.raises(ConfigError) as info:
+        load_profile(tmp_path / "toy2.toml")
+    assert (info.value.key, info.value.expected) == ("hardware.cores", "the toy's cores")
+    (tmp_path / "here.toml").write_text('kind = "local"\n[qemu]\n')
+    with pytest.raises(ConfigError) as info:
+        load_profile(tmp_path / "here.toml")
+    assert info.value.expected == (
+        "no [qemu] table: it is only used by kinds 'aarch64-qemu' and 'toy'"
+    )
+
+
+def test_an_unknown_kind_names_the_key_and_the_known_kinds(tmp_path: Path) -> None:
+    """(After the toy kind's test: its registration is gone.)"""
+    path = tmp_path / "odd.toml"
+    path.write_text('kind = "toys"\n')
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    assert (info.value.file, info.value.key, info.value.got) == (str(path), "kind", "toys")
+    assert info.value.expected == (
+        "a known device kind, one of aarch64-qemu, emulated, local, ssh"
+    )
+
+
+def test_the_base_is_no_profile_of_its_own() -> None:
+    with pytest.raises(TypeError, match="make_profile"):
+        DeviceProfile(name="x")
