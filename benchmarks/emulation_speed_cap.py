@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.devices.config import DeviceProfile, EmulationCaps  # noqa: E402
+from harness.devices.config import EmulatedProfile, EmulationCaps  # noqa: E402
 from harness.devices.emulated import EmulatedDevice  # noqa: E402
 from harness.runner.job import MeasureSettings, make_job  # noqa: E402
 
@@ -69,7 +69,7 @@ def matmul_chain(path: Path, size: int, layers: int) -> list[int]:
 
 def device(name: str, speed: float | None, period_us: int | None) -> EmulatedDevice:
     caps = EmulationCaps(cores=1, speed_factor=speed, period_us=period_us)
-    return EmulatedDevice(DeviceProfile(name=name, kind="emulated", emulation=caps))
+    return EmulatedDevice(EmulatedProfile(name=name, emulation=caps))
 
 
 def main(argv: list[str] | None = None) -> int:

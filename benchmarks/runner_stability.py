@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from _runner_models import SIZES, export  # noqa: E402
 
-from harness.devices.config import DeviceProfile  # noqa: E402
+from harness.devices.config import LocalProfile  # noqa: E402
 from harness.devices.local import LocalDevice  # noqa: E402
 from harness.results.stats import median_ci, percentile  # noqa: E402
 from harness.runner.job import MeasureSettings, make_job  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> int:
         warmup_seconds=0.2,
         trials=args.trials,
     )
-    device = LocalDevice(DeviceProfile(name="local"))
+    device = LocalDevice(LocalProfile(name="local"))
     rows = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="runner-stability-") as tmp:

@@ -100,10 +100,20 @@ def _expected(model_cls: type[BaseModel], err: dict[str, Any]) -> str:
     return msg
 
 
-def validate(model_cls: type[M], data: Any, file: str | Path | None, key_prefix: str = "") -> M:
-    """Validate ``data`` into ``model_cls``; raise :class:`ConfigError` listing every problem."""
+def validate(
+    model_cls: type[M],
+    data: Any,
+    file: str | Path | None,
+    key_prefix: str = "",
+    context: dict[str, Any] | None = None,
+) -> M:
+    """Validate ``data`` into ``model_cls``; raise :class:`ConfigError` listing every problem.
+
+    ``context`` reaches the models' validators (``info.context``), e.g. the file, for the
+    ones that raise a :class:`ConfigError` of their own.
+    """
     try:
-        return model_cls.model_validate(data)
+        return model_cls.model_validate(data, context=context)
     except ValidationError as exc:
         raise validation_to_config_error(exc, model_cls, file, key_prefix) from None
 

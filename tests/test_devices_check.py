@@ -19,13 +19,12 @@ import pytest
 from harness.cli import main
 from harness.devices import check
 from harness.devices.check import CheckReport, Finding, judge_probe
-from harness.devices.config import Connection, DeviceProfile, HardwareFacts
+from harness.devices.config import Connection, HardwareFacts, SshProfile
 from tests.site_dirs import HANG, MISSING_LIBRARY, SEGFAULT, broken_site
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
-BOARD = DeviceProfile(
+BOARD = SshProfile(
     name="pi",
-    kind="ssh",
     hardware=HardwareFacts(arch="aarch64", cores=4),
     connection=Connection(host="pi.local", user="pi", key_file="~/.ssh/id_ed25519"),
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.devices import open_device
-from harness.devices.config import DeviceProfile, list_profiles, load_profile
+from harness.devices.config import DeviceProfile, list_profiles, load_profile, make_profile
 from harness.errors import ConfigError
 from harness.target import local_target
 from tests.suite_files import REPO
@@ -118,7 +118,7 @@ def test_emulated_profile_copies_board_and_overrides(tmp_path: Path) -> None:
         (
             SSH.replace('kind = "ssh"', 'kind = "usb"'),
             "kind",
-            "'local', 'emulated', 'ssh' or 'aarch64-qemu'",
+            "a known device kind, one of aarch64-qemu, emulated, local, ssh",
         ),
         (SSH.replace("agent = true", ""), "connection", "key_file"),
         (
@@ -213,7 +213,8 @@ def test_an_alias_and_the_address_it_stands_for_share_a_lane(tmp_path: Path) -> 
         conn = {"host": host, "user": "pi", "ssh_config": str(config), "agent": True}
         if port is not None:
             conn["port"] = port
-        return DeviceProfile.model_validate({"name": name, "kind": "ssh", "connection": conn})
+        hardware = {"arch": "aarch64"}
+        return make_profile({"name": name, "kind": "ssh", "connection": conn, "hardware": hardware})
 
     by_alias, by_address = profile("a", "myboard", None), profile("b", "192.0.2.7", 2222)
     assert lane(by_alias) == lane(by_address) == "ssh:192.0.2.7:2222"
@@ -221,5 +222,5 @@ def test_an_alias_and_the_address_it_stands_for_share_a_lane(tmp_path: Path) -> 
 
 
 def test_emulated_flag_follows_kind() -> None:
-    assert DeviceProfile(name="e", kind="emulated").emulated
-    assert not DeviceProfile(name="l").emulated
+    assert make_profile({"name": "e", "kind": "emulated", "emulation": {}}).emulated
+    assert not make_profile({"name": "l"}).emulated

@@ -22,7 +22,7 @@ import pytest
 from harness.devices import cgroups, open_device
 from harness.devices.base import job_for
 from harness.devices.config import (
-    DeviceProfile,
+    EmulatedProfile,
     EmulationCaps,
     PowerModel,
     PrecisionSpeed,
@@ -127,10 +127,9 @@ def readonly_cgroup_v2(tmp_path: Path) -> Iterator[Path]:
         _unmount([root])
 
 
-def profile(name: str = "cap-emulated", **caps: object) -> DeviceProfile:
-    return DeviceProfile(
+def profile(name: str = "cap-emulated", **caps: object) -> EmulatedProfile:
+    return EmulatedProfile(
         name=name,
-        kind="emulated",
         emulation=EmulationCaps(**caps),  # type: ignore[arg-type]
         power=PowerModel(idle_w=2.0, max_w=6.0, source="test"),
     )

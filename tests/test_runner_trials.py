@@ -11,7 +11,7 @@ import pytest
 
 from harness.configfile import validate
 from harness.devices.base import Device, DeviceRun
-from harness.devices.config import DeviceProfile
+from harness.devices.config import LocalProfile
 from harness.devices.local import LocalDevice
 from harness.errors import ConfigError, RunnerError
 from harness.reports.cells import cell_to_dict
@@ -55,7 +55,7 @@ def fake_result(samples, power_w=10.0, idle_w=4.0, validity="ok", temps=40.0, **
 
 class RecordingDevice(Device):
     def __init__(self, results):
-        super().__init__(DeviceProfile(name="fake"))
+        super().__init__(LocalProfile(name="fake"))
         self.results = list(results)
         self.calls: list[tuple[dict[str, Any], Path | None]] = []
 
@@ -205,7 +205,7 @@ def test_local_device_runs_three_trial_processes(tmp_path):
     job = make_job(
         "onnxruntime", str(model), [1, 32], settings, sysfs_root=str(tmp_path), vcgencmd=None
     )
-    device = LocalDevice(DeviceProfile(name="local"))
+    device = LocalDevice(LocalProfile(name="local"))
     run = run_trials(device, job, model, None, 120.0, 3)
     fields, samples = combine_trials(run.results, settings)
     assert fields["trials"] == 3 and fields["ci_basis"] == "trials"

@@ -14,11 +14,18 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from harness.devices.config import DeviceProfile
+from harness.devices.config import (
+    DeviceProfile,
+    EmulatedProfile,
+    LocalProfile,
+    QemuProfile,
+    SshProfile,
+)
 from harness.errors import RunnerError
 from harness.runner import RUNNER_PATH
 from harness.runner.bench_runner import (
@@ -83,15 +90,27 @@ class CheckReport:
 def check_device(profile: DeviceProfile, runtimes: list[str] | None = None) -> CheckReport:
     """Probe the device; ``runtimes`` (a suite's) must all be installed, else one is."""
     findings: list[Finding] = []
-    if profile.kind == "ssh":
-        probe = _probe_ssh(profile, findings)
-    elif profile.kind == "aarch64-qemu":
-        probe = _probe_qemu(profile, findings)
-    else:
-        probe = _probe_here(findings)
+    probe = probe_for(profile)(profile, findings)
     if probe is not None:
         findings.extend(judge_probe(profile, probe, runtimes))
     return CheckReport(profile.name, tuple(findings), probe)
+
+
+Probe = Callable[[DeviceProfile, list[Finding]], dict[str, Any] | None]
+
+
+def probe_for(profile: DeviceProfile) -> Probe:
+    """How the profile's kind is probed (:data:`PROBES`, by its class or the nearest
+    base class listed)."""
+    for cls in type(profile).__mro__:
+        if cls in PROBES:
+            return PROBES[cls]
+    raise TypeError(f"{type(profile).__name__} is no DeviceProfile")
+
+
+def _probe_this_machine(profile: DeviceProfile, findings: list[Finding]) -> dict[str, Any] | None:
+    """The runner's probe run here (an emulated device is probed without its caps)."""
+    return _probe_here(findings)
 
 
 def _probe_here(
@@ -267,6 +286,17 @@ def _probe_session(
     return _probe_json(probe.stdout, findings)
 
 
+# How each kind's device is probed; a kind of its own that is not listed gets its
+# nearest listed base class's probe (this machine's for a DeviceProfile).
+PROBES: dict[type[DeviceProfile], Probe] = {
+    DeviceProfile: _probe_this_machine,
+    LocalProfile: _probe_this_machine,
+    EmulatedProfile: _probe_this_machine,
+    SshProfile: _probe_ssh,
+    QemuProfile: _probe_qemu,
+}
+
+
 def _old_python(what: str) -> Finding:
     return Finding(
         "fail",
@@ -301,8 +331,10 @@ def judge_probe(
         out.append(_old_python(f"Python {python}"))
     else:
         out.append(Finding("ok", "python", f"Python {python}"))
+    # Only a board's probe runs on the CPU its hardware facts describe.
+    on_board = profile.is_remote_board
     arch, expected = probe.get("machine"), profile.hardware.arch
-    if profile.kind == "ssh" and expected and arch != expected:
+    if on_board and expected and arch != expected:
         out.append(
             Finding(
                 "fail",
@@ -315,7 +347,7 @@ def judge_probe(
     else:
         out.append(Finding("ok", "arch", f"{arch}, {probe.get('cpu_model')}"))
     cores = profile.hardware.cores
-    if profile.kind == "ssh" and cores and probe.get("cpu_count") not in (None, cores):
+    if on_board and cores and probe.get("cpu_count") not in (None, cores):
         out.append(
             Finding(
                 "warn",
@@ -326,7 +358,7 @@ def judge_probe(
         )
     packages = probe.get("packages") or {}
     install = dict(_INSTALL)
-    if profile.kind == "aarch64-qemu":
+    if isinstance(profile, QemuProfile):  # its runtimes come with its root
         install = {
             **install,
             "onnxruntime": f"harness devices setup {profile.name} --rebuild",
@@ -367,7 +399,7 @@ def judge_probe(
                 "pip install psutil",
             )
         )
-    if profile.kind == "ssh" and not probe.get("has_timeout"):
+    if on_board and not probe.get("has_timeout"):
         out.append(
             Finding(
                 "fail",

@@ -2,32 +2,43 @@
 
 A profile holds the board's hardware facts (which pick the export formats), its power
 model (used when the board has no power sensor), how to reach it over SSH, and the
-caps that make this machine behave like it (emulation). Three kinds:
+caps that make this machine behave like it (emulation). Its ``kind`` (default
+``local``) picks the profile's class in :data:`PROFILE_KINDS`; each class checks the
+tables its kind needs or must not have, and says which CPU a variant is exported for
+(:meth:`DeviceProfile.target`) and which runs may not overlap (:meth:`DeviceProfile.lane`).
+The kinds:
 
-* ``local``: this machine as it is;
-* ``emulated``: this machine held to the ``[emulation]`` caps (cores, single-core speed,
-  memory). It runs on this CPU, so its artifacts are built for *this* machine
-  (:meth:`DeviceProfile.target` is the local target), while its caps, power model and
+* ``local`` (:class:`LocalProfile`): this machine as it is;
+* ``emulated`` (:class:`EmulatedProfile`): this machine held to the ``[emulation]`` caps
+  (cores, single-core speed, memory). It runs on this CPU, so its artifacts are built
+  for *this* machine (its target is the local target), while its caps, power model and
   hardware facts describe the board. ``board = "pi4"`` copies the ``hardware``,
   ``power`` and ``emulation`` tables of ``pi4.toml`` (beside this file); keys the
   emulated profile sets itself win;
-* ``ssh``: a real board reached over SSH (:mod:`harness.devices.ssh`);
-* ``aarch64-qemu``: the board's own build (arm64 wheels, artifacts for the board's CPU)
-  run under qemu-aarch64 in an arm64 Debian root (:mod:`harness.devices.qemu`). Its
-  target is the board's (``board = "pi5"`` copies the tables as for ``emulated``); its
-  outputs are real, its timings are not.
+* ``ssh`` (:class:`SshProfile`): a real board reached over SSH (:mod:`harness.devices.ssh`),
+  its own lane;
+* ``aarch64-qemu`` (:class:`QemuProfile`): the board's own build (arm64 wheels, artifacts
+  for the board's CPU) run under qemu-aarch64 in an arm64 Debian root
+  (:mod:`harness.devices.qemu`). Its target is the board's (``board = "pi5"`` copies the
+  ``hardware`` and ``power`` tables); its outputs are real, its timings are not.
+
+Every class has every field, in one order, so a profile dumps (and hashes into a cell's
+config hash, see :meth:`harness.suite.walk.SuiteWalker.config_hash`) the same whatever
+its class: the tables of other kinds are there as None.
 """
+
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from harness.configfile import StrictModel, load_toml, validate
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.plugins import suggest
 from harness.target import TargetInfo, local_target
 
@@ -151,9 +162,16 @@ class QemuSettings(StrictModel):
     mirror: str | None = Field(None, min_length=1)
 
 
+# The keys only some kinds use, as an error names them.
+_KIND_KEYS = {"connection": "[connection] table", "board": "'board' key", "qemu": "[qemu] table"}
+
+
 class DeviceProfile(StrictModel):
+    """What every kind's profile has; a profile is one of its subclasses
+    (:data:`PROFILE_KINDS`), built by :func:`load_profile` or :func:`make_profile`."""
+
     name: str
-    kind: Literal["local", "emulated", "ssh", "aarch64-qemu"] = "local"
+    kind: str = "local"
     description: str = ""
     # emulated and aarch64-qemu only: the profile whose tables are copied
     board: str | None = None
@@ -163,44 +181,216 @@ class DeviceProfile(StrictModel):
     emulation: EmulationCaps | None = None
     qemu: QemuSettings | None = None
 
+    # Which of the keys in _KIND_KEYS this kind may set.
+    own_keys: ClassVar[frozenset[str]] = frozenset()
+    # With ``board = "<profile>"``: the tables copied from that profile.
+    board_tables: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_kind(self, info: ValidationInfo) -> DeviceProfile:
+        if type(self) is DeviceProfile:
+            raise TypeError(
+                "DeviceProfile is the base of the kinds' profiles: build one with "
+                "make_profile() or load_profile(), or a class of PROFILE_KINDS"
+            )
+        context = info.context or {}
+        file = context.get("file")
+        # Before the kind's rules, as the only error when both are wrong.
+        if file is not None and self.name != Path(file).stem:
+            raise ConfigError(file, "name", f"the file's name {Path(file).stem!r}", self.name)
+        self.check_kind(file)
+        return self
+
+    def check_kind(self, file: Path | None) -> None:
+        """Raise :class:`ConfigError` (naming ``file`` and the key to fix) when the
+        tables do not fit this kind. Subclasses add their own rules."""
+        self._no_keys_of_other_kinds(file)
+
+    def _no_keys_of_other_kinds(self, file: Path | None) -> None:
+        for key, what in _KIND_KEYS.items():
+            value = getattr(self, key)
+            if value is None or key in self.own_keys:
+                continue
+            users = [f"'{kind}'" for kind, cls in PROFILE_KINDS.items() if key in cls.own_keys]
+            if not users:
+                used_by = "no kind"
+            elif len(users) == 1:
+                used_by = f"kind {users[0]}"
+            else:
+                used_by = f"kinds {', '.join(users[:-1])} and {users[-1]}"
+            got = value if isinstance(value, str) else None
+            raise ConfigError(file, key, f"no {what}: it is only used by {used_by}", got)
+
     @property
     def emulated(self) -> bool:
-        return self.kind == "emulated"
+        """Whether this machine stands in for the board under caps."""
+        return False
+
+    @property
+    def is_remote_board(self) -> bool:
+        """Whether the device is a board of its own, reached over the network: the probe
+        runs on the hardware the profile describes, and losing it mid-run is transient."""
+        return False
 
     def target(self) -> TargetInfo:
-        """The CPU a variant for this device is exported for.
-
-        An emulated device runs on this machine, so its target is this machine's CPU
-        (with at most its capped cores): an ARM artifact would not even load here.
-        """
+        """The CPU a variant for this device is exported for: the hardware facts, with
+        this machine's filling what they leave out."""
         here = local_target()
-        if self.kind == "emulated":
-            cores = self.emulation.cores if self.emulation and self.emulation.cores else None
-            return TargetInfo(
-                arch=here.arch,
-                cpu_features=here.cpu_features,
-                cores=min(cores or here.cores, here.cores),
-            )
         hw = self.hardware
-        if self.kind == "aarch64-qemu":
-            # The board's CPU, not this one: the artifact runs in the arm64 root.
-            return TargetInfo(
-                arch="aarch64",
-                cpu_features=frozenset(hw.cpu_features),
-                cores=hw.cores or here.cores,
-            )
         return TargetInfo(
             arch=hw.arch or here.arch,
             cpu_features=frozenset(hw.cpu_features) if hw.cpu_features else here.cpu_features,
             cores=hw.cores or here.cores,
         )
 
+    def lane(self) -> str:
+        """Which runs must not overlap: everything on this machine (local and emulated
+        devices share its cores, so running them side by side would disturb both) is
+        one lane."""
+        return "this-machine"
 
-_INHERITED = ("hardware", "power", "emulation")
+
+class LocalProfile(DeviceProfile):
+    """This machine as it is."""
+
+    kind: Literal["local"] = "local"
 
 
-def _inherit_board(path: Path, data: dict[str, Any], seen: tuple[Path, ...]) -> dict[str, Any]:
-    """``data`` with the board profile's tables filled in (its own keys win)."""
+class EmulatedProfile(DeviceProfile):
+    """This machine held to the board's ``[emulation]`` caps."""
+
+    kind: Literal["emulated"] = "emulated"
+
+    own_keys: ClassVar[frozenset[str]] = frozenset({"board"})
+    board_tables: ClassVar[tuple[str, ...]] = ("hardware", "power", "emulation")
+
+    def check_kind(self, file: Path | None) -> None:
+        super().check_kind(file)
+        if self.emulation is None:
+            raise ConfigError(
+                file,
+                "emulation",
+                "an [emulation] table (cores, speed_factor, memory_mb) or board = '<profile>'",
+            )
+
+    @property
+    def emulated(self) -> bool:
+        return True
+
+    def target(self) -> TargetInfo:
+        """This machine's CPU (with at most its capped cores): the device runs here, so
+        an ARM artifact would not even load."""
+        here = local_target()
+        cores = self.emulation.cores if self.emulation and self.emulation.cores else None
+        return TargetInfo(
+            arch=here.arch,
+            cpu_features=here.cpu_features,
+            cores=min(cores or here.cores, here.cores),
+        )
+
+
+class SshProfile(DeviceProfile):
+    """A real board reached over SSH (:mod:`harness.devices.ssh`)."""
+
+    kind: Literal["ssh"] = "ssh"
+
+    own_keys: ClassVar[frozenset[str]] = frozenset({"connection"})
+
+    def check_kind(self, file: Path | None) -> None:
+        if self.connection is None:
+            raise ConfigError(
+                file,
+                "connection",
+                "a [connection] table (host, user, key_file or agent) for kind 'ssh'",
+            )
+        if not self.hardware.arch:
+            raise ConfigError(
+                file, "hardware.arch", "the board's arch (e.g. 'aarch64') for kind 'ssh'"
+            )
+        super().check_kind(file)
+
+    @property
+    def is_remote_board(self) -> bool:
+        return True
+
+    def lane(self) -> str:
+        """Each board is its own lane, named by the address it resolves to."""
+        conn = self.connection
+        assert conn is not None  # check_kind requires it
+        host, port = conn.host, conn.port
+        try:
+            # Through ~/.ssh/config: two profiles naming one board by an alias and by its
+            # address are one lane, so their runs never overlap.
+            from harness.devices.ssh_connect import resolve_target
+
+            target = resolve_target(self)
+            host, port = target.host, target.port
+        except HarnessError:
+            pass  # no user to log in as: the cell fails on that; the lane is as written
+        return f"ssh:{host}:{port}"
+
+
+class QemuProfile(DeviceProfile):
+    """The board's own build under qemu-aarch64 (:mod:`harness.devices.qemu`)."""
+
+    kind: Literal["aarch64-qemu"] = "aarch64-qemu"
+
+    own_keys: ClassVar[frozenset[str]] = frozenset({"board", "qemu"})
+    # It runs the board's build, not this machine under caps: no [emulation].
+    board_tables: ClassVar[tuple[str, ...]] = ("hardware", "power")
+
+    def check_kind(self, file: Path | None) -> None:
+        super().check_kind(file)
+        if self.hardware.arch not in (None, "aarch64"):
+            raise ConfigError(
+                file,
+                "hardware.arch",
+                "'aarch64' (or no arch) for kind 'aarch64-qemu'",
+                self.hardware.arch,
+            )
+
+    def target(self) -> TargetInfo:
+        """The board's CPU, not this one: the artifact runs in the arm64 root."""
+        hw = self.hardware
+        return TargetInfo(
+            arch="aarch64",
+            cpu_features=frozenset(hw.cpu_features),
+            cores=hw.cores or local_target().cores,
+        )
+
+
+# A profile's ``kind`` -> its class. A new kind adds its class here and its device in
+# harness.devices.DEVICE_KINDS.
+PROFILE_KINDS: dict[str, type[DeviceProfile]] = {
+    "local": LocalProfile,
+    "emulated": EmulatedProfile,
+    "ssh": SshProfile,
+    "aarch64-qemu": QemuProfile,
+}
+
+
+def profile_class(data: Mapping[str, Any], file: Path | None = None) -> type[DeviceProfile]:
+    """The class of the profile ``data`` describes (by its ``kind``, default local)."""
+    kind = data.get("kind", "local")
+    cls = PROFILE_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ConfigError(
+            file, "kind", "a known device kind, " + suggest(str(kind), PROFILE_KINDS), kind
+        )
+    return cls
+
+
+def make_profile(data: Mapping[str, Any], file: Path | None = None) -> DeviceProfile:
+    """The profile of its kind's class, validated; errors name ``file``, and a profile
+    read from ``file`` is named after it."""
+    cls = profile_class(data, file)
+    return validate(cls, dict(data), file, context={"file": file})
+
+
+def _inherit_board(
+    path: Path, data: dict[str, Any], tables: tuple[str, ...], seen: tuple[Path, ...]
+) -> dict[str, Any]:
+    """``data`` with the board profile's ``tables`` filled in (its own keys win)."""
     board = data["board"]
     board_path = find_profile(board, [path.parent]) if isinstance(board, str) else None
     if board_path is None:
@@ -212,8 +402,6 @@ def _inherit_board(path: Path, data: dict[str, Any], seen: tuple[Path, ...]) -> 
         raise ConfigError(path, "board", "a profile that does not lead back to this one", board)
     base = _load(board_path, (*seen, board_path.resolve())).model_dump(mode="python")
     merged = dict(data)
-    # A qemu device runs the board's build, not this machine under caps: no [emulation].
-    tables = _INHERITED if data.get("kind") == "emulated" else ("hardware", "power")
     for table in tables:
         own = data.get(table)
         if base.get(table) is None:
@@ -225,59 +413,12 @@ def _inherit_board(path: Path, data: dict[str, Any], seen: tuple[Path, ...]) -> 
     return merged
 
 
-def _check_kind(path: Path, profile: DeviceProfile) -> None:
-    """Cross-table rules, reported with the key to fix."""
-    if profile.kind == "ssh":
-        if profile.connection is None:
-            raise ConfigError(
-                path,
-                "connection",
-                "a [connection] table (host, user, key_file or agent) for kind 'ssh'",
-            )
-        if not profile.hardware.arch:
-            raise ConfigError(
-                path, "hardware.arch", "the board's arch (e.g. 'aarch64') for kind 'ssh'"
-            )
-    elif profile.connection is not None:
-        raise ConfigError(
-            path, "connection", "no [connection] table: it is only used by kind 'ssh'"
-        )
-    if profile.board is not None and profile.kind not in _BOARD_KINDS:
-        raise ConfigError(
-            path,
-            "board",
-            "no 'board' key: it is only used by kinds 'emulated' and 'aarch64-qemu'",
-            profile.board,
-        )
-    if profile.qemu is not None and profile.kind != "aarch64-qemu":
-        raise ConfigError(path, "qemu", "no [qemu] table: it is only used by kind 'aarch64-qemu'")
-    if profile.kind == "aarch64-qemu" and profile.hardware.arch not in (None, "aarch64"):
-        raise ConfigError(
-            path,
-            "hardware.arch",
-            "'aarch64' (or no arch) for kind 'aarch64-qemu'",
-            profile.hardware.arch,
-        )
-    if profile.kind == "emulated" and profile.emulation is None:
-        raise ConfigError(
-            path,
-            "emulation",
-            "an [emulation] table (cores, speed_factor, memory_mb) or board = '<profile>'",
-        )
-
-
-_BOARD_KINDS = ("emulated", "aarch64-qemu")
-
-
 def _load(path: Path, seen: tuple[Path, ...]) -> DeviceProfile:
     data = load_toml(path)
-    if data.get("kind") in _BOARD_KINDS and "board" in data:
-        data = _inherit_board(path, data, seen)
-    profile = validate(DeviceProfile, {"name": path.stem, **data}, path)
-    if profile.name != path.stem:
-        raise ConfigError(path, "name", f"the file's name {path.stem!r}", profile.name)
-    _check_kind(path, profile)
-    return profile
+    cls = profile_class(data, path)
+    if cls.board_tables and "board" in data:
+        data = _inherit_board(path, data, cls.board_tables, seen)
+    return make_profile({"name": path.stem, **data}, path)
 
 
 def load_profile(path: Path) -> DeviceProfile:

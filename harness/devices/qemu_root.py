@@ -46,7 +46,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.devices.config import DeviceProfile, QemuSettings
+from harness.devices.config import DeviceProfile, QemuProfile, QemuSettings
 from harness.errors import HarnessError
 from harness.runner import RUNNER_PATH
 
@@ -724,7 +724,7 @@ def setup_root(
     on_progress: Progress = print,
 ) -> SetupReport:
     """Build (or finish, or check) the root of an ``aarch64-qemu`` profile."""
-    if profile.kind != "aarch64-qemu":
+    if not isinstance(profile, QemuProfile):
         raise SetupError(
             f"device {profile.name} is {profile.kind!r}: only aarch64-qemu devices are set up"
         )

@@ -8,7 +8,7 @@ import enum
 
 import paramiko
 
-from harness.devices.config import DeviceProfile
+from harness.devices.config import DeviceProfile, SshProfile
 from harness.devices.ssh_connect import (
     PresentedKey,
     SshTarget,
@@ -30,7 +30,7 @@ class TrustDecision(enum.Enum):
 def read_host_key(profile: DeviceProfile) -> tuple[SshTarget, PresentedKey]:
     """The board's address and the key it presents, with every way of not getting one
     as a :class:`HarnessError` that says where to look."""
-    if profile.kind != "ssh":
+    if not isinstance(profile, SshProfile):
         raise HarnessError(
             f"device {profile.name} is {profile.kind!r}: only ssh devices have a host key"
         )

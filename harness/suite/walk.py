@@ -98,8 +98,8 @@ class WalkEvent:
 
 
 # Failures that may pass on their own: a continued run measures these cells again.
-# (A time-out counts only on a board, where a stalled link or a busy board causes it; on
-# this machine it is the model's own doing.)
+# (A time-out counts only on a board (DeviceProfile.is_remote_board), where a stalled link
+# or a busy board causes it; on this machine it is the model's own doing.)
 TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted"})
 BOARD_TRANSIENT_KINDS = frozenset({"timeout"})
 
@@ -218,7 +218,7 @@ class SuiteWalker:
             return True
         kind = done.failure_kind
         return kind in TRANSIENT_KINDS or (
-            cell.device.kind == "ssh" and kind in BOARD_TRANSIENT_KINDS
+            cell.device.is_remote_board and kind in BOARD_TRANSIENT_KINDS
         )
 
     def config_hash(self, cell: Cell) -> str:
@@ -299,7 +299,7 @@ class SuiteWalker:
             return replace(record, result=record.result.with_values(wall_seconds=0.0)), []
         record, samples = self.run_cell(cell, config_hash)
         if (
-            cell.device.kind == "ssh"
+            cell.device.is_remote_board
             and record.status != "ok"
             and record.result.failure_kind == "device_unavailable"
         ):
