@@ -329,6 +329,7 @@ class Pipeline:
     def artifact(
         self, entry: ModelEntry, variant: Variant, runtime: str, target: TargetInfo
     ) -> Artifact:
+        runtime_spec(runtime).check_quant_mode(quant_mode(variant))
         key = self.artifact_key(entry, variant, runtime, target)
         existing = self.artifacts.get(key)
         if entry.file is not None:

@@ -27,6 +27,7 @@ from harness.devices.config import (
     SshProfile,
 )
 from harness.errors import RunnerError
+from harness.export.registry import RUNTIMES, RuntimeSpec
 from harness.runner import RUNNER_PATH
 from harness.runner.bench_runner import (
     PROBE_IMPORT_TIMEOUT_S,
@@ -46,10 +47,6 @@ _MEMORY_WARN_MB = 256
 _HOT_C = 70.0
 # The probe imports each runtime in turn, each under its own deadline.
 _PROBE_TIMEOUT_S = 60 + len(PROBED_IMPORTS) * PROBE_IMPORT_TIMEOUT_S
-_INSTALL = {
-    "onnxruntime": "pip install onnxruntime",
-    "executorch": "pip install executorch (the runner uses executorch.runtime)",
-}
 
 
 @dataclass(frozen=True)
@@ -357,7 +354,8 @@ def judge_probe(
             )
         )
     packages = probe.get("packages") or {}
-    install = dict(_INSTALL)
+    specs = list(RUNTIMES.values())
+    install = {spec.name: spec.install_hint for spec in specs}
     if isinstance(profile, QemuProfile):  # its runtimes come with its root
         install = {
             **install,
@@ -368,14 +366,14 @@ def judge_probe(
     executable = str(probe.get("executable") or _python_of(profile))
     wanted = runtimes or []
     usable: dict[str, bool] = {}
-    for runtime in _INSTALL:
+    for spec in specs:
         finding = _package_finding(
-            runtime, packages, imports, executable, runtime in wanted, install
+            spec.name, packages, imports, executable, spec.name in wanted, install, spec
         )
         out.append(finding)
-        usable[runtime] = finding.level == "ok"
+        usable[spec.name] = finding.level == "ok" and not finding.detail.startswith("not ")
     if not wanted and not any(usable.values()):
-        installed = [r for r in _INSTALL if packages.get(r)]
+        installed = [s.name for s in specs if packages.get(s.packages[0])]
         out.append(
             Finding(
                 "fail",
@@ -384,7 +382,8 @@ def judge_probe(
                     f"no runtime imports ({' and '.join(installed)} installed but broken, "
                     "see above): nothing can run"
                     if installed
-                    else "neither onnxruntime nor executorch is installed: nothing can run"
+                    else f"no runtime is installed ({', '.join(s.name for s in specs)}): "
+                    "nothing can run"
                 ),
                 install["onnxruntime"],
             )
@@ -412,11 +411,6 @@ def judge_probe(
     return out
 
 
-_INSTALL_NUMPY = "pip install numpy"
-# What the runner imports for each package (a run imports the same).
-_IMPORTED_AS = {"onnxruntime": "onnxruntime", "executorch": "executorch.runtime", "numpy": "numpy"}
-
-
 def _python_of(profile: DeviceProfile) -> str:
     return profile.connection.python if profile.connection is not None else "python3"
 
@@ -427,16 +421,20 @@ def _package_finding(
     imports: dict[str, Any] | None,
     python: str,
     needed: bool,
-    installs: dict[str, str] = _INSTALL,
+    installs: dict[str, str] | None = None,
+    spec: RuntimeSpec | None = None,
 ) -> Finding:
     """One package: installed (its metadata) and loadable (the probe's import of it).
 
     Metadata without a working import is a broken install (a wheel for another CPU or
     Python, a missing shared library, a numpy it was not built against): a ``fail`` when
-    the suite needs the package, a ``warn`` otherwise.
+    the suite needs the package, a ``warn`` otherwise. ``name`` is a runtime's (its
+    ``spec`` says which package and module it is) or a plain package's.
     """
-    version = packages.get(name)
-    install = installs.get(name, f"pip install {name}")
+    package = spec.packages[0] if spec is not None else name
+    module = spec.import_name if spec is not None else name
+    version = packages.get(package)
+    install = (installs or {}).get(name, f"pip install {package}")
     imported = (imports or {}).get(name)
     if imported is not None and imported.get("ok"):
         seconds = imported.get("seconds")
@@ -446,7 +444,8 @@ def _package_finding(
         return Finding("ok", name, f"{name} imports (no package metadata, version unknown){took}")
     error = _last_line(str((imported or {}).get("error") or ""))
     missing = imported is None or (
-        error.startswith("ModuleNotFoundError") and (f"'{name}'" in error or f"'{name}." in error)
+        error.startswith("ModuleNotFoundError")
+        and any(f"'{m}'" in error or f"'{m}." in error for m in {name, module.split(".")[0]})
     )
     if not version and missing:
         # Not there at all (or a probe that only read the metadata, which says so).
@@ -454,6 +453,8 @@ def _package_finding(
             return Finding("fail", name, "numpy is not installed", install)
         if needed:
             return Finding("fail", name, "not installed; the suite uses it", install)
+        if spec is not None and spec.optional:
+            return Finding("ok", name, "not installed (an optional runtime)", install)
         return Finding("warn", name, "not installed", install)
     if imported is None:  # installed, and the probe did not try the import
         return Finding("ok", name, f"{name} {version}")
@@ -462,9 +463,9 @@ def _package_finding(
     if needed and name != "numpy":
         detail += "; the suite uses it"
     advice = (
-        f"see the whole error with `{python} -c 'import {_IMPORTED_AS.get(name, name)}'` on "
+        f"see the whole error with `{python} -c 'import {module}'` on "
         f"the device; reinstall it for that Python and CPU (`{python} -m pip install "
-        f"--force-reinstall {name}`)"
+        f"--force-reinstall {package}`)"
     )
     return Finding("fail" if needed else "warn", name, detail, advice)
 

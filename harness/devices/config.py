@@ -27,7 +27,6 @@ config hash, see :meth:`harness.suite.walk.SuiteWalker.config_hash`) the same wh
 its class: the tables of other kinds are there as None.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Mapping

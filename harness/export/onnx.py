@@ -303,6 +303,11 @@ class OnnxExporter(Exporter):
             notes.update(ort_quant.quantize_dynamic_int8(fp32, final, quant, tmp))
         elif quant.mode == "fp16":
             notes.update(_convert_fp16(fp32, final))
+        elif quant.mode == "bf16":
+            # A run-time precision: the graph stays fp32 and the session (OpenVINO's) is
+            # told to compute in bf16. The registry keeps onnxruntime from such a variant.
+            notes["quant_format"] = "bf16 at run time (fp32 graph)"
+            os.replace(fp32, final)
         else:  # pragma: no cover - QuantRequest.mode is a closed Literal
             raise UnsupportedError(f"unknown quantization mode {quant.mode!r}")
         return notes

@@ -14,13 +14,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-PRECISIONS = ("fp32", "int8", "fp16")
+PRECISIONS = ("fp32", "int8", "fp16", "bf16")
 
 # "QDQ U8S8 per-channel", "dynamic int8 (...)", "XNNPACK pt2e int8 symmetric ...",
 # "QAT QDQ S8S8 ...": each names int8 or an 8-bit activation/weight pair.
 _INT8 = re.compile(r"int8|\b[US]8S8\b", re.IGNORECASE)
 # The quantize modes of harness.recipes.base.QuantRequest, by what they run in.
-_MODE_PRECISION = {"static": "int8", "dynamic": "int8", "qat": "int8", "fp16": "fp16"}
+_MODE_PRECISION = {
+    "static": "int8",
+    "dynamic": "int8",
+    "qat": "int8",
+    "fp16": "fp16",
+    "bf16": "bf16",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ def precision_of(export_notes: Mapping[str, Any] | None, quant_mode: str | None)
             return Precision("int8", f"export notes: {fmt}")
         if fmt.lower().startswith("fp16"):
             return Precision("fp16", f"export notes: {fmt}")
+        if fmt.lower().startswith("bf16"):
+            return Precision("bf16", f"export notes: {fmt}")
         if fmt.lower() == "fp32":
             return Precision("fp32", "export notes: fp32")
     if quant_mode is not None:

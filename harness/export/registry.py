@@ -10,8 +10,8 @@ about it is data here, so asking costs nothing: importing an exporter imports to
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,8 +43,9 @@ class RuntimeSpec:
     """One runtime as the host sees it."""
 
     name: str
-    # "package.module:Class" of its Exporter, resolved when an artifact is built.
-    exporter: str
+    # "package.module:Class" of its Exporter, resolved when an artifact is built; None
+    # for a runtime that measures another's artifact (``artifact_of``).
+    exporter: str | None
     # The artifact file's suffix; a ready model file with it runs on this runtime.
     suffix: str
     # What the runner imports to run it (the probe imports the same).
@@ -60,6 +61,16 @@ class RuntimeSpec:
     artifact_of: str | None = None
     # What to call the file format in messages ("ONNX model").
     file_kind: str = ""
+    # The job's runtime_options for its session, by the variant's quantize mode
+    # ("default" for the rest): OpenVINO pins its inference precision to f32 unless a
+    # bf16 variant asks for bf16.
+    options_by_mode: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Quantize modes of harness.recipes.base.QuantRequest whose artifact it runs as
+    # asked; a variant in another mode fails its cell as unsupported.
+    quant_modes: tuple[str, ...] = ("static", "dynamic", "qat", "fp16")
+    # Installed by an extra, not by the base install: `devices check` mentions its
+    # absence without a warning unless the suite uses it.
+    optional: bool = False
 
     @property
     def builds_as(self) -> str:
@@ -67,7 +78,27 @@ class RuntimeSpec:
         return self.artifact_of or self.name
 
     def exporter_class(self) -> type[Exporter]:
-        return resolve(self.exporter)
+        builder = runtime_spec(self.builds_as)
+        if builder.exporter is None:
+            raise UnknownRuntimeError(f"runtime {builder.name!r} names no exporter")
+        return resolve(builder.exporter)
+
+    def check_quant_mode(self, quant_mode: str | None) -> None:
+        """Raise UnsupportedError when this runtime cannot run a variant of ``quant_mode``."""
+        if quant_mode is None or quant_mode in self.quant_modes:
+            return
+        from harness.errors import UnsupportedError
+
+        able = [s.name for s in RUNTIMES.values() if quant_mode in s.quant_modes]
+        raise UnsupportedError(
+            f"{self.name} does not run {quant_mode} variants"
+            + (f" (runtimes that do: {', '.join(able)})" if able else "")
+        )
+
+    def runtime_options(self, quant_mode: str | None) -> dict[str, Any]:
+        """The session settings for a variant quantized in ``quant_mode`` (None: not)."""
+        chosen = self.options_by_mode.get(quant_mode or "", self.options_by_mode.get("default"))
+        return dict(chosen or {})
 
     def versions(self) -> dict[str, str]:
         """Installed versions of its packages ("absent" when not installed)."""
@@ -81,9 +112,7 @@ class RuntimeSpec:
 
     def own_versions(self) -> dict[str, str]:
         """Versions of its packages that the shared version table does not hold."""
-        return {
-            k: v for k, v in self.versions().items() if k not in SHARED_VERSIONED_PACKAGES
-        }
+        return {k: v for k, v in self.versions().items() if k not in SHARED_VERSIONED_PACKAGES}
 
     def read_file_inputs(self, path: Path) -> tuple[InputSpec, ...] | None:
         if self.file_reader is None:
@@ -162,5 +191,23 @@ register_runtime(
         install_hint="pip install executorch (the runner uses executorch.runtime)",
         file_reader="harness.models.loaders:pte_file_inputs",
         file_kind="ExecuTorch program",
+    )
+)
+register_runtime(
+    RuntimeSpec(
+        name="openvino",
+        exporter=None,
+        suffix=".onnx",
+        import_name="openvino",
+        packages=("openvino",),
+        install_hint="pip install openvino (in a checkout: pip install -e '.[openvino]')",
+        artifact_of="onnxruntime",
+        file_kind="ONNX file",
+        options_by_mode={
+            "default": {"inference_precision": "f32"},
+            "bf16": {"inference_precision": "bf16"},
+        },
+        quant_modes=("static", "dynamic", "qat", "fp16", "bf16"),
+        optional=True,
     )
 )

@@ -10,6 +10,7 @@ RECIPES: dict[str, str] = {
     "int8-dynamic": "harness.recipes.quantize:Int8Dynamic",
     "int8-qat": "harness.recipes.quantize:Int8Qat",
     "fp16": "harness.recipes.quantize:Fp16",
+    "bf16": "harness.recipes.quantize:Bf16",
     "prune-channels": "harness.recipes.prune_channels:ChannelPruning",
     "prune-unstructured": "harness.recipes.prune_unstructured:UnstructuredPruning",
     "distill": "harness.recipes.distill:Distillation",

@@ -66,7 +66,8 @@ class QuantRequest:
     target CPU (and record its choice and reason in the export notes).
     """
 
-    mode: Literal["static", "dynamic", "fp16", "qat"]
+    # bf16 is a run-time precision (OpenVINO's): the artifact stays fp32.
+    mode: Literal["static", "dynamic", "fp16", "qat", "bf16"]
     per_channel: bool = True
     calibration_samples: int = 128
     activation_dtype: Literal["auto", "uint8", "int8"] = "auto"

@@ -110,7 +110,7 @@ def check_chain(steps: list[ChainStep], file: str | Path | None, key: str) -> No
         raise ConfigError(
             file,
             key,
-            "at most one quantize step (int8-static, int8-dynamic, int8-qat, fp16)",
+            f"at most one quantize step ({', '.join(_quantize_recipes())})",
             [s.recipe for s in steps],
         )
     if quant_positions and quant_positions[0] != len(steps) - 1:
@@ -120,3 +120,10 @@ def check_chain(steps: list[ChainStep], file: str | Path | None, key: str) -> No
             "the quantize step last in the chain (it is applied at export)",
             [s.recipe for s in steps],
         )
+
+
+def _quantize_recipes() -> list[str]:
+    """The registered recipes that are quantize steps (resolved to ask their kind)."""
+    from harness.recipes import RECIPES, get_recipe_class
+
+    return [name for name in RECIPES if get_recipe_class(name).kind == "quantize"]

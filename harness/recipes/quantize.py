@@ -55,6 +55,21 @@ class Fp16(QuantizeRecipe[Fp16Params]):
         return QuantRequest(mode="fp16")
 
 
+class Bf16Params(RecipeParams):
+    pass
+
+
+class Bf16(QuantizeRecipe[Bf16Params]):
+    """bf16 inference: the artifact stays fp32 and a runtime that can (OpenVINO on a CPU
+    with bf16 arithmetic) runs it in bf16; the others refuse the variant."""
+
+    name = "bf16"
+    Params: ClassVar = Bf16Params
+
+    def request(self) -> QuantRequest:
+        return QuantRequest(mode="bf16")
+
+
 class Int8QatParams(RecipeParams):
     epochs: int = Field(2, ge=1, le=1000, description="QAT fine-tuning epochs (fake-quant)")
     lr: float = Field(1e-4, gt=0, le=1, description="QAT learning rate (Adam, cosine decay)")

@@ -238,6 +238,11 @@ class CellResult(Mapping[str, Any]):
         return self.data.get("runtime_version")
 
     @property
+    def runtime_settings(self) -> dict[str, Any]:
+        """What the runtime's session ran with, where it says (OpenVINO's precision)."""
+        return _thawed(self.data.get("runtime_settings") or {})
+
+    @property
     def emulation(self) -> dict[str, Any]:
         """How an emulated cell was capped (``caps``, ...); empty for a real device."""
         return _thawed(self.data.get("emulation") or {})

@@ -123,6 +123,10 @@ def _defaults(rules):
 _DEFAULTS = _defaults(_RULES)
 
 
+class RuntimeMissing(Exception):
+    """The job's runtime does not import in this Python."""
+
+
 class JobError(Exception):
     """The job file is unreadable or does not describe a runnable job."""
 
@@ -1374,13 +1378,129 @@ class ExecuTorchSession(object):
         return table
 
 
+# OpenVINO element type names (ov.Type.get_type_name()) of the dtypes a job can feed.
+_OV_DTYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32",
+              "i16": "int16", "i8": "int8", "u8": "uint8", "boolean": "bool"}  # fmt: skip
+# runtime_options.inference_precision -> OpenVINO's INFERENCE_PRECISION_HINT. f32 unless
+# asked: on CPUs with AMX or AVX512-BF16 OpenVINO's own default is bf16, which moved
+# MobileNetV2's outputs by 0.23 from onnxruntime's.
+_OV_PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16"}
+
+
+class OpenVinoSession(object):
+    """OpenVINO's CPU plugin on an ONNX file (QDQ int8 included), one stream, latency
+    hint, with the inference precision pinned (``runtime_options.inference_precision``,
+    default f32)."""
+
+    name = "openvino"
+    package = "openvino"
+
+    @staticmethod
+    def import_runtime():
+        import openvino  # noqa: F401
+
+    def __init__(self, artifact, threads, options=None, perf_count=False):
+        import openvino as ov
+
+        options = dict(options or {})
+        precision = options.pop("inference_precision", "f32")
+        if precision not in _OV_PRECISIONS:
+            raise JobError(
+                "key 'runtime_options.inference_precision': expected one of %s, got %r"
+                % (", ".join(_OV_PRECISIONS), precision)
+            )
+        if options:
+            raise JobError(
+                "key 'runtime_options.%s': not an OpenVINO option (known: inference_precision)"
+                % sorted(options)[0]
+            )
+        self._ov = ov
+        core = ov.Core()
+        model = core.read_model(artifact)
+        config = {
+            "INFERENCE_PRECISION_HINT": _OV_PRECISIONS[precision],
+            "INFERENCE_NUM_THREADS": int(threads),
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            # Pinning threads to cores fights the emulated device's cpuset.
+            "ENABLE_CPU_PINNING": False,
+        }
+        if perf_count:
+            config["PERF_COUNT"] = True
+        self._compiled = core.compile_model(model, "CPU", config)
+        self._inputs = list(self._compiled.inputs)
+        self.input_names = [i.get_any_name() for i in self._inputs]
+        compiled = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = getattr(compiled, "get_type_name", lambda: str(compiled))()
+        self.settings = {"inference_precision": self.precision}
+        self.version = _package_version("openvino")
+
+    def input_dtypes(self):
+        return [_OV_DTYPES.get(i.get_element_type().get_type_name()) for i in self._inputs]
+
+    def check_batch(self, batch, arrays):
+        for graph_input in self._inputs:
+            shape = graph_input.get_partial_shape()
+            if shape.rank.is_static and len(shape) and shape[0].is_static:
+                static = shape[0].get_length()
+                if static != batch:
+                    raise _batch_error(batch, static, graph_input.get_any_name())
+
+    def _request(self, arrays):
+        request = self._compiled.create_infer_request()
+        for i, array in enumerate(arrays):
+            request.set_input_tensor(i, self._ov.Tensor(array, shared_memory=True))
+        return request
+
+    def bind(self, arrays):
+        """One inference per call on tensors set once (no copy of the inputs per call)."""
+        request = self._request(arrays)
+        self._keep = arrays  # the tensors share these arrays' memory
+        return request.infer
+
+    def infer(self, arrays):
+        request = self._request(arrays)
+        request.infer()
+        return request.get_output_tensor(0).data.copy()
+
+    @classmethod
+    def profile(cls, job, arrays, threads, workdir):
+        """Per-op table from OpenVINO's performance counters (``PERF_COUNT``): the
+        executed nodes of each of ``count`` runs after a cold one, by node type, with
+        the kernel that ran them (``exec_type``, e.g. ``brgconv_avx512_f32``)."""
+        prof = job["profile"]
+        session = cls(job["artifact"], threads, job["runtime_options"], perf_count=True)
+        request = session._request(arrays)
+        request.infer()  # cold
+        per_node = {}
+        runs = int(prof["count"])
+        for _ in range(runs):
+            request.infer()
+            for info in request.get_profiling_info():
+                if str(info.status).rsplit(".", 1)[-1] != "EXECUTED":
+                    continue
+                key = (info.node_name, info.node_type)
+                ms = info.real_time.total_seconds() * 1e3
+                per_node.setdefault(key, (info.exec_type, []))[1].append(ms)
+        rows = [(node_type, None, durations) for (_, node_type), (_, durations) in per_node.items()]
+        table = _op_table(rows, runs, int(prof["top"]))
+        kernels = {}
+        for (_, node_type), (exec_type, _) in per_node.items():
+            kernels.setdefault(node_type, set()).add(exec_type)
+        for row in table["ops"]:
+            row["kernels"] = sorted(kernels.get(row["op"], ()))
+        table["tool"] = "openvino perf counters"
+        table["inference_precision"] = session.precision
+        return table
+
+
 # The runtimes this runner measures, by the job's "runtime". A session class gives its
 # ``name`` and ``package``, ``import_runtime()`` (timed apart from loading), a constructor
 # ``(artifact, threads, options)`` (``options``: the job's runtime_options), ``bind``,
 # ``infer``, ``check_batch``, ``input_dtypes`` and a ``profile`` classmethod; the host's
 # counterpart is harness.export.registry.
 SESSIONS = collections.OrderedDict(
-    (cls.name, cls) for cls in (OrtSession, ExecuTorchSession)
+    (cls.name, cls) for cls in (OrtSession, ExecuTorchSession, OpenVinoSession)
 )
 
 
@@ -1830,7 +1950,13 @@ def _load_session(job, result, memory):
     RSS around them (the baseline is taken after the import, so the rise to after_load
     is the artifact's own cost)."""
     t0 = time.perf_counter()
-    import_runtime(job["runtime"])
+    try:
+        import_runtime(job["runtime"])
+    except ImportError as exc:
+        raise RuntimeMissing(
+            "%s is not installed for %s (%s: %s)"
+            % (job["runtime"], sys.executable, type(exc).__name__, exc)
+        ) from exc
     result["import_ms"] = (time.perf_counter() - t0) * 1e3
     memory["baseline"] = rss_mb()
 
@@ -1842,6 +1968,9 @@ def _load_session(job, result, memory):
     memory["after_load"] = rss_mb()
     result["runtime_version"] = session.version
     result["env"]["runtime"] = {"name": session.name, "version": session.version}
+    settings = getattr(session, "settings", None)
+    if settings:  # what the session actually runs with (OpenVINO's inference precision)
+        result["runtime_settings"] = settings
     return session
 
 
@@ -2087,10 +2216,10 @@ def _error_result(kind, message):
     return {"schema_version": SCHEMA_VERSION, "status": "error", "kind": kind, "error": message}
 
 
-_PROBED_PACKAGES = ("onnxruntime", "executorch", "torch", "numpy", "psutil")
+_PROBED_PACKAGES = (*(cls.package for cls in SESSIONS.values()), "torch", "numpy", "psutil")
 # Imported by the probe as a run imports them: installed metadata says nothing about
 # whether the package loads (a wheel for another CPU, a numpy it was not built for).
-PROBED_IMPORTS = ("onnxruntime", "executorch", "numpy")
+PROBED_IMPORTS = (*SESSIONS, "numpy")
 # Each import runs in a child process with this deadline, so an import that hangs or
 # crashes the interpreter is a finding, not a dead probe.
 PROBE_IMPORT_TIMEOUT_S = 45
@@ -2247,6 +2376,10 @@ def main(argv=None):
         sys.stderr.write("bench_runner: %s\n" % exc)
         write_result(result_path, _error_result("bad_job", str(exc)))
         return _EXIT_BAD_JOB
+    except RuntimeMissing as exc:
+        sys.stderr.write("bench_runner: %s\n" % exc)
+        write_result(result_path, _error_result("runtime_missing", str(exc)))
+        return _EXIT_RUNTIME_FAILED
     except Exception as exc:  # report the runtime's own message to the host
         import traceback
 

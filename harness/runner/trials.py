@@ -202,8 +202,13 @@ def combine_trials(
         "env": results[0].get("env"),
         # What an emulated device enforced (the same for every trial).
         "emulation": results[0].get("emulation"),
-        # A device whose timings are not the board's says so (aarch64-qemu).
-        **{key: results[0][key] for key in ("timing", "qemu") if key in results[0]},
+        # A device whose timings are not the board's says so (aarch64-qemu); a session
+        # with settings of its own says what it ran with (OpenVINO's precision).
+        **{
+            key: results[0][key]
+            for key in ("timing", "qemu", "runtime_settings")
+            if key in results[0]
+        },
         "validity": _validity(results, p50s, settings.max_cv),
         "deploy": _deploy(results),
         "profile": results[0].get("profile"),

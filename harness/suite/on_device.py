@@ -12,6 +12,7 @@ from harness.devices import abort_all, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
 from harness.export.precision import precision_of
+from harness.export.registry import runtime_spec
 from harness.models.inputs import InputSpec
 from harness.runner.job import MeasureSettings, make_job
 
@@ -52,7 +53,8 @@ def artifact_job(
     """The runner job measuring ``artifact`` on the device of ``profile``: its power model
     goes along, and the artifact's precision (from its export notes, else the variant's
     ``quant_mode``), on which an emulated board's speed factor depends (int8 gains differ
-    by CPU)."""
+    by CPU). The runtime's session settings for that mode go along too (OpenVINO's
+    inference precision)."""
     power = profile.power
     return make_job(
         runtime,
@@ -61,4 +63,5 @@ def artifact_job(
         settings,
         power_model={"idle_w": power.idle_w, "max_w": power.max_w} if power else None,
         precision=precision_of(artifact.meta.get("export_notes"), quant_mode).to_job(),
+        runtime_options=runtime_spec(runtime).runtime_options(quant_mode),
     )

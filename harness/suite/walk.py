@@ -377,6 +377,9 @@ class SuiteWalker:
     def _prepare(self, cell: Cell) -> tuple[Any, Any]:
         """The cell's model data and artifact, built once (a failure is kept and raised
         again, so a lane does not rebuild what already failed)."""
+        # Before the cache: runtimes sharing an artifact (onnxruntime, OpenVINO) differ in
+        # the variants they run, and one's refusal must not be the other's.
+        runtime_spec(cell.runtime).check_quant_mode(quant_mode(cell.variant))
         target = cell.device.target()
         key = self.pipeline.artifact_key(cell.entry, cell.variant, cell.runtime, target)
         with self._build_lock:
@@ -424,7 +427,11 @@ class SuiteWalker:
             result["stderr"] = exc.stderr
             if exc.deploy is not None:
                 result["deploy"] = exc.deploy
-            record, samples = self._failed(base, result, exc.kind, str(exc)), []
+            message = str(exc)
+            if exc.kind == "runtime_missing":
+                message += f"; install it on {cell.device.name}: "
+                message += runtime_spec(cell.runtime).install_hint
+            record, samples = self._failed(base, result, exc.kind, message), []
         except ConfigError as exc:  # e.g. a user factory that returns the wrong thing
             record, samples = self._failed(base, result, "model_error", str(exc)), []
         except Exception as exc:  # a bug must not stop the matrix; keep the traceback
