@@ -1,4 +1,5 @@
-"""Helpers for tests: a tiny user model and suite files written into a directory."""
+"""Helpers for tests: where the repo and the fixture trees are, a tiny user model and suite
+files written into a directory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Static sensor trees (sysfs, procfs, vcgencmd) of real boards and hosts.
+FIXTURES = REPO / "tests" / "fixtures"
 
 TINY_FACTORY = """
 import torch

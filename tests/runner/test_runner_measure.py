@@ -15,8 +15,8 @@ import pytest
 
 from harness.runner import RUNNER_PATH
 from harness.runner.job import RESULT_SCHEMA_VERSION, MeasureSettings, make_job
+from tests.suite_files import FIXTURES
 
-FIXTURES = Path(__file__).with_name("fixtures")
 VCGENCMD = FIXTURES / "pi5" / "bin" / "vcgencmd"
 FAST = {"warmup_count": 1, "warmup_seconds": 0.0, "min_count": 10, "min_seconds": 0.0}
 

@@ -15,8 +15,7 @@ import pytest
 
 from harness.builtin import builtin_dir, builtin_suite
 from harness.suite.config import load_suite
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.suite_files import REPO
 
 MEASURE = """
 [measure]

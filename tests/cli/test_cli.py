@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.suite_files import REPO
 
 FOUNDATION_KEYS = {
     "model",

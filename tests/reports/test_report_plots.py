@@ -24,7 +24,7 @@ from harness.reports.cells import verdict
 from harness.reports.plots import Plot, Region, latency_vs_quality, make_plots, pareto_front
 from harness.results.store import CellRecord, ResultsStore
 from tests.golden.build_golden_db import MODEL_VARIANTS, RUNTIMES, golden_copy
-from tests.test_report_html import CHROMIUM_FLAGS, chromium
+from tests.reports.test_report_html import CHROMIUM_FLAGS, chromium
 
 RUN = 4
 WINDOW_WIDTH = 1280

@@ -33,8 +33,7 @@ from harness.reports.fit_render import details_text, render_json, render_markdow
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.suite_files import REPO
 
 # --- helpers (also used by test_fit_cli.py) ---------------------------------------------
 

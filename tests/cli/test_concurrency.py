@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import ResultsStore
+from tests.devices.test_ssh import cli, wait_until
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
-from tests.test_ssh import cli, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from harness.reports.html import write_html_report
 from harness.results.store import ResultsStore
 from harness.suite.config import Budget
 from tests.golden.build_golden_db import cell_keys, golden_copy
+from tests.suite_files import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = 4
 CHROMIUM_FLAGS = (
     "--headless",

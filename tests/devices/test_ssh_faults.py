@@ -31,10 +31,7 @@ from harness.results.store import ResultsStore
 from harness.runner.job import make_job
 from harness.suite.config import load_suite
 from harness.suite.walk import SuiteWalker
-from tests.onnx_models import matmul_model
-from tests.sshd import TestSshd, sshd_missing
-from tests.suite_files import FAST_MEASURE, REPO
-from tests.test_ssh import (
+from tests.devices.test_ssh import (
     BROKEN_FACTORY,
     QUICK,
     board,
@@ -45,6 +42,9 @@ from tests.test_ssh import (
     wait_until,
     walk_suite,
 )
+from tests.onnx_models import matmul_model
+from tests.sshd import TestSshd, sshd_missing
+from tests.suite_files import FAST_MEASURE, REPO
 
 pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=str(sshd_missing()))
 

@@ -30,11 +30,10 @@ from rich.cells import cell_len
 
 from harness.reports.fit_render import EMULATION_COLUMNS, VARIANT_COLUMNS
 from harness.reports.table import COLUMNS, GROUP_COLUMNS
+from tests.cli.test_fit_cli import GOLDEN_BUDGETS
 from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_DB
-from tests.suite_files import FAST_MEASURE, write_suite
-from tests.test_fit_cli import GOLDEN_BUDGETS
+from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = "4"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
