@@ -21,28 +21,9 @@ import pytest
 from harness.cli import main
 from harness.commands.exits import EXIT_BAD_INPUT, EXIT_OK
 from harness.results.store import ResultsStore
-from tests.reports.test_fit import add_run, failed_cell, ok_cell
-from tests.suite_files import REPO
+from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_BUDGETS, GOLDEN_DB
+from tests.results_builders import add_run, failed_cell, ok_cell
 
-GOLDEN_DIR = REPO / "tests" / "golden"
-GOLDEN_DB = GOLDEN_DIR / "golden.db"
-EXPECTED_DIR = GOLDEN_DIR / "expected"
-# Budgets the golden pin is checked against: chosen so that every verdict shows up
-# (fits, breaks on each limit, failed cells, a tie broken by latency, a model with
-# nothing that fits) and the pi4 budget is inherited by pi4-emulated.
-GOLDEN_BUDGETS = """\
-name = "golden-fit-budgets"
-
-[budgets.local]
-p90_ms = 0.05
-energy_mj = 0.3
-max_size_bytes = 100000
-
-[budgets.pi4]
-p90_ms = 0.2
-peak_memory_mb = 80
-min_accuracy = 0.96
-"""
 GOLDEN_RUNS = ("3", "4")
 
 

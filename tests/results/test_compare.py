@@ -36,6 +36,7 @@ from harness.results.compare import (
 from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
 from harness.results.thresholds import default_thresholds, parse_limit
 from harness.suite.interleave import RoundsPlan, StopReason
+from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_DB
 from tests.results_builders import VERSIONS, add_cell, new_run, two_runs
 from tests.suite_files import REPO
 
@@ -511,8 +512,6 @@ def test_results_are_frozen_and_serialise_to_json(tmp_path):
 
 # --- the golden pin ---------------------------------------------------------------------------
 
-GOLDEN_DB = REPO / "tests" / "golden" / "golden.db"
-EXPECTED_DIR = REPO / "tests" / "golden" / "expected"
 # (base, new): the A/A pair, the injected regression (with a newly failing cell), and the
 # move to another machine with another onnxruntime (warnings, a fixed cell).
 GOLDEN_PAIRS = (("1", "2"), ("2", "3"), ("3", "4"))
