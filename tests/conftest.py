@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.suite_files import FAST_MEASURE, write_suite
+from tests.suite_files import write_tiny_suite
 
 
 @pytest.fixture(scope="session")
@@ -18,20 +18,4 @@ def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tiny_suite(tmp_path: Path) -> Path:
-    return write_suite(
-        tmp_path,
-        """
-        name = "tiny"
-        runtimes = ["onnxruntime", "executorch"]
-        devices = ["local"]
-
-        [[models]]
-        name = "tiny"
-        factory = "tinymodel:make"
-
-        [variants]
-        fp32 = []
-        int8 = ["int8-static"]
-        """
-        + FAST_MEASURE,
-    )
+    return write_tiny_suite(tmp_path)

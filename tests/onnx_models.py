@@ -53,3 +53,22 @@ def big_model(path: Path, megabytes: int = 200) -> list[int]:
     model.ir_version = 8
     onnx.save(model, str(path))
     return [1, 4]
+
+
+def matmul_onnx(path: Path, rows: int, cols: int, batch: int | str = 1) -> Path:
+    """An ONNX model ``y = x @ W`` whose one initializer is ``rows x cols`` float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["output"])],
+        "matmul",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, rows])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, cols])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what onnxruntime 1.31 reads
+    onnx.save(model, str(path))
+    return path

@@ -1,5 +1,6 @@
-"""Results stores built through the real ResultsStore API for compare and history tests:
-runs with chosen commits and machines, cells with per-trial latency levels."""
+"""Results stores built through the real ResultsStore API for compare, history and fit
+tests: runs with chosen commits and machines, cells with per-trial latency levels, and
+whole cells with the figures fit budgets look at."""
 
 from __future__ import annotations
 
@@ -111,3 +112,80 @@ def two_runs(
     new = new_run(store, commit="bbbb2222")
     add_cell(store, new, levels=new_levels, rng=rng, noise=noise, **new_cell)
     return store, base, new
+
+
+# --- hand-built cells and runs, as the fit tests give them -----------------------------
+
+
+def ok_cell(
+    variant: str = "fp32",
+    runtime: str = "onnxruntime",
+    device: str = "local",
+    *,
+    model: str = "digits-cnn",
+    p50: float = 1.0,
+    p90: float | None = None,
+    peak: float | None = 100.0,
+    accuracy: float | None = 0.99,
+    agreement: float | None = 1.0,
+    energy: float | None = 1.0,
+    size: int | None = 100_000,
+    emulated: bool = False,
+    **extra: Any,
+) -> CellRecord:
+    result: dict[str, Any] = {
+        "latency_ms": {"p50": p50, "p90": p50 * 1.2 if p90 is None else p90},
+        "memory_mb": {"baseline": 50.0, "after_load": 60.0, "peak": peak},
+        "accuracy": accuracy,
+        "agreement": agreement,
+        "energy_mj": energy,
+        "power_source": "modelled" if energy is not None else "none",
+        "validity": "ok",
+        **extra,
+    }
+    return CellRecord(
+        model=model,
+        variant=variant,
+        runtime=runtime,
+        device=device,
+        config_hash="h",
+        status="ok",
+        emulated=emulated,
+        size_bytes=size,
+        result=result,
+    )
+
+
+def failed_cell(
+    variant: str = "fp16",
+    runtime: str = "onnxruntime",
+    device: str = "local",
+    *,
+    model: str = "digits-cnn",
+    reason: str = "unsupported: no fp16 kernels",
+    emulated: bool = False,
+) -> CellRecord:
+    return CellRecord(
+        model=model,
+        variant=variant,
+        runtime=runtime,
+        device=device,
+        config_hash="h",
+        status="failed",
+        reason=reason,
+        emulated=emulated,
+        result={"failure_kind": reason.split(":")[0]},
+    )
+
+
+def add_run(
+    store: ResultsStore,
+    cells: list[CellRecord],
+    suite_path: str | Path = "/nonexistent/suite.toml",
+    suite_name: str = "fit-test",
+) -> int:
+    run_id = store.begin_run(suite_name, str(suite_path), "0.1.0", None, {}, "fp", {})
+    for cell in cells:
+        store.record_cell(run_id, cell, [])
+    store.set_run_status(run_id, "complete")
+    return run_id

@@ -1,11 +1,15 @@
-"""Helpers for tests: a tiny user model and suite files written into a directory."""
+"""Helpers for tests: where the repo and the fixture trees are, a tiny user model and suite
+files written into a directory."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Static sensor trees (sysfs, procfs, vcgencmd) of real boards and hosts.
+FIXTURES = REPO / "tests" / "fixtures"
 
 TINY_FACTORY = """
 import torch
@@ -50,3 +54,31 @@ min_seconds = 0.02
 max_seconds = 5
 timeout_seconds = 120
 """
+
+
+def write_tiny_suite(
+    directory: Path,
+    *,
+    name: str = "tiny",
+    runtimes: tuple[str, ...] = ("onnxruntime", "executorch"),
+    measure: str = FAST_MEASURE,
+) -> Path:
+    """The tiny model, fp32 and int8-static, on this machine: what the end-to-end runs of
+    the command line measure."""
+    return write_suite(
+        directory,
+        f"""
+name = {json.dumps(name)}
+runtimes = {json.dumps(list(runtimes))}
+devices = ["local"]
+
+[[models]]
+name = "tiny"
+factory = "tinymodel:make"
+
+[variants]
+fp32 = []
+int8 = ["int8-static"]
+"""
+        + measure,
+    )

@@ -334,7 +334,7 @@ def paired_verdict(
     the estimate must reach max(limit, limit / 4 + half-width). A quarter balances the
     two errors at the widths noisy cells end with: half the limit cut A/A false
     regressions further but missed one +10% cell in seven when the interval was as wide
-    as the limit. tests/test_interleave_rates.py checks the rates by simulation.
+    as the limit. tests/suite/test_interleave_rates.py checks the rates by simulation.
     """
     low, high = interval
     change = ratio - 1.0

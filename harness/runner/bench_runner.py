@@ -68,7 +68,7 @@ _FLOAT_DTYPES = ("float32", "float16")
 # field by field), its default (a key the job leaves out), its bounds (``minimum``: >=,
 # ``above``: >, ``below``: <), its ``choices`` and whether it may be null. The host's
 # measure settings (harness.runner.settings) must agree with these, which
-# tests/test_measure_settings.py checks.
+# tests/runner/test_measure_settings.py checks.
 _Rule = collections.namedtuple(
     "_Rule",
     "key kind default minimum above below choices nullable",

@@ -5,7 +5,7 @@ carries it and what it does. :class:`harness.suite.config.MeasureConfig` (the su
 validation), :class:`MeasureSettings` (what the host hands the runner and its trials)
 and :func:`job_settings` (their place in the job) are built from :data:`MEASURE_SETTINGS`.
 The runner cannot import this (it travels to the board alone) and keeps its own rule
-table; tests/test_measure_settings.py checks that its defaults and bounds agree.
+table; tests/runner/test_measure_settings.py checks that its defaults and bounds agree.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class RoundsPlan:
     needs the precision target or the cap, and there either verdict is fair. An A/A
     cell can settle as regressed only once its interval is wholly above the limit (its
     estimate a half-width beyond it), so looking after every round barely adds false
-    regressions: tests/test_interleave_rates.py measures the rates by simulation.
+    regressions: tests/suite/test_interleave_rates.py measures the rates by simulation.
     """
 
     min_rounds: int = 10

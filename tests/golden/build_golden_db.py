@@ -79,6 +79,22 @@ from harness.runner.trials import combine_trials
 HERE = Path(__file__).resolve().parent
 GOLDEN_DB = HERE / "golden.db"
 EXPECTED_DIR = HERE / "expected"
+# Budgets the fit pins (expected/fit-run-*.json) are checked against: chosen so that every
+# verdict shows up (fits, breaks on each limit, failed cells, a tie broken by latency, a
+# model with nothing that fits) and the pi4 budget is inherited by pi4-emulated.
+GOLDEN_BUDGETS = """\
+name = "golden-fit-budgets"
+
+[budgets.local]
+p90_ms = 0.05
+energy_mj = 0.3
+max_size_bytes = 100000
+
+[budgets.pi4]
+p90_ms = 0.2
+peak_memory_mb = 80
+min_accuracy = 0.96
+"""
 SEED = 20260302
 
 SUITE_NAME = "golden"

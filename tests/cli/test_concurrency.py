@@ -17,31 +17,15 @@ from pathlib import Path
 import pytest
 
 from harness.results.store import ResultsStore
-from tests.suite_files import FAST_MEASURE, REPO, write_suite
-from tests.test_ssh import cli, wait_until
+from tests.cli_runner import cli, wait_until
+from tests.suite_files import FAST_MEASURE, REPO, write_tiny_suite
 
 pytestmark = pytest.mark.slow
 
 
 def suite(directory: Path, name: str, measure: str = FAST_MEASURE) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    return write_suite(
-        directory,
-        f"""
-        name = "{name}"
-        runtimes = ["onnxruntime"]
-        devices = ["local"]
-
-        [[models]]
-        name = "tiny"
-        factory = "tinymodel:make"
-
-        [variants]
-        fp32 = []
-        int8 = ["int8-static"]
-        """
-        + measure,
-    )
+    return write_tiny_suite(directory, name=name, runtimes=("onnxruntime",), measure=measure)
 
 
 def start(*argv: str) -> subprocess.Popen[str]:

@@ -9,11 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.cli_runner import harness
+from tests.suite_files import REPO
 
 FOUNDATION_KEYS = {
     "model",
@@ -30,16 +30,6 @@ FOUNDATION_KEYS = {
     "agreement",
     "emulated",
 }
-
-
-def harness(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 # What ExecuTorch, torch and torchao write to stderr on import, export and load when left

@@ -3,7 +3,7 @@ and the JSON output pinned on the golden database.
 
 The pinned files are generated, never edited by hand:
 
-    .venv/bin/python -m tests.test_fit_cli --write-expected
+    .venv/bin/python -m tests.cli.test_fit_cli --write-expected
 """
 
 from __future__ import annotations
@@ -21,28 +21,9 @@ import pytest
 from harness.cli import main
 from harness.commands.exits import EXIT_BAD_INPUT, EXIT_OK
 from harness.results.store import ResultsStore
-from tests.test_fit import add_run, failed_cell, ok_cell
+from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_BUDGETS, GOLDEN_DB
+from tests.results_builders import add_run, failed_cell, ok_cell
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN_DIR = REPO / "tests" / "golden"
-GOLDEN_DB = GOLDEN_DIR / "golden.db"
-EXPECTED_DIR = GOLDEN_DIR / "expected"
-# Budgets the golden pin is checked against: chosen so that every verdict shows up
-# (fits, breaks on each limit, failed cells, a tie broken by latency, a model with
-# nothing that fits) and the pi4 budget is inherited by pi4-emulated.
-GOLDEN_BUDGETS = """\
-name = "golden-fit-budgets"
-
-[budgets.local]
-p90_ms = 0.05
-energy_mj = 0.3
-max_size_bytes = 100000
-
-[budgets.pi4]
-p90_ms = 0.2
-peak_memory_mb = 80
-min_accuracy = 0.96
-"""
 GOLDEN_RUNS = ("3", "4")
 
 
@@ -284,10 +265,10 @@ def test_the_installed_command_runs_it(results):
 @pytest.mark.parametrize("run", GOLDEN_RUNS)
 def test_fit_json_on_the_golden_database_is_pinned(tmp_path, run):
     expected = expected_path(run)
-    assert expected.is_file(), "generate it: python -m tests.test_fit_cli --write-expected"
+    assert expected.is_file(), "generate it: python -m tests.cli.test_fit_cli --write-expected"
     assert fit_json_on_golden(tmp_path, run) == expected.read_text(), (
         f"harness fit {run} changed on golden.db; if that is intended, regenerate with "
-        "python -m tests.test_fit_cli --write-expected and review the diff"
+        "python -m tests.cli.test_fit_cli --write-expected and review the diff"
     )
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from pathlib import Path
 
 import pytest
 
 from harness.runner import bench_runner as br
+from tests.suite_files import FIXTURES
 
-FIXTURES = Path(__file__).with_name("fixtures")
 VCGENCMD = FIXTURES / "pi5" / "bin" / "vcgencmd"
 
 

@@ -36,7 +36,9 @@ from harness.results.compare import (
 from harness.results.store import InterleaveCellRecord, InterleaveTurn, ResultsStore
 from harness.results.thresholds import default_thresholds, parse_limit
 from harness.suite.interleave import RoundsPlan, StopReason
+from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_DB
 from tests.results_builders import VERSIONS, add_cell, new_run, two_runs
+from tests.suite_files import REPO
 
 LATENCY = default_thresholds()["latency_p50"]
 
@@ -510,9 +512,6 @@ def test_results_are_frozen_and_serialise_to_json(tmp_path):
 
 # --- the golden pin ---------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
-GOLDEN_DB = REPO / "tests" / "golden" / "golden.db"
-EXPECTED_DIR = REPO / "tests" / "golden" / "expected"
 # (base, new): the A/A pair, the injected regression (with a newly failing cell), and the
 # move to another machine with another onnxruntime (warnings, a fixed cell).
 GOLDEN_PAIRS = (("1", "2"), ("2", "3"), ("3", "4"))
@@ -560,11 +559,11 @@ def write_expected() -> list[Path]:
 @pytest.mark.parametrize(("base", "new"), GOLDEN_PAIRS)
 def test_compare_json_on_the_golden_database_is_pinned(tmp_path, base, new):
     expected = expected_compare_path(base, new)
-    assert expected.is_file(), "generate it: python -m tests.test_compare --write-expected"
+    assert expected.is_file(), "generate it: python -m tests.results.test_compare --write-expected"
     got = json.loads(compare_json_on_golden(tmp_path, base, new))
     assert _rounded(got) == _rounded(json.loads(expected.read_text())), (
         f"harness compare {base} {new} changed on golden.db; if that is intended, regenerate "
-        "with python -m tests.test_compare --write-expected and review the diff"
+        "with python -m tests.results.test_compare --write-expected and review the diff"
     )
 
 
@@ -606,7 +605,7 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:] != ["--write-expected"]:
-        sys.exit("usage: python -m tests.test_compare --write-expected")
+        sys.exit("usage: python -m tests.results.test_compare --write-expected")
     for written_path in write_expected():
         print(f"wrote {written_path}")
 

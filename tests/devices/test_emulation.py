@@ -33,9 +33,9 @@ from harness.errors import ConfigError, RunnerError
 from harness.export.precision import precision_of
 from harness.runner.job import MeasureSettings, make_job
 from tests.onnx_models import big_model, matmul_model
-from tests.suite_files import FAST_MEASURE, REPO, write_suite
+from tests.suite_files import FAST_MEASURE, FIXTURES, REPO, write_suite
 
-HOST_LOAD = Path(__file__).with_name("fixtures") / "host-load"
+HOST_LOAD = FIXTURES / "host-load"
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

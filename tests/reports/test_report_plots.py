@@ -23,8 +23,8 @@ from harness.cli import main
 from harness.reports.cells import verdict
 from harness.reports.plots import Plot, Region, latency_vs_quality, make_plots, pareto_front
 from harness.results.store import CellRecord, ResultsStore
+from tests.chromium import CHROMIUM_FLAGS, chromium_or_skip
 from tests.golden.build_golden_db import MODEL_VARIANTS, RUNTIMES, golden_copy
-from tests.test_report_html import CHROMIUM_FLAGS, chromium
 
 RUN = 4
 WINDOW_WIDTH = 1280
@@ -66,6 +66,18 @@ def assert_nothing_overlaps(
             assert not _intersect(legend, other), f"{name}: the legend covers {other}"
     for box in [*labels, *points, *legends, *panels]:
         assert 0 <= box[0] < box[2] <= size[0] and 0 <= box[1] < box[3] <= size[1], (name, box)
+
+
+def assert_plot_overlaps_nothing(plot: Plot) -> None:
+    """:func:`assert_nothing_overlaps` on the boxes the plot says it drew."""
+    assert_nothing_overlaps(
+        plot.name,
+        [r.box for r in _boxes(plot, "label")],
+        [r.box for r in _boxes(plot, "point")],
+        [r.box for r in _boxes(plot, "legend")],
+        [r.box for r in _boxes(plot, "panel")],
+        plot.size,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,14 +131,7 @@ def test_golden_labels_overlap_nothing_and_are_drawn_where_their_boxes_are(
     golden_cells: list[CellRecord],
 ):
     for plot in _latency_plots(make_plots(golden_cells, {})).values():
-        assert_nothing_overlaps(
-            plot.name,
-            [r.box for r in _boxes(plot, "label")],
-            [r.box for r in _boxes(plot, "point")],
-            [r.box for r in _boxes(plot, "legend")],
-            [r.box for r in _boxes(plot, "panel")],
-            plot.size,
-        )
+        assert_plot_overlaps_nothing(plot)
         image = np.asarray(Image.open(io.BytesIO(plot.png)).convert("L"))
         assert image.shape == (plot.size[1], plot.size[0])
         for label in _boxes(plot, "label"):
@@ -170,14 +175,7 @@ def test_a_crowded_cluster_still_gets_labels_that_overlap_nothing():
     plot = latency_vs_quality(cells, "crowded")
     assert plot is not None
     assert len(plot.key_rows) == 16 * 3 + 1
-    assert_nothing_overlaps(
-        plot.name,
-        [r.box for r in _boxes(plot, "label")],
-        [r.box for r in _boxes(plot, "point")],
-        [r.box for r in _boxes(plot, "legend")],
-        [r.box for r in _boxes(plot, "panel")],
-        plot.size,
-    )
+    assert_plot_overlaps_nothing(plot)
 
 
 @pytest.mark.parametrize("devices", [1, 4])
@@ -190,14 +188,7 @@ def test_one_device_is_one_panel_and_four_are_two_rows(devices: int):
     assert plot is not None
     panels = [r.box for r in _boxes(plot, "panel")]
     assert len(panels) == devices and len({p[1] for p in panels}) == (1 if devices == 1 else 2)
-    assert_nothing_overlaps(
-        plot.name,
-        [r.box for r in _boxes(plot, "label")],
-        [r.box for r in _boxes(plot, "point")],
-        [r.box for r in _boxes(plot, "legend")],
-        panels,
-        plot.size,
-    )
+    assert_plot_overlaps_nothing(plot)
 
 
 def test_without_labels_the_axis_is_agreement_and_with_a_degenerate_fp32_snr():
@@ -271,9 +262,7 @@ def _boxes_of(text: str) -> list[Box]:
 
 @pytest.mark.slow
 def test_in_headless_chromium_one_plot_per_model_with_no_overlapped_label(tmp_path: Path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    browser = chromium_or_skip()
     results = tmp_path / "results"
     golden_copy(results)
     assert main(["report", str(RUN), "--results", str(results), "--format", "html"]) == 0

@@ -10,34 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.runner import RUNNER_PATH
 from harness.runner.job import RESULT_SCHEMA_VERSION, MeasureSettings, make_job
+from tests.onnx_models import matmul_onnx
+from tests.suite_files import FIXTURES
 
-FIXTURES = Path(__file__).with_name("fixtures")
 VCGENCMD = FIXTURES / "pi5" / "bin" / "vcgencmd"
 FAST = {"warmup_count": 1, "warmup_seconds": 0.0, "min_count": 10, "min_seconds": 0.0}
-
-
-def matmul_onnx(path: Path, rows: int, cols: int, batch: int | str = 1) -> Path:
-    """An ONNX model ``y = x @ W`` whose one initializer is ``rows x cols`` float32."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = np.random.default_rng(0).standard_normal((rows, cols), dtype=np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["input", "W"], ["output"])],
-        "matmul",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, rows])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, cols])],
-        [numpy_helper.from_array(weight, "W")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what onnxruntime 1.31 reads
-    onnx.save(model, str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -21,22 +21,11 @@ from harness.cli import main
 from harness.reports.html import write_html_report
 from harness.results.store import ResultsStore
 from harness.suite.config import Budget
+from tests.chromium import CHROMIUM_FLAGS, chromium_or_skip
 from tests.golden.build_golden_db import cell_keys, golden_copy
+from tests.suite_files import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = 4
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--hide-scrollbars",
-)
 
 
 class PageElements(HTMLParser):
@@ -75,13 +64,6 @@ def parse(text: str) -> PageElements:
     page = PageElements()
     page.feed(text)
     return page
-
-
-def chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").is_file():
-        found = "/usr/bin/chromium"
-    return found
 
 
 def artifact_dir() -> Path:
@@ -187,9 +169,7 @@ def test_budgets_given_fill_the_fit_section(tmp_path: Path) -> None:
 def test_in_headless_chromium_every_row_and_image_is_there_and_nothing_logged(
     report: Path, run_cells: dict, tmp_path: Path
 ) -> None:
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    browser = chromium_or_skip()
     url = report.resolve().as_uri()
     common = [browser, *CHROMIUM_FLAGS, "--enable-logging=stderr", "--v=0"]
     dom = subprocess.run(

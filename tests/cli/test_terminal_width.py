@@ -30,11 +30,10 @@ from rich.cells import cell_len
 
 from harness.reports.fit_render import EMULATION_COLUMNS, VARIANT_COLUMNS
 from harness.reports.table import COLUMNS, GROUP_COLUMNS
-from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_DB
-from tests.suite_files import FAST_MEASURE, write_suite
-from tests.test_fit_cli import GOLDEN_BUDGETS
+from tests.cli_runner import harness
+from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_BUDGETS, GOLDEN_DB
+from tests.suite_files import REPO, write_tiny_suite
 
-REPO = Path(__file__).resolve().parents[1]
 RUN = "4"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -132,15 +131,7 @@ def golden_results(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report_json(golden_results: Path) -> list[dict]:
     args = ["report", RUN, "--format", "json", "--results", str(golden_results)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+    return json.loads(harness(*args, timeout=120, check=True).stdout)
 
 
 def _f(value: float | None, spec: str, scale: float = 1.0, suffix: str = "") -> str:
@@ -215,39 +206,14 @@ def test_report_table_keeps_every_number_whole(
 @pytest.mark.slow
 def test_run_prints_its_table_whole_at_80(tmp_path: Path) -> None:
     """The table ``harness run`` ends with, after a real run of a tiny suite."""
-    suite = write_suite(
-        tmp_path,
-        """
-        name = "tiny"
-        runtimes = ["onnxruntime"]
-        devices = ["local"]
-
-        [[models]]
-        name = "tiny"
-        factory = "tinymodel:make"
-
-        [variants]
-        fp32 = []
-        int8 = ["int8-static"]
-        """
-        + FAST_MEASURE,
-    )
+    suite = write_tiny_suite(tmp_path, runtimes=("onnxruntime",))
     results = tmp_path / "results"
     text = run_in_pty(["run", "-q", str(suite), "--results", str(results)], 80, timeout=600)
     # Python's own warnings on stderr are the terminal's to wrap; the report is ours.
     table = text[text.index("tiny (run 1)") :]
     assert_fits(table, 80)
     args = ["report", "1", "--format", "json", "--results", str(results)]
-    cells = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "harness.cli", *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-    )
+    cells = json.loads(harness(*args, timeout=120, check=True).stdout)
     assert [c["status"] for c in cells] == ["ok", "ok"]
     headers = check_report_table(table, 80, cells)
     # The tiny model has no labels: its empty accuracy columns give way to agreement.
@@ -278,14 +244,7 @@ def test_fit_table_keeps_every_number_whole_at_80(golden_results: Path, tmp_path
     suite = tmp_path / "budgets.toml"
     suite.write_text(GOLDEN_BUDGETS)
     base = ["fit", RUN, "--results", str(golden_results), "--suite", str(suite)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", *base, "--format", "json"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    report = json.loads(proc.stdout)
+    report = json.loads(harness(*base, "--format", "json", timeout=120).stdout)
     columns = 80
     text = run_in_pty(base, columns)
     assert_fits(text, columns)

@@ -31,28 +31,21 @@ from harness.results.store import ResultsStore
 from harness.runner.job import make_job
 from harness.suite.config import load_suite
 from harness.suite.walk import SuiteWalker
+from tests.cli_runner import cli, wait_until
 from tests.onnx_models import matmul_model
-from tests.sshd import TestSshd, sshd_missing
-from tests.suite_files import FAST_MEASURE, REPO
-from tests.test_ssh import (
+from tests.ssh_boards import (
     BROKEN_FACTORY,
     QUICK,
     board,
     board_suite,
-    cli,
     group_members,
     runner_group,
-    wait_until,
     walk_suite,
 )
+from tests.sshd import TestSshd, sshd_missing
+from tests.suite_files import FAST_MEASURE, REPO
 
 pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=str(sshd_missing()))
-
-
-@pytest.fixture
-def sshd(tmp_path: Path):
-    with TestSshd(tmp_path / "sshd") as server:
-        yield server
 
 
 def set_connection(tmp_path: Path, **values: object) -> Path:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
@@ -33,84 +32,8 @@ from harness.reports.fit_render import details_text, render_json, render_markdow
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
-
-REPO = Path(__file__).resolve().parents[1]
-
-# --- helpers (also used by test_fit_cli.py) ---------------------------------------------
-
-
-def ok_cell(
-    variant: str = "fp32",
-    runtime: str = "onnxruntime",
-    device: str = "local",
-    *,
-    model: str = "digits-cnn",
-    p50: float = 1.0,
-    p90: float | None = None,
-    peak: float | None = 100.0,
-    accuracy: float | None = 0.99,
-    agreement: float | None = 1.0,
-    energy: float | None = 1.0,
-    size: int | None = 100_000,
-    emulated: bool = False,
-    **extra: Any,
-) -> CellRecord:
-    result: dict[str, Any] = {
-        "latency_ms": {"p50": p50, "p90": p50 * 1.2 if p90 is None else p90},
-        "memory_mb": {"baseline": 50.0, "after_load": 60.0, "peak": peak},
-        "accuracy": accuracy,
-        "agreement": agreement,
-        "energy_mj": energy,
-        "power_source": "modelled" if energy is not None else "none",
-        "validity": "ok",
-        **extra,
-    }
-    return CellRecord(
-        model=model,
-        variant=variant,
-        runtime=runtime,
-        device=device,
-        config_hash="h",
-        status="ok",
-        emulated=emulated,
-        size_bytes=size,
-        result=result,
-    )
-
-
-def failed_cell(
-    variant: str = "fp16",
-    runtime: str = "onnxruntime",
-    device: str = "local",
-    *,
-    model: str = "digits-cnn",
-    reason: str = "unsupported: no fp16 kernels",
-    emulated: bool = False,
-) -> CellRecord:
-    return CellRecord(
-        model=model,
-        variant=variant,
-        runtime=runtime,
-        device=device,
-        config_hash="h",
-        status="failed",
-        reason=reason,
-        emulated=emulated,
-        result={"failure_kind": reason.split(":")[0]},
-    )
-
-
-def add_run(
-    store: ResultsStore,
-    cells: list[CellRecord],
-    suite_path: str | Path = "/nonexistent/suite.toml",
-    suite_name: str = "fit-test",
-) -> int:
-    run_id = store.begin_run(suite_name, str(suite_path), "0.1.0", None, {}, "fp", {})
-    for cell in cells:
-        store.record_cell(run_id, cell, [])
-    store.set_run_status(run_id, "complete")
-    return run_id
+from tests.results_builders import add_run, failed_cell, ok_cell
+from tests.suite_files import REPO
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from harness.results.store import CellRecord
 from harness.runner.job import JOB_SCHEMA_VERSION, MeasureSettings, check_result, make_job
 from harness.runner.trials import combine_trials, run_trials
 from harness.suite.config import MeasureConfig
-from tests.test_runner_measure import matmul_onnx
+from tests.onnx_models import matmul_onnx
 
 
 def fake_result(samples, power_w=10.0, idle_w=4.0, validity="ok", temps=40.0, **extra):

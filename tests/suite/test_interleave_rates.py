@@ -122,7 +122,7 @@ def test_cells_stop_once_settled_instead_of_running_to_the_cap(a_a, slower_10):
 
 if __name__ == "__main__":
     # The rates at other noise levels than the test's (the figures in
-    # docs/compare-acceptance.md): python -m tests.test_interleave_rates
+    # docs/compare-acceptance.md): python -m tests.suite.test_interleave_rates
     print(
         f"{'per-turn CV':<14}{'round spread':>13}  {'pair':<8}{'regressed':>11}"
         f"{'rounds mean':>13}{'at cap':>9}"

@@ -8,17 +8,13 @@ name, whether an injected command ran.
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
-import os
 import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -27,55 +23,28 @@ import pytest
 
 import harness.devices.ssh as ssh_module
 import harness.suite.on_device as on_device_module
-from harness.cli import main
-from harness.devices.config import DeviceProfile, load_profile
+from harness.devices.config import load_profile
 from harness.devices.ssh import SshDevice
 from harness.errors import RunnerError
 from harness.runner.job import MeasureSettings, make_job
 from harness.suite.config import load_suite
 from harness.suite.walk import SuiteWalker
+from tests.cli_runner import cli, wait_until
 from tests.onnx_models import big_model, matmul_model
 from tests.site_dirs import MISSING_LIBRARY, broken_site
+from tests.ssh_boards import (
+    BROKEN_FACTORY,
+    QUICK,
+    board,
+    board_suite,
+    group_members,
+    runner_group,
+    walk_suite,
+)
 from tests.sshd import TestSshd, keygen, sshd_missing
 from tests.suite_files import FAST_MEASURE, REPO, write_suite
 
 pytestmark = pytest.mark.skipif(sshd_missing() is not None, reason=str(sshd_missing()))
-
-QUICK = MeasureSettings(warmup_count=2, warmup_seconds=0.0, min_count=10, min_seconds=0.02)
-
-
-@pytest.fixture
-def sshd(tmp_path: Path):
-    with TestSshd(tmp_path / "sshd") as server:
-        yield server
-
-
-def board(
-    tmp_path: Path,
-    sshd: TestSshd,
-    *,
-    trusted: bool = True,
-    workdir: Path | None = None,
-    key_file: Path | None = None,
-    extra: str = "",
-) -> DeviceProfile:
-    """Write ``devices/board.toml`` for the test sshd and load it."""
-    known_hosts = tmp_path / "known_hosts"
-    if trusted:
-        known_hosts.write_text(sshd.known_hosts_line())
-    devices = tmp_path / "devices"
-    devices.mkdir(exist_ok=True)
-    (devices / "board.toml").write_text(
-        sshd.profile_toml(known_hosts, workdir or tmp_path / "work", key_file, extra)
-    )
-    return load_profile(devices / "board.toml")
-
-
-def cli(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = main(list(argv))
-    return code, out.getvalue()
 
 
 def sha256(path: Path) -> str:
@@ -83,78 +52,6 @@ def sha256(path: Path) -> str:
 
 
 ONE_TRIAL = FAST_MEASURE + "trials = 1\n"
-BROKEN_FACTORY = "def make():\n    raise RuntimeError('factory boom')\n"
-
-
-def board_suite(tmp_path: Path, body: str) -> Path:
-    """A suite that finds the boards in ``tmp_path/devices`` besides the repo's."""
-    path = write_suite(tmp_path, body)
-    repo_devices = f'device_dirs = ["{REPO / "devices"}"]'
-    text = path.read_text()
-    assert repo_devices in text
-    path.write_text(
-        text.replace(
-            repo_devices, f'device_dirs = ["{tmp_path / "devices"}", "{REPO / "devices"}"]'
-        )
-    )
-    return path
-
-
-def walk_suite(
-    suite_path: Path, results: Path, prepare: Callable[[SuiteWalker], None] = lambda w: None
-) -> tuple[Any, dict[tuple[str, str], Any], str]:
-    """Walk once: the summary, the cells by (model, device) and the run's status."""
-    walker = SuiteWalker(load_suite(suite_path), results)
-    prepare(walker)
-    try:
-        summary = walker.walk()
-        cells = {(c.model, c.device): c for c in walker.store.cells(summary.run_id)}
-        status = walker.store.get_run(summary.run_id).status
-    finally:
-        walker.close()
-    return summary, cells, status
-
-
-def group_members(pgid: int) -> list[list[str]]:
-    """Command lines of the live (not zombie) processes in process group ``pgid``."""
-    out = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                out.append(proc.info["cmdline"] or [])
-        except (ProcessLookupError, PermissionError):
-            pass
-    return out
-
-
-def wait_until(check: Callable[[], Any], timeout_s: float) -> Any:
-    """``check()`` polled until it is truthy or the time is up; its last value."""
-    deadline = time.monotonic() + timeout_s
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.05)
-        value = check()
-    return value
-
-
-def runner_group(work: Path, timeout_s: float = 20.0) -> int:
-    """The process group of a runner started under ``work``: read from its run dir's
-    ``pid`` once ``timeout`` or the runner (not only the launcher before them, whose
-    command line is ``python -c ...``) is in the group."""
-
-    def found() -> int | None:
-        for pid_file in (work / "runs").glob("*/pid"):
-            try:
-                pgid = int(pid_file.read_text())
-            except (OSError, ValueError):  # being written
-                continue
-            if any("job.json" in cmd and "-c" not in cmd for cmd in group_members(pgid)):
-                return pgid
-        return None
-
-    pgid = wait_until(found, timeout_s)
-    assert pgid, f"no runner started under {work}"
-    return pgid
 
 
 def leftovers(work: Path) -> list[list[str]]:

@@ -15,8 +15,8 @@ import pytest
 
 from harness.builtin import builtin_dir, builtin_suite
 from harness.suite.config import load_suite
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.cli_runner import harness
+from tests.suite_files import REPO
 
 MEASURE = """
 [measure]
@@ -27,16 +27,6 @@ min_seconds = 0.02
 max_seconds = 5
 trials = 1
 """
-
-
-def harness(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def lone_suite(directory: Path, body: str) -> Path:
