@@ -371,9 +371,7 @@ def test_an_unknown_kind_names_the_key_and_the_known_kinds(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as info:
         load_profile(path)
     assert (info.value.file, info.value.key, info.value.got) == (str(path), "kind", "toys")
-    assert info.value.expected == (
-        "a known device kind, one of aarch64-qemu, emulated, local, ssh"
-    )
+    assert info.value.expected == ("a known device kind, one of aarch64-qemu, emulated, local, ssh")
 
 
 def test_the_base_is_no_profile_of_its_own() -> None:

@@ -24,6 +24,7 @@ from harness.export.registry import (
 )
 from harness.models.loaders import load_file_model
 from harness.reports.table import build_rows, render_markdown
+from harness.results.store import CellRecord
 from harness.runner import bench_runner
 from harness.suite.config import load_suite
 from harness.suite.walk import expand
@@ -136,10 +137,13 @@ def test_devices_check_reports_it_as_a_runtime_of_the_device(toy) -> None:
     assert needed.level == "fail" and "the suite uses it" in needed.detail
 
 
-def test_the_report_shows_its_cells_beside_the_others(toy) -> None:
-    from tests.test_report_table import cell
+def _measured(runtime: str, p50: float) -> CellRecord:
+    result = {"lineage": [], "latency_ms": {"p50": p50, "p90": p50}, "agreement": 1.0}
+    return CellRecord("tiny", "fp32", runtime, "local", "h", "ok", size_bytes=10, result=result)
 
-    text = render_markdown(build_rows([cell("fp32"), cell("fp32", runtime="toyrt", p50=1.0)]))
+
+def test_the_report_shows_its_cells_beside_the_others(toy) -> None:
+    text = render_markdown(build_rows([_measured("onnxruntime", 2.0), _measured("toyrt", 1.0)]))
     rows = [line for line in text.splitlines() if "| fp32 |" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["onnxruntime", "toyrt"]
 
