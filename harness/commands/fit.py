@@ -60,7 +60,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         run_devices,
         with_overrides,
     )
-    from harness.reports.fit_render import render_json, render_markdown, render_rich
+    from harness.reports.fit.render import render_json, render_markdown, render_rich
     from harness.suite.config import Budget, default_dirs
 
     overrides = parse_budget_options(args.budget or [])

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
-from harness.reports.fit_render import EMULATION_COLUMNS, VARIANT_COLUMNS
+from harness.reports.fit.render import EMULATION_COLUMNS, VARIANT_COLUMNS
 from harness.reports.table import COLUMNS, GROUP_COLUMNS
 from tests.cli_runner import harness
 from tests.golden.build_golden_db import EXPECTED_DIR, GOLDEN_BUDGETS, GOLDEN_DB

@@ -28,7 +28,7 @@ from harness.reports.fit import (
     recommend,
     with_overrides,
 )
-from harness.reports.fit_render import details_text, render_json, render_markdown, render_rich
+from harness.reports.fit.render import details_text, render_json, render_markdown, render_rich
 from harness.results.store import CellRecord, ResultsStore
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
