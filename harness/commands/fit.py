@@ -50,58 +50,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """Hardware fit of a run against per-device budgets (suite file, then --budget)."""
-    from harness.reports.fit import (
-        board_of,
-        boards_from_profiles,
-        device_selected,
-        fit_report,
-        load_suite_budgets,
-        parse_budget_options,
-        run_devices,
-        with_overrides,
-    )
+    from harness.reports.fit import fit_report, parse_budget_options, plan_fit
     from harness.reports.fit.render import render_json, render_markdown, render_rich
-    from harness.suite.config import Budget, default_dirs
+    from harness.suite.config import Budget
 
     overrides = parse_budget_options(args.budget or [])
     with open_store(args.results) as store:
         run_id = resolve_run(store, args.run)
-        run = store.get_run(run_id)
         suite_path = locate_suite(args.suite) if args.suite else None
-        suite_path = suite_path or (Path(run.suite_path) if run.suite_path else None)
-        suite = None
-        if args.suite is not None or (suite_path is not None and suite_path.is_file()):
-            suite = load_suite_budgets(suite_path)
-        else:
-            print(
-                f"harness: note: the run's suite file {suite_path} is not there; "
-                "budgets come from --budget only",
-                file=sys.stderr,
-            )
-        boards = boards_from_profiles(
-            suite.device_dirs if suite else default_dirs(None, "devices", [])
-        )
-        present = run_devices(store.cells(run_id))
-        if not present:
+        plan = plan_fit(store, store.get_run(run_id), suite_path, overrides, args.device)
+        for note in plan.notes:
+            print(f"harness: note: {note}; budgets come from --budget only", file=sys.stderr)
+        if not plan.present:
             raise HarnessError(f"run {run_id} has no cells to check")
-        wanted = args.device or None
-        for name in wanted or []:
-            if not any(device_selected(d, e, [name], boards) for d, e in present.items()):
-                raise HarnessError(
-                    f"--device {name}: run {run_id} has no cells on it or on a profile "
-                    f"emulating it (its devices: {', '.join(present)})"
-                )
-        targets = (
-            {name: board_of(name, present.get(name, False), boards) for name in wanted}
-            if wanted
-            else {d: board_of(d, e, boards) for d, e in present.items()}
-        )
-        budgets = with_overrides(suite.budgets if suite else {}, overrides, targets)
-        report = fit_report(store, run_id, budgets, boards=boards, devices=wanted)
+        if plan.unknown_devices:
+            raise HarnessError(
+                f"--device {plan.unknown_devices[0]}: run {run_id} has no cells on it or on a "
+                f"profile emulating it (its devices: {', '.join(plan.present)})"
+            )
+        report = fit_report(store, run_id, plan.budgets, boards=plan.boards, devices=plan.devices)
     if not report.devices:
         where = (
-            f"the suite file {suite.path} has no [budgets.<device>] table for them"
-            if suite
+            f"the suite file {plan.suite.path} has no [budgets.<device>] table for them"
+            if plan.suite
             else "no suite file to read budgets from"
         )
         raise HarnessError(
@@ -113,7 +84,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         with open_store(args.results) as store:
             out = args.output or Path(args.results) / "reports" / f"run-{run_id}-fit.html"
-            page = write_html_report(store, run_id, out, budgets=budgets, boards=boards)
+            page = write_html_report(store, run_id, out, budgets=plan.budgets, boards=plan.boards)
         print(f"wrote {page.path}: the run's report with these budgets in its fit section")
         return EXIT_OK
     if args.format == "table":

@@ -32,12 +32,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.reports.cells import deploy_record, reasons_of, validity_reasons, verdict
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.results.store import CellRecord, ResultsStore, RunRecord
+
+if TYPE_CHECKING:
+    from harness.suite.config import Budget
 
 log = logging.getLogger(__name__)
 
@@ -137,32 +140,27 @@ def _optional_module(name: str) -> Any | None:
 def fit_section(
     store: ResultsStore,
     run: RunRecord,
-    budgets: Mapping[str, Any] | None,
+    budgets: Mapping[str, Budget] | None,
     boards: Mapping[str, str] | None = None,
 ) -> OptionalSection:
     """The fit report's dict, with budgets given (and the boards their emulated
     profiles stand for) or read from the run's suite file."""
-    fit = _optional_module("harness.reports.fit")
-    if fit is None or not hasattr(fit, "fit_report"):
-        return OptionalSection(note="harness.reports.fit is not available in this install.")
-    boards = dict(boards or {})
+    from harness.reports.fit import fit_report, plan_fit
+
     if budgets is None:
-        suite_path = Path(run.suite_path) if run.suite_path else None
-        if suite_path is None or not suite_path.is_file():
-            budgets = {}
-            where = f"the run's suite file {run.suite_path} is not there"
+        try:
+            plan = plan_fit(store, run)
+        except Exception as exc:  # a broken suite must not cost the rest of the page
+            return OptionalSection(note=f"budgets could not be read from {run.suite_path}: {exc}")
+        budgets, boards = plan.budgets, plan.boards
+        if plan.suite is None:
+            where = "; ".join(plan.notes)
         else:
-            try:
-                suite = fit.load_suite_budgets(suite_path)
-                budgets = suite.budgets
-                boards = fit.boards_from_profiles(suite.device_dirs)
-                where = f"{suite_path} has no [budgets.<device>] tables"
-            except Exception as exc:  # a broken suite must not cost the rest of the page
-                return OptionalSection(note=f"budgets could not be read from {suite_path}: {exc}")
+            where = f"{plan.suite.path} has no [budgets.<device>] tables"
     else:
         where = "no budgets were given"
     try:
-        report = fit.fit_report(store, run.id, budgets, boards=boards)
+        report = fit_report(store, run.id, budgets, boards=boards or {})
     except Exception as exc:  # the fit is extra; report why and keep the page
         log.warning("fit section skipped: %s", exc)
         return OptionalSection(note=f"the fit report failed: {type(exc).__name__}: {exc}")
@@ -569,7 +567,7 @@ def write_html_report(
     run_id: int,
     out: Path,
     *,
-    budgets: Mapping[str, Any] | None = None,
+    budgets: Mapping[str, Budget] | None = None,
     boards: Mapping[str, str] | None = None,
     with_history: bool = True,
 ) -> HtmlReport:

@@ -70,7 +70,8 @@ they read a cell, ``--budget`` parsing), :mod:`~harness.reports.fit.sources` (a 
 budgets, the boards of emulated profiles, the run's devices),
 :mod:`~harness.reports.fit.verdicts` (one cell against a budget),
 :mod:`~harness.reports.fit.ranking` (the variant to ship),
-:mod:`~harness.reports.fit.emulation` (estimates against real boards) and
+:mod:`~harness.reports.fit.emulation` (estimates against real boards),
+:mod:`~harness.reports.fit.plan` (the budgets and boards a run is checked against) and
 :mod:`~harness.reports.fit.report` (the report of a run); the formats are in
 :mod:`~harness.reports.fit.render` (imported on its own: it needs rich).
 """
@@ -95,6 +96,7 @@ from harness.reports.fit.emulation import (
     compare_emulation,
     emulation_trust,
 )
+from harness.reports.fit.plan import FitPlan, plan_fit
 from harness.reports.fit.ranking import (
     DEFAULT_ACCURACY_TOLERANCE,
     DeviceFit,
@@ -127,6 +129,7 @@ __all__ = [
     "EmulationTrust",
     "EstimateVsMeasured",
     "FitMetric",
+    "FitPlan",
     "FitReport",
     "Recommendation",
     "SuiteBudgets",
@@ -145,6 +148,7 @@ __all__ = [
     "fit_report",
     "load_suite_budgets",
     "parse_budget_options",
+    "plan_fit",
     "recommend",
     "run_devices",
     "with_overrides",

@@ -53,9 +53,9 @@ def fit_report(
 ) -> FitReport:
     """The fit report of one run.
 
-    ``budgets`` maps device or board names to budgets (lay command-line limits over them
-    first with :func:`with_overrides`); ``boards`` maps emulated profile names to their board
-    (:func:`boards_from_profiles`); ``devices`` limits the report to these devices and
+    ``budgets`` maps device or board names to budgets and ``boards`` emulated profile names
+    to their board (both as :func:`~harness.reports.fit.plan.plan_fit` gives them, with
+    command-line limits laid over); ``devices`` limits the report to these devices and
     the emulated profiles of these boards. A budget with no limit set counts as none.
     """
     boards = boards or {}
