@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from harness.reports.text import md_table
 from harness.results.compare import (
     CellComparison,
     Comparison,
@@ -190,14 +191,9 @@ def render_comparison_rich(comparison: Comparison, console: Console) -> None:
         console.print(line, style="dim", markup=False)
 
 
-def _md_row(values: Sequence[str]) -> str:
-    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-
-
 def render_comparison_markdown(comparison: Comparison) -> str:
-    lines = [f"## {_title(comparison)}", "", _md_row(COMPARE_COLUMNS)]
-    lines.append("|" + "---|" * len(COMPARE_COLUMNS))
-    lines += [_md_row(_cell_values(c)) for c in comparison.cells]
+    lines = [f"## {_title(comparison)}", ""]
+    lines += md_table(COMPARE_COLUMNS, [_cell_values(c) for c in comparison.cells])
     other = _other_lines(comparison)
     if other:
         lines += ["", *(f"- {line}" for line in other)]
@@ -285,9 +281,8 @@ def render_history_rich(series_list: Sequence[HistorySeries], console: Console) 
 def render_history_markdown(series_list: Sequence[HistorySeries]) -> str:
     lines = []
     for series in series_list:
-        lines += [f"## {series.label}", "", _md_row(HISTORY_COLUMNS)]
-        lines.append("|" + "---|" * len(HISTORY_COLUMNS))
-        lines += [_md_row(r) for r in _history_rows(series)]
+        lines += [f"## {series.label}", ""]
+        lines += md_table(HISTORY_COLUMNS, _history_rows(series))
         lines += ["", _steps_line(series), ""]
     return "\n".join(lines)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from harness.reports.cells import deploy_record, reasons_of, validity_reasons, verdict
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
+from harness.reports.text import fmt_value, slug
 from harness.results.store import CellRecord, ResultsStore, RunRecord
 
 if TYPE_CHECKING:
@@ -101,10 +102,6 @@ window.addEventListener("load", function () {
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)
 
 
 def cell_id(cell: CellRecord) -> str:
@@ -278,7 +275,7 @@ def _results_tables(rows: list[Row]) -> str:
             group = row.group
             model, device = group
             parts.append(
-                f'<h3 id="group-{_e(_slug(model))}-{_e(_slug(device))}">{_e(model)} on '
+                f'<h3 id="group-{_e(slug(model))}-{_e(slug(device))}">{_e(model)} on '
                 f'{_e(device)}</h3><table class="results" data-model="{_e(model)}" '
                 f'data-device="{_e(device)}"><thead><tr>{head}</tr></thead><tbody>'
             )
@@ -291,7 +288,7 @@ def _results_tables(rows: list[Row]) -> str:
             for i in keep
         )
         parts.append(
-            f'<tr id="cell-{_e(_slug(row.cell_id))}" class="verdict-{row.verdict}" '
+            f'<tr id="cell-{_e(slug(row.cell_id))}" class="verdict-{row.verdict}" '
             f'data-cell="{_e(row.cell_id)}" data-verdict="{row.verdict}">{cells}</tr>'
         )
     if group is not None:
@@ -391,9 +388,9 @@ def _deployments(cells: list[CellRecord]) -> str:
             f'<tr class="verdict-{verdict(c)}" data-deploy-cell="{_e(cell_id(c))}">'
             f"<td>{_e(cell_id(c))}</td><td>{_e(verdict(c))}</td>"
             f"<td>{_e(deploy['host'] or '-')}</td>"
-            f'<td class="num">{_e(_fmt(deploy["files_sent"], ","))}</td>'
-            f'<td class="num">{_e(_fmt(deploy["bytes_sent"], ","))}</td>'
-            f'<td class="num">{_e(_fmt(deploy["files_cached"], ","))}</td>'
+            f'<td class="num">{_e(fmt_value(deploy["files_sent"], ","))}</td>'
+            f'<td class="num">{_e(fmt_value(deploy["bytes_sent"], ","))}</td>'
+            f'<td class="num">{_e(fmt_value(deploy["files_cached"], ","))}</td>'
             f'<td class="text">{_e(sent)}</td></tr>'
         )
     if not rows:
@@ -406,14 +403,6 @@ def _deployments(cells: list[CellRecord]) -> str:
         "<th>files sent</th><th>bytes sent</th><th>files cached</th><th>sent</th></tr>"
         f"</thead><tbody>{''.join(rows)}</tbody></table>"
     )
-
-
-def _fmt(value: Any, spec: str = ".3g") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        return format(value, spec)
-    return str(value)
 
 
 def _validity_cell(validity: Any) -> str:
@@ -466,10 +455,10 @@ def _fit_html(section: OptionalSection) -> str:
         rows = "".join(
             f"<tr><td>{_e(p.get('board'))}</td><td>{_e(p.get('model'))}/"
             f"{_e(p.get('variant'))}/{_e(p.get('runtime'))}</td>"
-            f'<td class="num">{_fmt(p["p50_ms"].get("estimate"))}</td>'
-            f'<td class="num">{_fmt(p["p50_ms"].get("measured"))}</td>'
-            f'<td class="num">{_fmt(p["p50_ms"].get("ratio"), ".2f")}</td>'
-            f'<td class="num">{_fmt(p["peak_memory_mb"].get("ratio"), ".2f")}</td></tr>'
+            f'<td class="num">{fmt_value(p["p50_ms"].get("estimate"))}</td>'
+            f'<td class="num">{fmt_value(p["p50_ms"].get("measured"))}</td>'
+            f'<td class="num">{fmt_value(p["p50_ms"].get("ratio"), ".2f")}</td>'
+            f'<td class="num">{fmt_value(p["peak_memory_mb"].get("ratio"), ".2f")}</td></tr>'
             for p in pairs
         )
         parts.append(
@@ -481,7 +470,7 @@ def _fit_html(section: OptionalSection) -> str:
     for t in data.get("emulation_trust") or []:
         parts.append(
             f'<p class="note">{_e(t.get("emulated_device"))} against {_e(t.get("board"))}: '
-            f"p50 estimate / measurement {_fmt(t.get('p50_ratio_geomean'), '.2f')} "
+            f"p50 estimate / measurement {fmt_value(t.get('p50_ratio_geomean'), '.2f')} "
             f"(geometric mean over {_e(t.get('pairs'))} pairs)</p>"
         )
     parts.append("</section>")
@@ -508,10 +497,10 @@ def _history_html(section: OptionalSection, plots: list[Plot]) -> str:
         rows = "".join(
             f'<tr data-history-step="{_e(s.get("label"))}"><td>{_e(s.get("label"))}</td>'
             f"<td>{_e(step.get('run_id'))}</td><td><code>{_e((step.get('git_commit') or '-')[:12])}"
-            f'</code></td><td class="num">{_fmt(step.get("before_ms"))}</td>'
-            f'<td class="num">{_fmt(step.get("after_ms"))}</td>'
-            f'<td class="num">{_fmt((step.get("change") or 0) * 100, "+.1f")}%</td>'
-            f'<td class="num">{_fmt(step.get("p_value"), ".3f")}</td></tr>'
+            f'</code></td><td class="num">{fmt_value(step.get("before_ms"))}</td>'
+            f'<td class="num">{fmt_value(step.get("after_ms"))}</td>'
+            f'<td class="num">{fmt_value((step.get("change") or 0) * 100, "+.1f")}%</td>'
+            f'<td class="num">{fmt_value(step.get("p_value"), ".3f")}</td></tr>'
             for s, step in steps
         )
         parts.append(

@@ -27,6 +27,7 @@ from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import Bbox
 
 from harness.reports.cells import verdict
+from harness.reports.text import slug
 from harness.results.store import CellRecord
 
 RUNTIME_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
@@ -72,10 +73,6 @@ def _png(fig: Figure) -> bytes:
     # No "Software" stamp: the bytes then depend on the data alone.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)
 
 
 def _first_seen(values: list[str]) -> list[str]:
@@ -462,7 +459,7 @@ def latency_vs_quality(cells: list[CellRecord], model: str) -> Plot | None:
         for device, front in fronts.items()
     )
     return Plot(
-        name=f"latency-vs-{_slug(axis.name.lower())}-{_slug(model)}",
+        name=f"latency-vs-{slug(axis.name.lower())}-{slug(model)}",
         title=title,
         alt=(
             f"Scatter plots of p50 latency against {axis.name} for {len(drawn)} cells of "
@@ -542,7 +539,7 @@ def latency_distribution(
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     return Plot(
-        name=f"latency-distribution-{_slug(model)}-{_slug(device)}",
+        name=f"latency-distribution-{slug(model)}-{slug(device)}",
         title=title,
         alt=f"Box plots of raw latency samples of {len(drawn)} variants of {model} on {device}",
         caption=(
@@ -606,7 +603,7 @@ def size_and_memory(cells: list[CellRecord], device: str) -> Plot | None:
     fig.suptitle(title)
     fig.tight_layout()
     return Plot(
-        name=f"size-memory-{_slug(device)}",
+        name=f"size-memory-{slug(device)}",
         title=title,
         alt=f"Bar charts of artifact size and peak memory of {len(drawn)} cells on {device}",
         caption=(
@@ -636,7 +633,7 @@ def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
     fig.tight_layout()
     modelled = "modelled" in sources
     return Plot(
-        name=f"energy-{_slug(device)}",
+        name=f"energy-{slug(device)}",
         title=title,
         alt=f"Bar chart of energy per inference of {len(drawn)} cells on {device}",
         caption=(
@@ -723,7 +720,7 @@ def history_plots(series: list[dict[str, Any]]) -> list[Plot]:
         fig.tight_layout()
         plots.append(
             Plot(
-                name=f"history-{_slug(model)}-{_slug(device)}",
+                name=f"history-{slug(model)}-{slug(device)}",
                 title=title,
                 alt=(
                     f"Line chart of p50 across runs {order[0]}-{order[-1]} for {len(group)} "

@@ -22,6 +22,7 @@ from harness.reports.cells import (
     verdict,
     vs_baseline,
 )
+from harness.reports.text import fmt_number, md_table
 from harness.reports.widths import left_out_line, plan_layout
 from harness.results.scoring import SNR_CAP_DB
 from harness.results.store import CellRecord
@@ -81,10 +82,6 @@ class Row:
     def cell_id(self) -> str:
         """``model/variant/runtime/device``: the cell's stable name in every report."""
         return "/".join(self.value(c) for c in ("model", "variant", "runtime", "device"))
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 SPARSE_RECIPE = "prune-unstructured"
@@ -255,17 +252,17 @@ def build_rows(
             Row(
                 (
                     *head,
-                    _fmt(lat.p50_ms, ".3f"),
-                    _fmt(lat.stat("p90"), ".3f"),
-                    _fmt(speedup, ".2f") + ("x" if speedup is not None else ""),
-                    _fmt(c.size_bytes / 1024 if c.size_bytes else None, ".1f"),
-                    _fmt(versus.size_ratio if versus else None, ".2f"),
-                    _fmt(peak, ".0f"),
-                    _fmt(acc * 100 if acc is not None else None, ".1f"),
-                    _fmt(versus.accuracy_delta_points if versus else None, "+.1f"),
-                    _fmt(agree * 100 if agree is not None else None, ".1f"),
-                    _fmt(c.result.snr_db, ".1f"),
-                    _fmt(_energy(c), ".3f"),
+                    fmt_number(lat.p50_ms, ".3f"),
+                    fmt_number(lat.stat("p90"), ".3f"),
+                    fmt_number(speedup, ".2f") + ("x" if speedup is not None else ""),
+                    fmt_number(c.size_bytes / 1024 if c.size_bytes else None, ".1f"),
+                    fmt_number(versus.size_ratio if versus else None, ".2f"),
+                    fmt_number(peak, ".0f"),
+                    fmt_number(acc, ".1f", 100),
+                    fmt_number(versus.accuracy_delta_points if versus else None, "+.1f"),
+                    fmt_number(agree, ".1f", 100),
+                    fmt_number(c.result.snr_db, ".1f"),
+                    fmt_number(_energy(c), ".3f"),
                     c.result.power_source or "-",
                     _validity_text(c, reasons),
                     _note(c, base, speedup),
@@ -350,19 +347,14 @@ def render_rich(rows: list[Row], title: str, console: Console) -> None:
         console.print(LEGEND, style="dim", markup=False, highlight=False)
 
 
-def _md_line(values: tuple[str, ...] | list[str]) -> str:
-    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-
-
 def render_markdown(rows: list[Row]) -> str:
     """One table per model and device, under a heading naming both."""
     inner = [c for c in COLUMNS if c not in GROUP_COLUMNS]
     keep = [COLUMNS.index(c) for c in inner]
     lines = [LEGEND]
     for (model, device), group_rows in _groups(rows):
-        lines += ["", f"### {model} on {device}", "", _md_line(inner)]
-        lines.append("|" + "---|" * len(inner))
-        lines += [_md_line([row.values[i] for i in keep]) for row in group_rows]
+        lines += ["", f"### {model} on {device}", ""]
+        lines += md_table(inner, [[row.values[i] for i in keep] for row in group_rows])
     return "\n".join(lines) + "\n"
 
 

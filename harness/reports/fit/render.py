@@ -26,6 +26,7 @@ from harness.reports.fit import (
     VariantFit,
     Verdict,
 )
+from harness.reports.text import fmt_number, md_table
 from harness.reports.widths import left_out_line, plan_layout
 from harness.results.thresholds import Direction
 from harness.suite.config import Budget
@@ -62,10 +63,6 @@ _VERDICT_STYLE = {
     Verdict.UNKNOWN: "yellow",
     Verdict.FAILED: "red",
 }
-
-
-def _fmt(value: float | None, spec: str, scale: float = 1.0) -> str:
-    return "-" if value is None else format(value * scale, spec)
 
 
 def _ratio(value: float | None) -> str:
@@ -155,12 +152,12 @@ def variant_row(
         variant.variant,
         variant.runtime,
         variant.verdict.value,
-        _fmt(m["p90_ms"], ".3f"),
-        _fmt(m["peak_memory_mb"], ".0f"),
-        _fmt(m["accuracy"], ".1f", 100) + ("%" if m["accuracy"] is not None else ""),
-        _fmt(m.get("snr_db"), ".1f"),
-        _fmt(m["energy_mj"], ".3g"),
-        _fmt(size / 1024 if size is not None else None, ".1f"),
+        fmt_number(m["p90_ms"], ".3f"),
+        fmt_number(m["peak_memory_mb"], ".0f"),
+        fmt_number(m["accuracy"], ".1f", 100) + ("%" if m["accuracy"] is not None else ""),
+        fmt_number(m.get("snr_db"), ".1f"),
+        fmt_number(m["energy_mj"], ".3g"),
+        fmt_number(size / 1024 if size is not None else None, ".1f"),
         details_text(variant, device, report),
     )
 
@@ -177,11 +174,11 @@ def emulation_row(c: EmulationComparison) -> tuple[str, ...]:
         c.model,
         c.variant,
         c.runtime,
-        _fmt(c.p50_ms.estimate, ".3f"),
-        _fmt(c.p50_ms.measured, ".3f"),
+        fmt_number(c.p50_ms.estimate, ".3f"),
+        fmt_number(c.p50_ms.measured, ".3f"),
         _ratio(c.p50_ms.ratio),
-        _fmt(c.peak_memory_mb.estimate, ".0f"),
-        _fmt(c.peak_memory_mb.measured, ".0f"),
+        fmt_number(c.peak_memory_mb.estimate, ".0f"),
+        fmt_number(c.peak_memory_mb.measured, ".0f"),
         _ratio(c.peak_memory_mb.ratio),
         f"{c.emulated_run_id}, {c.real_run_id}",
     )
@@ -224,26 +221,18 @@ def render_json(report: FitReport) -> str:
     return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
-def _md_row(values: tuple[str, ...]) -> str:
-    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
-
-
-def _md_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return [_md_row(columns), "|" + "---|" * len(columns), *(_md_row(r) for r in rows)]
-
-
 def render_markdown(report: FitReport) -> str:
     lines = [f"# {_title(report)}", ""]
     for device in report.devices:
         lines += [f"## {device_heading(device)}", "", _budget_line(device), ""]
         rows = [variant_row(v, device, report) for v in device.variants]
-        lines += _md_table(VARIANT_COLUMNS, rows)
+        lines += md_table(VARIANT_COLUMNS, rows)
         lines += ["", "Recommended:", ""]
         lines += [f"- {recommendation_line(r)}" for r in device.recommendations]
         lines.append("")
     if report.emulation_vs_real:
         lines += ["## Emulated estimates against real measurements", ""]
-        lines += _md_table(EMULATION_COLUMNS, [emulation_row(c) for c in report.emulation_vs_real])
+        lines += md_table(EMULATION_COLUMNS, [emulation_row(c) for c in report.emulation_vs_real])
         lines.append("")
         lines += [f"- {trust_line(t)}" for t in report.emulation_trust]
         lines.append("")
