@@ -19,29 +19,30 @@ browser's DOM dump shows the images decoded.
 
 Two sections are optional and clearly marked (``<section data-optional="fit">`` and
 ``data-optional="history"``): the hardware fit (:mod:`harness.reports.fit`) and the p50
-history across runs (:mod:`harness.results.history`). Both are imported lazily; when a
-module is missing or has nothing to say, the section says why instead.
+history across runs (:mod:`harness.results.history`). Both are extras: when one has
+nothing to say, or its suite file is broken, or it fails, the section says why instead
+and the rest of the page stays.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import importlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.reports.cells import deploy_record, reasons_of, validity_reasons, verdict
+from harness.reports.fit import fit_report, plan_fit
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.reports.text import fmt_value, slug
+from harness.results.history import history as history_of
+from harness.results.history import series_of
 from harness.results.store import CellRecord, ResultsStore, RunRecord
-
-if TYPE_CHECKING:
-    from harness.suite.config import Budget
+from harness.suite.config import Budget
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +128,6 @@ class HtmlReport:
 # --- optional sections -------------------------------------------------------------------
 
 
-def _optional_module(name: str) -> Any | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 def fit_section(
     store: ResultsStore,
     run: RunRecord,
@@ -142,8 +136,6 @@ def fit_section(
 ) -> OptionalSection:
     """The fit report's dict, with budgets given (and the boards their emulated
     profiles stand for) or read from the run's suite file."""
-    from harness.reports.fit import fit_report, plan_fit
-
     if budgets is None:
         try:
             plan = plan_fit(store, run)
@@ -168,20 +160,17 @@ def fit_section(
 
 def history_section(store: ResultsStore, run: RunRecord) -> OptionalSection:
     """Every cell of the run's suite across the runs up to this one, with steps."""
-    history = _optional_module("harness.results.history")
-    if history is None or not hasattr(history, "history"):
-        return OptionalSection(note="harness.results.history is not available in this install.")
     earlier = [r for r in store.runs() if r.suite_name == run.suite_name and r.id <= run.id]
     if len(earlier) < 2:
         return OptionalSection(note=f"Run {run.id} is the first run of {run.suite_name}.")
     try:
-        series = history.history(store, "*", suite=run.suite_name)
+        series = history_of(store, "*", suite=run.suite_name)
         out = []
         for s in series:
             if any(p.run_id > run.id for p in s.points):
                 # Later runs are not this report's business: steps only up to this run.
                 kept = [p for p in s.points if p.run_id <= run.id]
-                s = history.series_of(s.key, kept, min_effect=s.min_effect, alpha=s.alpha)
+                s = series_of(s.key, kept, min_effect=s.min_effect, alpha=s.alpha)
             if s.points:
                 out.append(s.to_dict())
     except Exception as exc:  # extra, as the fit

@@ -27,6 +27,7 @@ from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import Bbox
 
 from harness.reports.cells import verdict
+from harness.reports.fit import fidelity_snr
 from harness.reports.text import slug
 from harness.results.store import CellRecord
 
@@ -133,14 +134,8 @@ def _percent(metric: str) -> Callable[[CellRecord], float | None]:
 
 
 def _fidelity_snr(cell: CellRecord) -> float | None:
-    # The same reading as harness.reports.fit.fidelity_snr (not imported: the fit module
-    # is optional for the HTML page): where fp32's outputs are near-constant, the SNR of
-    # their input-dependent part, else the output SNR.
-    degenerate = cell.result.baseline_degenerate
-    if any(str(r).startswith("near-constant") for r in degenerate):
-        value = cell.result.snr_varying_db
-    else:
-        value = cell.result.snr_db
+    # The SNR a min_snr_db budget checks, as a float for the axis (a stored one may be an int).
+    value = fidelity_snr(cell)
     return float(value) if value is not None else None
 
 
