@@ -125,12 +125,12 @@ class QualityAxis:
         return f"{value:.1f}{'%' if self.unit == '%' else ' dB'}"
 
 
-def _percent(metric: str) -> Callable[[CellRecord], float | None]:
-    def read(cell: CellRecord) -> float | None:
-        value = cell.result.get(metric)
+def _percent(read: Callable[[CellRecord], float | None]) -> Callable[[CellRecord], float | None]:
+    def percent(cell: CellRecord) -> float | None:
+        value = read(cell)
         return float(value) * 100 if value is not None else None
 
-    return read
+    return percent
 
 
 def _fidelity_snr(cell: CellRecord) -> float | None:
@@ -142,10 +142,10 @@ def _fidelity_snr(cell: CellRecord) -> float | None:
 def quality_axis(cells: list[CellRecord]) -> QualityAxis | None:
     """The y axis for one model's measured cells, or None when they have no quality."""
     if any(c.result.accuracy is not None for c in cells):
-        return QualityAxis("accuracy", "%", _percent("accuracy"))
+        return QualityAxis("accuracy", "%", _percent(lambda c: c.result.accuracy))
     degenerate = any(c.result.baseline_degenerate for c in cells)
     if not degenerate and any(c.result.agreement is not None for c in cells):
-        return QualityAxis("agreement", "%", _percent("agreement"))
+        return QualityAxis("agreement", "%", _percent(lambda c: c.result.agreement))
     if any(_fidelity_snr(c) is not None for c in cells):
         return QualityAxis("SNR", "dB", _fidelity_snr)
     return None

@@ -608,6 +608,13 @@ def test_a_measurement_not_trusted_says_why_in_its_numbers(store):
     ]
 
 
+def test_too_few_samples_says_how_many_were_timed():
+    latency = {"p50": 1.0, "p90": 1.2, "count": 12}
+    cell = ok_cell(validity=["too_few_samples"], latency_ms=latency)
+    fit = assess_cell(cell, [check("p90_ms", 5.0)])
+    assert fit.untrusted == ("too_few_samples: 12 timed",)
+
+
 def test_unstable_within_a_trial_is_told_from_unstable_between_trials(store):
     """The quickstart's case: trials agree (CV 1%) but one trial's samples spread over
     max_cv; the row must not blame the trials' spread."""

@@ -115,12 +115,13 @@ def _untrusted(cell: CellRecord) -> tuple[str, ...]:
     them, so a row says why its measurement is not to be trusted, not just that."""
     latency = cell.result.latency
     max_cv = cell.result.measure.get("max_cv")
+    timed = latency.stat("count")
     out = []
     for reason in reasons_of(cell.result.validity):
         if reason == "unstable":
             reason = _unstable_text(latency, None if max_cv is None else float(max_cv))
-        elif reason == "too_few_samples" and latency.get("count"):
-            reason = f"too_few_samples: {latency['count']} timed"
+        elif reason == "too_few_samples" and timed:
+            reason = f"too_few_samples: {timed} timed"
         out.append(reason)
     return tuple(out)
 
