@@ -25,6 +25,7 @@ from harness.reports.fit import (
     fit_report,
     load_suite_budgets,
     parse_budget_options,
+    plan_fit,
     recommend,
     with_overrides,
 )
@@ -376,6 +377,30 @@ def test_one_recommendation_per_model(store):
     )
     local = only_device(fit_report(store, run, {"local": Budget(p90_ms=20.0)}), "local")
     assert [(r.model, r.variant) for r in local.recommendations] == [("a", "fp32"), ("b", None)]
+
+
+def test_the_plan_of_a_fit_lays_the_command_line_over_the_suite_for_the_asked_devices(
+    store, tmp_path
+):
+    suite = tmp_path / "suite.toml"
+    suite.write_text("[budgets.pi4]\np90_ms = 20.0\npeak_memory_mb = 300\n")
+    cells = [ok_cell(device="local"), ok_cell(device="pi4-emulated", emulated=True)]
+    run = store.get_run(add_run(store, cells, suite_path=suite))
+    plan = plan_fit(store, run, None, {"p90_ms": 50.0}, ["pi4", "pi5"])
+    assert plan.suite is not None and plan.suite.path == suite and plan.notes == ()
+    assert plan.present == {"local": False, "pi4-emulated": True}
+    assert plan.unknown_devices == ("pi5",)
+    assert plan.boards["pi4-emulated"] == "pi4"
+    assert plan.budgets["pi4"] == Budget(p90_ms=50.0, peak_memory_mb=300)
+    assert "local" not in plan.budgets
+
+
+def test_the_plan_of_a_fit_notes_a_missing_suite_file(store):
+    run = store.get_run(add_run(store, [ok_cell()]))
+    plan = plan_fit(store, run, None, {"p90_ms": 5.0})
+    assert plan.suite is None and plan.devices is None
+    assert plan.notes == ("the run's suite file /nonexistent/suite.toml is not there",)
+    assert plan.budgets == {"local": Budget(p90_ms=5.0)}
 
 
 def test_emulated_devices_inherit_the_board_budget_and_are_labelled_estimates(store):
