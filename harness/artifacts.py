@@ -52,6 +52,19 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# Where models, transforms and artifacts are built, when not in the results directory:
+# several results directories (an experiment each, or a test session) then share one set
+# of trained models and built artifacts. Safe because both are content-addressed.
+BUILD_DIR_ENV = "HARNESS_BUILD_DIR"
+
+
+def build_dirs(results_dir: Path) -> tuple[Path, Path]:
+    """(model cache, artifact store) of a results directory: ``cache/`` and
+    ``artifacts/`` in it, or in ``$HARNESS_BUILD_DIR`` when that is set."""
+    base = Path(os.environ.get(BUILD_DIR_ENV) or results_dir)
+    return base / "cache", base / "artifacts"
+
+
 def digest(obj: Any) -> str:
     """sha256 of a canonical JSON rendering."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

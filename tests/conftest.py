@@ -19,3 +19,20 @@ def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_suite(tmp_path: Path) -> Path:
     return write_tiny_suite(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def session_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One place for the session's trained models and built artifacts
+    (``$HARNESS_BUILD_DIR``), shared by the tests that use :func:`shared_builds`."""
+    return tmp_path_factory.mktemp("builds")
+
+
+@pytest.fixture
+def shared_builds(session_build_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Build into the session's shared directory (this process and the harness processes
+    a test starts): for tests about runs, not about building, so the slow set exports
+    each model once. A test that looks at ``results/artifacts`` or needs a cold build
+    does not use it."""
+    monkeypatch.setenv("HARNESS_BUILD_DIR", str(session_build_dir))
+    return session_build_dir

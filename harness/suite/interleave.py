@@ -20,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts import Artifact, ArtifactStore
+from harness.artifacts import Artifact, ArtifactStore, build_dirs
 from harness.builtin import not_found
 from harness.configfile import load_toml
 from harness.devices.config import DeviceProfile, find_profile, load_profile
@@ -298,7 +298,7 @@ def interleave_runs(
         git_commit(Path(__file__).resolve().parents[1]),
         machine_fingerprint(info),
     )
-    artifacts = ArtifactStore(Path(results_dir) / "artifacts")
+    artifacts = ArtifactStore(build_dirs(Path(results_dir))[1])
     devices = OpenDevices()
     out: dict[tuple[str, str, str, str], InterleaveCellRecord] = {}
     try:

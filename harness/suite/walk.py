@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.artifacts import ArtifactStore, digest, library_versions
+from harness.artifacts import ArtifactStore, build_dirs, digest, library_versions
 from harness.devices import lane
 from harness.devices.config import DeviceProfile
 from harness.errors import (
@@ -156,10 +156,11 @@ class SuiteWalker:
         self.retry_failed = retry_failed
         self.on_event = on_event or (lambda event: None)
         self.store = ResultsStore(self.results_dir / "harness.db")
+        cache_dir, artifacts_dir = build_dirs(self.results_dir)
         self.pipeline = Pipeline(
             suite,
-            cache_dir=self.results_dir / "cache",
-            artifacts=ArtifactStore(self.results_dir / "artifacts"),
+            cache_dir=cache_dir,
+            artifacts=ArtifactStore(artifacts_dir),
             fresh=fresh,
             log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
         )

@@ -54,6 +54,7 @@ def running_owner(db: Path) -> int | None:
     return row[0] if row else None
 
 
+@pytest.mark.usefixtures("shared_builds")
 def test_a_second_run_of_a_suite_that_is_running_refuses_at_once_naming_the_holder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,6 +96,7 @@ def test_two_suites_into_one_results_directory_at_once_both_finish_whole(tmp_pat
             assert all(c.status == "ok" and store.samples(c.id) for c in cells)
 
 
+@pytest.mark.usefixtures("shared_builds")
 def test_a_run_and_an_interleaved_compare_at_once_both_finish(tmp_path: Path) -> None:
     results = tmp_path / "results"
     base = suite(tmp_path / "base", "base")

@@ -59,6 +59,7 @@ def test_failing_cell_is_recorded_and_the_rest_goes_on(suite_with_failing_cell, 
         assert store.get_run(summary.run_id).status == "complete"
 
 
+@pytest.mark.usefixtures("shared_builds")
 def test_interrupted_run_resumes_without_redoing_cells(tiny_suite, tmp_path):
     results = tmp_path / "results"
     done: list[str] = []
@@ -115,6 +116,7 @@ def test_second_run_skips_done_cells_and_reuses_artifacts(tiny_suite, tmp_path):
     assert rebuilt != built
 
 
+@pytest.mark.usefixtures("shared_builds")
 def test_changed_cell_config_is_remeasured(tiny_suite, tmp_path):
     results = tmp_path / "results"
     first, _ = _walk(tiny_suite, results)
@@ -272,3 +274,31 @@ def test_chain_lineage_is_stored_with_each_steps_notes(tmp_path):
     [prune_notes] = cell.result["transform_notes"]
     assert prune_notes["recipe"] == "prune-channels"
     assert cell.result["export_notes"]["quant_format"].startswith("QDQ")
+
+
+def test_results_directories_share_builds_through_harness_build_dir(
+    tiny_suite, tmp_path, monkeypatch
+):
+    builds = tmp_path / "builds"
+    monkeypatch.setenv("HARNESS_BUILD_DIR", str(builds))
+    logs: list[str] = []
+
+    def walk(results):
+        walker = SuiteWalker(
+            load_suite(tiny_suite),
+            results,
+            on_event=lambda e: logs.append(e.message) if e.kind == "log" else None,
+        )
+        try:
+            return walker.walk()
+        finally:
+            walker.close()
+
+    first = walk(tmp_path / "one")
+    exported = [m for m in logs if "exported" in m]
+    assert len(exported) == 4 and not (tmp_path / "one" / "artifacts").exists()
+    assert len(list((builds / "artifacts").rglob("model.*"))) == 4
+    logs.clear()
+    second = walk(tmp_path / "two")
+    assert (first.ran, second.ran) == (4, 4)
+    assert not [m for m in logs if "exported" in m]  # the second directory built nothing
