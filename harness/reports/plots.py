@@ -737,8 +737,10 @@ def runtimes_side_by_side(cells: list[CellRecord], model: str) -> Plot | None:
     rows_per_device = 2 if fidelity else 1
     bars_per_panel = len(variants) * len(runtimes)
     panel_width = max(3.2, _BAR_INCHES * bars_per_panel + 1.1)
+    # Wide enough for a legend row of a few runtimes under the panels.
+    fig_width = max(panel_width * columns, 4.5)
     fig = Figure(
-        figsize=(panel_width * columns, (3.2 + (2.3 if fidelity else 0)) * device_rows + 1.3),
+        figsize=(fig_width, (3.2 + (2.3 if fidelity else 0)) * device_rows + 1.3),
         dpi=DPI,
         layout="constrained",
     )
@@ -857,7 +859,7 @@ def runtimes_side_by_side(cells: list[CellRecord], model: str) -> Plot | None:
         for ax in (lat_ax, fid_ax):
             if ax is None:
                 continue
-            ax.tick_params(labelsize=8)
+            ax.tick_params(which="both", labelsize=8)  # a log axis labels minor ticks too
             ax.grid(True, axis="y", alpha=0.3)
             for boundary in range(1, len(variants)):
                 ax.axvline(boundary - 0.5, color="#ddd", linewidth=0.8, zorder=0)
@@ -882,7 +884,7 @@ def runtimes_side_by_side(cells: list[CellRecord], model: str) -> Plot | None:
     legend = fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncol=min(len(handles), 5),
+        ncol=max(1, min(len(handles), 5, int(fig_width / 1.4))),
         fontsize=8,
         frameon=False,
     )
