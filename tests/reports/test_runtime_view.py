@@ -64,8 +64,15 @@ NAMES: dict[str, dict[str, str]] = {
     "executorch": {
         "Convolution (NHWC, F32) IGEMM": "conv",
         "Convolution (NHWC, QD8, F32, QC8W) IGEMM": "conv",
+        "Convolution (NHWC, QC8) IGEMM": "conv",
         "Fully Connected (NC, F32) GEMM": "matmul",
         "Fully Connected (NC, QD8, F32, QC8W) GEMM": "matmul",
+        "Fully Connected (NC, QS8, QC8W) GEMM": "matmul",
+        "Fully Connected (NC, QDU8, F32, QC8W) GEMM": "matmul",
+        "Max Pooling (NHWC, S8)": "pool",
+        "Mean (ND)": "pool",
+        "Transpose (ND, X8)": "layout",
+        "Convert (NC)": "quantize",
         "Max Pooling (NHWC, F32)": "pool",
         "Mean (ND) Reduce2": "pool",
         "Global Average Pooling (NWC, F32)": "pool",
@@ -449,12 +456,18 @@ def test_golden_runtimes_plots_overlap_nothing(tmp_path: Path) -> None:
 
 
 def _conv_net_artifacts(directory: Path) -> tuple[dict[str, tuple[str, Path]], np.ndarray]:
-    """A small conv net as ONNX fp32, ONNX QDQ int8, an XNNPACK .pte and a portable .pte,
-    each with the runtimes that run it."""
+    """A small conv net as ONNX fp32, ONNX QDQ int8, XNNPACK .pte files (fp32 and int8)
+    and a portable .pte, each with the runtime that runs it (OpenVINO on the ONNX files
+    when it is installed)."""
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from executorch.exir import to_edge, to_edge_transform_and_lower
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -486,12 +499,24 @@ def _conv_net_artifacts(directory: Path) -> tuple[dict[str, tuple[str, Path]], n
         torch.export.export(model, (x,)), partitioner=[XnnpackPartitioner()]
     )
     xnnpack.write_bytes(lowered.to_executorch().buffer)
+    # int8 as the harness's ExecuTorch exporter makes it: pt2e with the XNNPACKQuantizer.
+    graph = torch.export.export(model, (x,)).module()
+    quantizer = XNNPACKQuantizer()
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(graph, quantizer)
+    prepared(x)
+    quantized = to_edge_transform_and_lower(
+        torch.export.export(convert_pt2e(prepared), (x,)), partitioner=[XnnpackPartitioner()]
+    )
+    xnnpack_int8 = directory / "q.pte"
+    xnnpack_int8.write_bytes(quantized.to_executorch().buffer)
     portable = directory / "portable.pte"
     portable.write_bytes(to_edge(torch.export.export(model, (x,))).to_executorch().buffer)
     artifacts = {
         "fp32/onnxruntime": ("onnxruntime", fp32),
         "int8/onnxruntime": ("onnxruntime", int8),
         "fp32/executorch": ("executorch", xnnpack),
+        "int8/executorch": ("executorch", xnnpack_int8),
         "portable/executorch": ("executorch", portable),
     }
     try:
@@ -520,8 +545,8 @@ def test_real_profiles_of_every_runtime_fall_into_their_categories(tmp_path: Pat
         assert {"conv", "matmul", "pool"} <= categories, (key, names)
         unknown = [n for n in names if op_category(runtime, n) == "other"]
         assert unknown == [], (key, unknown)
-        if variant == "int8" and runtime == "onnxruntime":
-            assert "quantize" in categories, names
+        if variant == "int8" and runtime in ("onnxruntime", "executorch"):
+            assert "quantize" in categories, names  # the int8/float conversions
         cells.append(
             CellRecord(
                 "net",
@@ -534,9 +559,10 @@ def test_real_profiles_of_every_runtime_fall_into_their_categories(tmp_path: Pat
             )
         )
     comparisons = {c.variant: c for c in op_comparison(cells)}
-    fp32 = comparisons["fp32"]
-    conv = next(row for row in fp32.rows if row.category == "conv")
-    assert set(conv.by_runtime) == set(fp32.runtimes) and len(fp32.runtimes) >= 2
-    assert all(ops.ms > 0 for ops in conv.by_runtime.values())
+    assert set(comparisons) == {"fp32", "int8"}
+    for comparison in comparisons.values():
+        conv = next(row for row in comparison.rows if row.category == "conv")
+        assert set(conv.by_runtime) == set(comparison.runtimes) and len(comparison.runtimes) >= 2
+        assert all(ops.ms > 0 for ops in conv.by_runtime.values())
     text = render_ops_markdown(list(comparisons.values()))
     assert "| conv |" in text and "#### net fp32 on local" in text
