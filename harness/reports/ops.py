@@ -39,6 +39,7 @@ CATEGORIES = (
     "other",
 )
 TOP_OPS = 3  # raw op names shown per category and runtime
+MS_FORMAT = ".3g"  # significant digits: a small model's ops take microseconds
 
 _Table = tuple[tuple[str, str], ...]  # (category, regex), first match wins
 
@@ -363,7 +364,7 @@ def comparison_rows(comparison: OpComparison) -> tuple[list[str], list[list[str]
         for runtime in comparison.runtimes:
             ops = row.by_runtime.get(runtime)
             values += [
-                fmt_number(ops.ms if ops else None, ".3f"),
+                fmt_number(ops.ms if ops else None, MS_FORMAT),
                 fmt_number(ops.share if ops else None, ".1f", 100),
                 _ops_text(ops),
             ]
@@ -373,10 +374,16 @@ def comparison_rows(comparison: OpComparison) -> tuple[list[str], list[list[str]
     for p in comparison.profiles:
         share = p.not_listed_ms / p.ops_total_ms if p.ops_total_ms > 0 else None
         more = p.op_kinds - p.listed if p.op_kinds is not None else None
-        kinds = "-" if more is None else f"{more} more op kinds" if more else "every op listed"
-        left_out += [fmt_number(p.not_listed_ms, ".3f"), fmt_number(share, ".1f", 100), kinds]
+        kinds = (
+            "-"
+            if more is None
+            else "every op listed"
+            if not more
+            else f"{more} more op kind{'s' if more > 1 else ''}"
+        )
+        left_out += [fmt_number(p.not_listed_ms, MS_FORMAT), fmt_number(share, ".1f", 100), kinds]
         runs = f", {p.runs} runs" if p.runs is not None else ""
-        everything += [fmt_number(p.ops_total_ms, ".3f"), "100.0", f"{p.tool}{runs}"]
+        everything += [fmt_number(p.ops_total_ms, MS_FORMAT), "100.0", f"{p.tool}{runs}"]
     rows += [left_out, everything]
     return columns, rows
 

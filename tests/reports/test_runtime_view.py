@@ -257,14 +257,14 @@ def test_the_markdown_names_the_numbers_the_raw_ops_and_what_the_top_n_leaves_ou
     )
     rows = {line.split(" | ")[0].removeprefix("| "): line for line in lines if line[:2] == "| "}
     assert rows["conv"] == (
-        "| conv | 0.600 | 60.0 | Conv (0.6) | 1.200 | 70.6 | Convolution (NHWC, F32) IGEMM "
+        "| conv | 0.6 | 60.0 | Conv (0.6) | 1.2 | 70.6 | Convolution (NHWC, F32) IGEMM "
         "(0.9), Convolution (NHWC, F32) GEMM (0.3) |"
     )
-    assert rows["activation"].startswith("| activation | 0.050 | 5.0 | Relu (0.05) | - | - | - |")
+    assert rows["activation"].startswith("| activation | 0.05 | 5.0 | Relu (0.05) | - | - | - |")
     assert rows["(not in the top 4)"] == (
-        "| (not in the top 4) | 0.100 | 10.0 | 2 more op kinds | 0.000 | 0.0 | every op listed |"
+        "| (not in the top 4) | 0.1 | 10.0 | 2 more op kinds | 0 | 0.0 | every op listed |"
     )
-    assert rows["all ops"].startswith("| all ops | 1.000 | 100.0 | profiler, 20 runs | 1.700 |")
+    assert rows["all ops"].startswith("| all ops | 1 | 100.0 | profiler, 20 runs | 1.7 |")
     assert "profile.top" in text  # the legend says the profiles list only their top ops
     assert render_ops_markdown([]) == ""
 
@@ -274,7 +274,7 @@ def test_the_terminal_tables_have_the_same_numbers() -> None:
     render_ops_rich(op_comparison([_cell("onnxruntime", ORT), _cell("executorch", ET)]), console)
     text = console.export_text()
     assert OPS_HEADING in text and "net fp32 on local" in text
-    assert "(not in the top 4)" in text and "1.200" in text and "70.6" in text
+    assert "(not in the top 4)" in text and "Conv (0.6)" in text and "70.6" in text
 
 
 def _store_with_profiles(path: Path) -> tuple[Path, int]:
@@ -294,7 +294,7 @@ def test_harness_report_markdown_and_table_end_with_the_comparison(tmp_path: Pat
     assert main([*args, "--format", "markdown", "-o", str(out)]) == 0
     text = out.read_text()
     variants, ops = text.split(f"### {OPS_HEADING}")
-    assert "Variants:" in variants and "| conv | 0.600 | 60.0 | Conv (0.6) |" in ops
+    assert "Variants:" in variants and "| conv | 0.6 | 60.0 | Conv (0.6) |" in ops
     table = tmp_path / "report.txt"
     assert main([*args, "-o", str(table)]) == 0
     assert OPS_HEADING in table.read_text()
@@ -308,9 +308,7 @@ def test_the_html_page_has_a_table_per_compared_variant_and_the_runtimes_plot(
     page = (results / "reports" / f"run-{run}.html").read_text()
     assert f'<h2 id="ops">{OPS_HEADING}</h2>' in page
     assert 'data-ops="net/fp32/local"' in page
-    assert (
-        '<tr data-op-category="conv"><td class="text">conv</td><td class="num">0.600</td>' in page
-    )
+    assert '<tr data-op-category="conv"><td class="text">conv</td><td class="num">0.6</td>' in page
     assert 'data-plot="runtimes-net"' in page
 
 
