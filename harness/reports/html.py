@@ -412,10 +412,11 @@ def _ops_html(cells: list[CellRecord]) -> str:
         head = "".join(f"<th>{_e(c)}</th>" for c in columns)
         body = "".join(
             f'<tr data-op-category="{_e(row[0])}">'
+            + f"<td>{_e(row[0])}</td>"
             + "".join(
-                f'<td class="{"text" if i == 0 or columns[i].endswith(" ops") else "num"}">'
-                f"{_e(v)}</td>"
+                f'<td class="{"text" if columns[i].endswith(" ops") else "num"}">{_e(v)}</td>'
                 for i, v in enumerate(row)
+                if i
             )
             + "</tr>"
             for row in rows

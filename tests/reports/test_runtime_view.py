@@ -308,7 +308,7 @@ def test_the_html_page_has_a_table_per_compared_variant_and_the_runtimes_plot(
     page = (results / "reports" / f"run-{run}.html").read_text()
     assert f'<h2 id="ops">{OPS_HEADING}</h2>' in page
     assert 'data-ops="net/fp32/local"' in page
-    assert '<tr data-op-category="conv"><td class="text">conv</td><td class="num">0.6</td>' in page
+    assert '<tr data-op-category="conv"><td>conv</td><td class="num">0.6</td>' in page
     assert 'data-plot="runtimes-net"' in page
 
 
