@@ -199,7 +199,9 @@ class RuntimeProfile:
     @property
     def not_listed_ms(self) -> float:
         """What the ops below the top N took (0 when the profile listed every op)."""
-        return max(self.ops_total_ms - self.listed_ms, 0.0)
+        left = self.ops_total_ms - self.listed_ms
+        # The listed ops' sum differs from the total by float rounding when nothing is left.
+        return left if left > 1e-9 * self.ops_total_ms else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -341,8 +343,9 @@ def ops_legend(comparisons: list[OpComparison]) -> str:
         "under the runtime's own names (ms). A quantized conv or matmul counts as conv or "
         "matmul; quantize holds only the int/float conversions. Each profile lists only "
         f"its slowest ops (profile.top, here up to {top}): the rest is the row "
-        f'"(not in the top N)". Profiling overhead differs between runtimes, so compare '
-        "shares and orders of magnitude rather than exact ms."
+        f'"(not in the top N)". Profiling overhead and timer resolution differ between '
+        "runtimes (ExecuTorch's XNNPACK events count whole microseconds, so an op faster "
+        "than that shows 0), so compare shares and orders of magnitude rather than exact ms."
     )
 
 
