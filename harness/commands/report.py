@@ -34,9 +34,14 @@ def _report_text(store: ResultsStore, run: RunRecord, fmt: str) -> str:
         samples = {c.id: store.samples(c.id) for c in cells if c.id is not None}
         return json.dumps(to_pytest_benchmark(run, cells, samples), indent=2)
     if fmt == "markdown":
+        from harness.reports.ops import op_comparison, render_ops_markdown
+
         text = f"## {run.suite_name} (run {run.id}, {run.status})\n\n"
         text += render_markdown(build_rows(cells))
-        return text + "\nVariants:\n\n" + "".join(f"- {line}\n" for line in lineage_lines(cells))
+        text += "\nVariants:\n\n" + "".join(f"- {line}\n" for line in lineage_lines(cells))
+        # Only where two runtimes profiled the same variant: other reports stay as they were.
+        ops = render_ops_markdown(op_comparison(cells))
+        return text + ("\n" + ops if ops else "")
     return render_csv(build_rows(cells))
 
 
@@ -62,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.reports.ops import op_comparison, render_ops_rich
     from harness.reports.table import build_rows, lineage_lines, render_rich
 
     with open_store(args.results) as store:
@@ -87,6 +93,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         render_rich(build_rows(cells), title, console)
         for line in lineage_lines(cells):
             console.print(f"  {line}", markup=False)
+        render_ops_rich(op_comparison(cells), console)
 
     write_rich(print_table, args.output)
     return EXIT_OK

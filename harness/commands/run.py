@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.reports.ops import op_comparison, render_ops_rich
     from harness.reports.table import build_rows, lineage_lines, render_rich
     from harness.runlog import StderrToLog, log_path
     from harness.suite.config import load_suite
@@ -132,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = any(c.status != "ok" for c in cells)
     if quiet:  # only the table (and its variant lines); the exit code says the rest
         return EXIT_CELLS_FAILED if failed else EXIT_OK
+    render_ops_rich(op_comparison(cells), console)
     retried = f" ({summary.retried_text()})" if summary.retried else ""
     console.print(
         f"{summary.ran} cells measured{retried}, {summary.skipped} already done, "

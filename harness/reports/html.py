@@ -36,6 +36,7 @@ from typing import Any
 
 from harness.reports.cells import deploy_record, reasons_of, validity_reasons, verdict
 from harness.reports.fit import fit_report, plan_fit
+from harness.reports.ops import OPS_HEADING, comparison_rows, op_comparison, ops_legend
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.reports.text import fmt_value, slug
@@ -394,6 +395,41 @@ def _deployments(cells: list[CellRecord]) -> str:
     )
 
 
+def _ops_html(cells: list[CellRecord]) -> str:
+    """A table per (model, variant, device) profiled on two or more runtimes, by op
+    category (:mod:`harness.reports.ops`)."""
+    comparisons = op_comparison(cells)
+    parts = [f'<h2 id="ops">{_e(OPS_HEADING)}</h2>']
+    if not comparisons:
+        parts.append(
+            '<p class="note" id="no-ops">No variant was profiled on two runtimes '
+            "(<code>[measure] profile = true</code> profiles every cell).</p>"
+        )
+        return "".join(parts)
+    parts.append(f'<p class="legend">{_e(ops_legend(comparisons))}</p>')
+    for comparison in comparisons:
+        columns, rows = comparison_rows(comparison)
+        head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+        body = "".join(
+            f'<tr data-op-category="{_e(row[0])}">'
+            + f"<td>{_e(row[0])}</td>"
+            + "".join(
+                f'<td class="{"text" if columns[i].endswith(" ops") else "num"}">{_e(v)}</td>'
+                for i, v in enumerate(row)
+                if i
+            )
+            + "</tr>"
+            for row in rows
+        )
+        key = f"{comparison.model}/{comparison.variant}/{comparison.device}"
+        parts.append(
+            f'<h3 id="ops-{_e(slug(key))}">{_e(comparison.title)}</h3>'
+            f'<table class="ops" data-ops="{_e(key)}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>"
+        )
+    return "".join(parts)
+
+
 def _validity_cell(validity: Any) -> str:
     """ "-" for a variant that was not measured (validity None), else its reasons or ok."""
     return "-" if validity is None else ", ".join(reasons_of(validity)) or "ok"
@@ -526,6 +562,7 @@ def render_html(
         _deployments(cells),
         '<h2 id="plots">Plots</h2>',
         *[_img(p) for p in plots],
+        _ops_html(cells),
         _fit_html(fit or OptionalSection(note="not computed")),
         _history_html(history or OptionalSection(note="not computed"), history_figures or []),
         '<h2 id="variants">Variants</h2><ul id="lineage">',

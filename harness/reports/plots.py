@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from matplotlib.backend_bases import RendererBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import Bbox
@@ -645,8 +647,345 @@ def energy_per_inference(cells: list[CellRecord], device: str) -> Plot | None:
     )
 
 
+GAP_FONTSIZE = 7
+VALUE_FONTSIZE = 7
+_BAR_INCHES = 0.24  # per bar: wide enough for a number written up the bar
+_LOG_RATIO = 30.0  # p50s further apart than this get a log axis
+
+
+def fidelity_axis(cells: list[CellRecord]) -> QualityAxis | None:
+    """What the runtimes view shows under the latency bars: the output SNR against fp32
+    where the cells have it (the same on every runtime, unlike agreement, which a
+    degenerate fp32 makes meaningless), else agreement with fp32, else accuracy."""
+    if any(_fidelity_snr(c) is not None for c in cells):
+        return QualityAxis("SNR vs fp32", "dB", _fidelity_snr)
+    degenerate = any(c.result.baseline_degenerate for c in cells)
+    if not degenerate and any(c.result.agreement is not None for c in cells):
+        return QualityAxis("agreement with fp32", "%", _percent(lambda c: c.result.agreement))
+    if any(c.result.accuracy is not None for c in cells):
+        return QualityAxis("accuracy", "%", _percent(lambda c: c.result.accuracy))
+    return None
+
+
+def gap_word(cell: CellRecord | None) -> str:
+    """The small label of a bar that is not there: the first word of the cell's reason
+    ("unsupported"), "failed" without one, "not run" when the run has no such cell."""
+    if cell is None:
+        return "not run"
+    text = (cell.reason or cell.result.failure_kind or "").strip()
+    word = re.split(r"[^\w-]", text, maxsplit=1)[0] if text else ""
+    return word or "failed"
+
+
+def _p50(cell: CellRecord) -> float | None:
+    p50 = cell.result.latency.p50_ms if cell.status == "ok" else None
+    return float(p50) if p50 is not None else None
+
+
+def _fit_labels(ax: Axes, bars: list[tuple[float, Text]], renderer: RendererBase) -> bool:
+    """Widen the y limits so every value label (written beyond its bar's end, value
+    ``v``) stays inside the axes; True when the limits changed."""
+    if not bars:
+        return False
+    log = ax.get_yscale() == "log"
+
+    def fwd(v: float) -> float:
+        return math.log10(v) if log else v
+
+    def back(v: float) -> float:
+        return 10**v if log else v
+
+    bottom, top = (fwd(v) for v in ax.get_ylim())
+    height = ax.get_window_extent(renderer).height
+    new_bottom, new_top = bottom, top
+    for value, text in bars:
+        room = height - text.get_window_extent(renderer).height - 8  # offset and air
+        if room <= 0:
+            continue
+        v = fwd(value)
+        if value >= 0 or log:
+            new_top = max(new_top, bottom + (v - bottom) * height / room)
+        else:
+            new_bottom = min(new_bottom, top - (top - v) * height / room)
+    if new_top - top < 1e-9 * max(abs(top), 1) and bottom - new_bottom < 1e-9 * max(abs(bottom), 1):
+        return False
+    ax.set_ylim(back(new_bottom), back(new_top))
+    return True
+
+
+def runtimes_side_by_side(cells: list[CellRecord], model: str) -> Plot | None:
+    """One model's variants on every runtime: a panel per device, a group of bars per
+    variant (in run order) with one bar per runtime, its p50 written on it; under it the
+    same bars' fidelity (:func:`fidelity_axis`). A cell with no numbers leaves its bar
+    out and says why in a word (:func:`gap_word`). None when nothing of the model was
+    measured."""
+    of_model = [c for c in cells if c.model == model]
+    measured = [c for c in of_model if _p50(c) is not None]
+    if not measured:
+        return None
+    devices = _first_seen([c.device for c in of_model])
+    variants = _first_seen([c.variant for c in of_model])
+    # The measured runtimes first, in the order the other plots colour them.
+    runtimes = _first_seen([c.runtime for c in measured] + [c.runtime for c in of_model])
+    color = _runtime_color(runtimes)
+    fidelity = fidelity_axis(measured)
+    by_key: dict[tuple[str, str, str], CellRecord] = {}
+    for c in of_model:
+        by_key.setdefault((c.variant, c.runtime, c.device), c)
+    columns = min(len(devices), 3)
+    device_rows = math.ceil(len(devices) / columns)
+    rows_per_device = 2 if fidelity else 1
+    bars_per_panel = len(variants) * len(runtimes)
+    panel_width = max(3.2, _BAR_INCHES * bars_per_panel + 1.1)
+    # Wide enough for a legend row of a few runtimes under the panels.
+    fig_width = max(panel_width * columns, 4.5)
+    fig = Figure(
+        figsize=(fig_width, (3.2 + (2.3 if fidelity else 0)) * device_rows + 1.3),
+        dpi=DPI,
+        layout="constrained",
+    )
+    FigureCanvasAgg(fig)
+    grid = fig.subplots(
+        device_rows * rows_per_device,
+        columns,
+        squeeze=False,
+        height_ratios=[3.2, 2.3] * device_rows if fidelity else None,
+    )
+    width = 0.8 / len(runtimes)
+    panels: list[tuple[Axes, str]] = []  # every axes, with what its tooltip says
+    points: list[tuple[Any, str]] = []  # bar patches
+    value_labels: list[tuple[Axes, float, Text, str]] = []
+    gap_labels: list[tuple[Text, str]] = []
+    used = set()
+    for index, device in enumerate(devices):
+        row, column = divmod(index, columns)
+        lat_ax = grid[row * rows_per_device][column]
+        fid_ax = grid[row * rows_per_device + 1][column] if fidelity else None
+        used.add((row * rows_per_device, column))
+        if fid_ax is not None:
+            used.add((row * rows_per_device + 1, column))
+            fid_ax.sharex(lat_ax)
+        on_device = [c for c in measured if c.device == device]
+        p50s = [_p50(c) or 0.0 for c in on_device]
+        log = bool(p50s) and min(p50s) > 0 and max(p50s) / min(p50s) > _LOG_RATIO
+        floor = min(p50s) / 3 if log else 0.0
+        if log:
+            lat_ax.set_yscale("log")
+            lat_ax.yaxis.set_major_formatter(FuncFormatter(_plain_1_2_5))
+            lat_ax.yaxis.set_minor_formatter(FuncFormatter(_plain_1_2_5))
+        for v_index, variant in enumerate(variants):
+            for r_index, runtime in enumerate(runtimes):
+                x = v_index + (r_index - (len(runtimes) - 1) / 2) * width
+                cell = by_key.get((variant, runtime, device))
+                name = f"{variant} / {runtime} on {device}"
+                p50 = _p50(cell) if cell is not None else None
+                if cell is None or p50 is None:
+                    word = gap_word(cell)
+                    gap = lat_ax.annotate(
+                        word,
+                        (x, 0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=GAP_FONTSIZE,
+                        fontstyle="italic",
+                        color="#666",
+                    )
+                    gap.set_in_layout(False)
+                    gap_labels.append((gap, f"{name}: {cell.reason if cell else word}"))
+                    continue
+                valid = verdict(cell) == "ok"
+                style = {
+                    "color": color(runtime) if valid else "none",
+                    "edgecolor": color(runtime),
+                    "hatch": None if valid else "//",
+                    "linewidth": 1.0,
+                }
+                quality = fidelity.read(cell) if fidelity else None
+                say = (
+                    f"{name}: p50 {p50:.3g} ms"
+                    + (
+                        f", {fidelity.name} {fidelity.show(quality)}"
+                        if fidelity and quality is not None
+                        else ""
+                    )
+                    + ("" if valid else " (invalid)")
+                )
+                (bar,) = lat_ax.bar(x, p50 - floor, width, bottom=floor, **style)
+                points.append((bar, say))
+                value_labels.append((lat_ax, p50, _bar_label(lat_ax, x, p50, f"{p50:.3g}"), say))
+                if fid_ax is None or fidelity is None:
+                    continue
+                if quality is None:
+                    gap = fid_ax.annotate(
+                        "n/a",
+                        (x, 0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=GAP_FONTSIZE,
+                        fontstyle="italic",
+                        color="#666",
+                    )
+                    gap.set_in_layout(False)
+                    gap_labels.append((gap, f"{name}: no {fidelity.name}"))
+                    continue
+                (bar,) = fid_ax.bar(x, quality, width, **style)
+                points.append((bar, say))
+                text = _bar_label(fid_ax, x, quality, f"{quality:.1f}")
+                value_labels.append((fid_ax, quality, text, say))
+        emulated = any(c.emulated for c in on_device)
+        lat_ax.set_title(f"on {device}" + (" (emulated)" if emulated else ""), fontsize=10)
+        lat_ax.set_xlim(-0.5, len(variants) - 0.5)
+        if not log:
+            lat_ax.set_ylim(0, max(p50s, default=1.0) * 1.05 or 1.0)
+        else:
+            lat_ax.set_ylim(floor, max(p50s) * 1.5)
+        bottom_ax = fid_ax if fid_ax is not None else lat_ax
+        bottom_ax.set_xticks(range(len(variants)), variants, fontsize=8, rotation=25, ha="right")
+        if fid_ax is not None:
+            lat_ax.tick_params(labelbottom=False)
+            values = [v for a, v, _, _ in value_labels if a is fid_ax]
+            low = min([0.0, *values])
+            high = max([0.0, *values])
+            fid_ax.set_ylim(low * 1.05, high * 1.05 or 1.0)
+            fid_ax.axhline(0, color="#444", linewidth=0.6)
+        for ax in (lat_ax, fid_ax):
+            if ax is None:
+                continue
+            ax.tick_params(which="both", labelsize=8)  # a log axis labels minor ticks too
+            ax.grid(True, axis="y", alpha=0.3)
+            for boundary in range(1, len(variants)):
+                ax.axvline(boundary - 0.5, color="#ddd", linewidth=0.8, zorder=0)
+        panels.append((lat_ax, f"on {device}: p50"))
+        if fid_ax is not None and fidelity is not None:
+            panels.append((fid_ax, f"on {device}: {fidelity.name}"))
+        if column == 0:
+            lat_ax.set_ylabel("p50 latency (ms, lower is better)", fontsize=9)
+            if fid_ax is not None and fidelity is not None:
+                fid_ax.set_ylabel(
+                    f"{fidelity.name}\n({fidelity.unit}, higher is better)", fontsize=9
+                )
+    for r, row_axes in enumerate(grid):
+        for c, ax in enumerate(row_axes):
+            if (r, c) not in used:
+                ax.remove()
+    title = f"{model}: variants on each runtime"
+    fig.suptitle(title)
+    handles: list[Any] = [Patch(facecolor=color(r), edgecolor=color(r), label=r) for r in runtimes]
+    if any(verdict(c) == "invalid" for c in measured):
+        handles.append(Patch(facecolor="none", edgecolor="#555", hatch="//", label="invalid"))
+    legend = fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=max(1, min(len(handles), 5, int(fig_width / 1.4))),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    # The labels are out of the layout; the limits grow until each fits above its bar
+    # (a few rounds: the layout may narrow an axes when its tick labels change).
+    for _ in range(4):
+        changed = False
+        for ax, _name in panels:
+            mine = [(v, t) for a, v, t, _ in value_labels if a is ax]
+            changed = _fit_labels(ax, mine, renderer) or changed
+        if not changed:
+            break
+        fig.canvas.draw()
+    png = _png(fig)
+    height = fig.bbox.height
+    regions = [Region("legend", _image_box(legend.get_window_extent(renderer), height), "legend")]
+    regions += [
+        Region("panel", _image_box(ax.get_window_extent(renderer), height), say)
+        for ax, say in panels
+    ]
+    regions += [
+        Region("point", _image_box(bar.get_window_extent(renderer), height), say)
+        for bar, say in points
+    ]
+    regions += [
+        Region("label", _image_box(text.get_window_extent(renderer), height), say)
+        for _, _, text, say in value_labels
+    ]
+    regions += [
+        Region("label", _image_box(text.get_window_extent(renderer), height), say)
+        for text, say in gap_labels
+    ]
+    key_rows = []
+    for variant in variants:
+        for runtime in runtimes:
+            row = [variant, runtime]
+            for device in devices:
+                cell = by_key.get((variant, runtime, device))
+                p50 = _p50(cell) if cell is not None else None
+                if cell is None or p50 is None:
+                    row.append(gap_word(cell) if cell is None else f"failed: {gap_word(cell)}")
+                    continue
+                quality = fidelity.read(cell) if fidelity else None
+                text = f"{p50:.3g} ms"
+                if fidelity is not None:
+                    text += f", {fidelity.show(quality) if quality is not None else '-'}"
+                row.append(text + ("" if verdict(cell) == "ok" else " (invalid)"))
+            key_rows.append(tuple(row))
+    shown = f" and its {fidelity.name} under it" if fidelity else ""
+    below = f"; below, the same cells' {fidelity.name}" if fidelity else ""
+    return Plot(
+        name=f"runtimes-{slug(model)}",
+        title=title,
+        alt=(
+            f"Bar charts of the p50 latency{shown} of {len(variants)} variants of {model} "
+            f"on {len(runtimes)} runtimes ({', '.join(runtimes)}), one panel per device"
+        ),
+        caption=(
+            f"Each group of bars is a variant of {model}, each bar a runtime (colour), its "
+            f"p50 written on it{below}. "
+            "A missing bar is a cell with no numbers, labelled with the first word of "
+            'its reason ("not run": the run has no such cell). Hollow, hatched bars are '
+            "invalid measurements." + _not_drawn(of_model)
+        ),
+        png=png,
+        key_header=("variant", "runtime", *(f"on {d}" for d in devices)),
+        key_rows=tuple(key_rows),
+        regions=tuple(regions),
+        size=(round(fig.bbox.width), round(height)),
+    )
+
+
+def _bar_label(ax: Axes, x: float, value: float, text: str) -> Text:
+    """``text`` written up from the end of a bar of height ``value`` (below it when the
+    value is negative), kept out of the layout."""
+    label = ax.annotate(
+        text,
+        (x, value),
+        xytext=(0, 3 if value >= 0 else -3),
+        textcoords="offset points",
+        rotation=90,
+        ha="center",
+        va="bottom" if value >= 0 else "top",
+        fontsize=VALUE_FONTSIZE,
+        color="#111",
+        zorder=6,
+    )
+    label.set_in_layout(False)
+    return label
+
+
+def measured_runtimes(cells: list[CellRecord], model: str) -> list[str]:
+    """The runtimes with at least one measured cell of ``model``."""
+    return _first_seen([c.runtime for c in cells if c.model == model and _p50(c) is not None])
+
+
 def make_plots(cells: list[CellRecord], samples_ms: dict[int, list[float]]) -> list[Plot]:
     """Every figure of the report: per model latency vs quality (a panel per device),
+    per model measured on two or more runtimes its variants on each runtime side by side,
     per model and device the latency distributions, per device size and memory, and
     energy."""
     devices = _first_seen([c.device for c in cells])
@@ -654,6 +993,10 @@ def make_plots(cells: list[CellRecord], samples_ms: dict[int, list[float]]) -> l
     plots: list[Plot | None] = []
     for model in models:
         plots.append(latency_vs_quality(cells, model))
+    for model in models:
+        # The cross-runtime view says nothing with one runtime.
+        if len(measured_runtimes(cells, model)) >= 2:
+            plots.append(runtimes_side_by_side(cells, model))
     for model in models:
         for device in devices:
             plots.append(latency_distribution(cells, samples_ms, model, device))
