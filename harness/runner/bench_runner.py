@@ -1494,13 +1494,147 @@ class OpenVinoSession(object):
         return table
 
 
+# LiteRT input/output dtypes (numpy type names from get_input_details) a job can feed.
+_LITERT_DTYPES = ("float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+_LITERT_NO_PROFILE = "ai-edge-litert's Python interpreter gives no per-op timings"
+
+
+def _litert_scale(detail):
+    """(scale, zero_point) of a quantized per-tensor input/output, None for a float one."""
+    scale, zero_point = detail.get("quantization") or (0.0, 0)
+    if not scale:
+        return None
+    return float(scale), int(zero_point)
+
+
+class LiteRtSession(object):
+    """LiteRT's interpreter (the former TensorFlow Lite) on a .tflite file, with its
+    default delegate (XNNPACK) on ``threads`` threads.
+
+    A pt2e int8 model has int8 inputs and outputs with per-tensor scales: the session
+    reports such an input as float32, so the job feeds the floats a float model gets,
+    quantizes them with the input's (scale, zero_point) and dequantizes the output it
+    scores. Inputs are positional (``input_names`` None), as a .tflite's signature names
+    (``args_0``) are the converter's, not the model's."""
+
+    name = "litert"
+    package = "ai-edge-litert"
+
+    @staticmethod
+    def import_runtime():
+        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+
+    def __init__(self, artifact, threads, options=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if options:
+            raise JobError(
+                "key 'runtime_options.%s': LiteRT takes no runtime options" % sorted(options)[0]
+            )
+        self._interpreter = Interpreter(model_path=artifact, num_threads=int(threads))
+        self._interpreter.allocate_tensors()
+        self._inputs = self._interpreter.get_input_details()
+        self._outputs = self._interpreter.get_output_details()
+        self.input_names = None
+        self.version = _package_version("ai-edge-litert")
+
+    def input_count(self):
+        return len(self._inputs)
+
+    def input_dtypes(self):
+        out = []
+        for detail in self._inputs:
+            dtype = detail["dtype"].__name__
+            if _litert_scale(detail) is not None and dtype in ("int8", "uint8", "int16"):
+                dtype = "float32"  # quantized here from the float the job feeds
+            out.append(dtype if dtype in _LITERT_DTYPES else None)
+        return out
+
+    def quantized_io(self):
+        """Which inputs and outputs are quantized integers (for the export notes)."""
+
+        def kinds(details):
+            return [
+                "%s scale=%.6g zero_point=%d" % (d["dtype"].__name__, *_litert_scale(d))
+                if _litert_scale(d) is not None
+                else d["dtype"].__name__
+                for d in details
+            ]
+
+        return {"inputs": kinds(self._inputs), "outputs": kinds(self._outputs)}
+
+    def check_batch(self, batch, arrays):
+        resized = False
+        for detail in self._inputs:
+            signature = list(detail.get("shape_signature", detail["shape"]))
+            static = int(detail["shape"][0]) if len(detail["shape"]) else None
+            if not signature or static == batch:
+                continue
+            if signature[0] != -1:
+                raise _batch_error(batch, static, detail["name"])
+            self._interpreter.resize_tensor_input(
+                detail["index"], [batch] + [int(d) for d in detail["shape"][1:]]
+            )
+            resized = True
+        if resized:
+            self._interpreter.allocate_tensors()
+            self._inputs = self._interpreter.get_input_details()
+            self._outputs = self._interpreter.get_output_details()
+
+    def _set_inputs(self, arrays):
+        import numpy as np
+
+        if len(arrays) != len(self._inputs):
+            raise JobError(
+                "key 'inputs': the artifact takes %d inputs, the job gives %d"
+                % (len(self._inputs), len(arrays))
+            )
+        for detail, array in zip(self._inputs, arrays):  # noqa: B905 (3.8: no strict=)
+            dtype = detail["dtype"]
+            quant = _litert_scale(detail)
+            if quant is not None and np.issubdtype(dtype, np.integer):
+                scale, zero_point = quant
+                info = np.iinfo(dtype)
+                q = np.round(np.asarray(array, dtype=np.float32) / scale) + zero_point
+                array = np.clip(q, info.min, info.max).astype(dtype)
+            else:
+                array = np.asarray(array, dtype=dtype)
+            self._interpreter.set_tensor(detail["index"], np.ascontiguousarray(array))
+
+    def bind(self, arrays):
+        """Inputs set (and quantized) once; each call runs one inference."""
+        self._set_inputs(arrays)
+        return self._interpreter.invoke
+
+    def infer(self, arrays):
+        """The first output as floats (dequantized when the model's output is int8)."""
+        import numpy as np
+
+        self._set_inputs(arrays)
+        self._interpreter.invoke()
+        detail = self._outputs[0]
+        out = self._interpreter.get_tensor(detail["index"])
+        quant = _litert_scale(detail)
+        if quant is not None and np.issubdtype(out.dtype, np.integer):
+            scale, zero_point = quant
+            return (out.astype(np.float32) - zero_point) * np.float32(scale)
+        return np.array(out)
+
+    @classmethod
+    def profile(cls, job, arrays, threads, workdir):
+        """No per-op table: the Python interpreter has no profiler hook (only the C++
+        benchmark tool does), so the profile says so instead of guessing."""
+        return {"tool": "none", "ops": None, "top": int(job["profile"]["top"]),
+                "error": _LITERT_NO_PROFILE}  # fmt: skip
+
+
 # The runtimes this runner measures, by the job's "runtime". A session class gives its
 # ``name`` and ``package``, ``import_runtime()`` (timed apart from loading), a constructor
 # ``(artifact, threads, options)`` (``options``: the job's runtime_options), ``bind``,
 # ``infer``, ``check_batch``, ``input_dtypes`` and a ``profile`` classmethod; the host's
 # counterpart is harness.export.registry.
 SESSIONS = collections.OrderedDict(
-    (cls.name, cls) for cls in (OrtSession, ExecuTorchSession, OpenVinoSession)
+    (cls.name, cls) for cls in (OrtSession, ExecuTorchSession, OpenVinoSession, LiteRtSession)
 )
 
 
