@@ -211,3 +211,23 @@ register_runtime(
         optional=True,
     )
 )
+register_runtime(
+    RuntimeSpec(
+        name="litert",
+        exporter="harness.export.litert:LiteRtExporter",
+        suffix=".tflite",
+        import_name="ai_edge_litert.interpreter",
+        # litert-torch writes the file, so its version keys the artifact too.
+        packages=("ai-edge-litert", "litert-torch"),
+        install_hint=(
+            "pip install -c constraints-litert.txt -e '.[litert]' (about 0.9 GB; on a "
+            "board: pip install ai-edge-litert)"
+        ),
+        file_reader="harness.models.loaders:tflite_file_inputs",
+        file_kind="LiteRT model",
+        # pt2e int8 with calibration, and dynamic-range int8 (int8 weights); fp16/bf16
+        # and QAT are not built for LiteRT.
+        quant_modes=("static", "dynamic"),
+        optional=True,
+    )
+)

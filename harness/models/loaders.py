@@ -621,6 +621,51 @@ def pte_file_inputs(path: Path) -> tuple[InputSpec, ...] | None:
     return _pte_inputs(_read_pte(path))
 
 
+_TFLITE_DTYPES = ("float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def tflite_file_inputs(path: Path) -> tuple[InputSpec, ...] | None:
+    """A ready .tflite file's inputs (the registry's reader for litert), None when
+    ai-edge-litert is not installed here to read them.
+
+    Named like a .pte's (``input_<i>``, ``input`` for one): the file's signature names
+    (``args_0``) are the converter's. A quantized int8 input is float32 here, since the
+    runner quantizes the floats it feeds with the input's scale."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise _invalid(path, "LiteRT model", "no TFL3 file identifier at byte 4")
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    try:
+        details = Interpreter(model_path=str(path)).get_input_details()
+    except Exception as exc:
+        raise _invalid(path, "LiteRT model", f"the interpreter could not load it: {exc}") from exc
+    specs = []
+    for i, detail in enumerate(details):
+        dtype = detail["dtype"].__name__
+        scale = (detail.get("quantization") or (0.0, 0))[0]
+        if scale and dtype in ("int8", "uint8", "int16"):
+            dtype = "float32"
+        if dtype not in _TFLITE_DTYPES:
+            raise ConfigError(
+                path,
+                "model.file",
+                f"input {detail['name']!r} of a dtype the runner feeds "
+                f"({', '.join(_TFLITE_DTYPES)})",
+                dtype,
+            )
+        signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+        dims = tuple(d if d > 0 else 1 for d in signature) or (1,)
+        name = SINGLE_INPUT_NAME if len(details) == 1 else f"input_{i}"
+        specs.append(InputSpec(name, dims, dtype))
+    if not specs:
+        raise ConfigError(path, "model.file", "a LiteRT model with at least one input", 0)
+    return tuple(specs)
+
+
 def load_file_model(path: Path | str, input_shape: list[int] | None = None) -> FileModel:
     """Describe a ready model file (.onnx, .pte, or another registered runtime's) for
     benchmarking.
