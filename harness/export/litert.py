@@ -184,6 +184,7 @@ class LiteRtExporter(Exporter):
     ) -> ExportResult:
         out_path = Path(out_path)
         _check_request(quant)
+        _import_litert_torch()  # before any step: without it every mode says how to install
         x = example_args(bundle)
         module = copy.deepcopy(bundle.module).float().eval()
         granularity = "per-channel" if quant is None or quant.per_channel else "per-tensor"
