@@ -56,10 +56,11 @@ def _check_request(quant: QuantRequest | None) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_conversion() -> Iterator[None]:
-    """litert-torch prints a progress line per conversion step (rich, to stdout) and its
-    MLIR converter logs to file descriptor 2; both would interleave with the CLI's own
-    progress. Python exceptions still carry the failure."""
+def _quiet_litert() -> Iterator[None]:
+    """litert-torch prints a progress line per conversion step (rich, to stdout), and its
+    MLIR converter and the interpreter (XNNPACK delegate) log to file descriptor 2; all
+    would interleave with the CLI's own progress. Python exceptions still carry the
+    failure."""
     saved_env = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
     os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "n"
     sys.stderr.flush()
@@ -135,7 +136,7 @@ def _convert(
 ) -> None:
     litert_torch = _import_litert_torch()
     try:
-        with _quiet_conversion():
+        with _quiet_litert():
             edge_model = litert_torch.convert(module, args, quant_config=quant_config)
             edge_model.export(str(path))
     except Exception as e:
@@ -163,7 +164,7 @@ def _check_model(path: Path, args: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     from harness.runner.bench_runner import LiteRtSession
 
     try:
-        with _quiet_conversion():
+        with _quiet_litert():
             session = LiteRtSession(str(path), 1)
             session.infer([a.numpy() for a in args])
     except Exception as e:
