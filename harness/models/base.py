@@ -80,7 +80,7 @@ class ModelBundle:
 
 @dataclass
 class FileModel:
-    """A ready .onnx or .pte file: benchmark-only, no recipes apply."""
+    """A ready model file (.onnx, .pte, .tflite): benchmark-only, no recipes apply."""
 
     name: str
     path: str

@@ -304,10 +304,14 @@ def test_onnx_file_loader(tmp_path: Path) -> None:
     assert fm.name == "tiny" and len(fm.identity["sha256"]) == 64
     assert load_file_model(path, input_shape=[4, 3, 16, 16]).input_shape == [4, 3, 16, 16]
 
-    other = tmp_path / "model.tflite"
+    other = tmp_path / "model.mlmodel"  # a suffix no runtime owns
     other.write_bytes(b"x")
     with pytest.raises(ConfigError):
         load_file_model(other)
+    # .tflite belongs to litert: a file that is not one is a model error, read or not.
+    (tmp_path / "model.tflite").write_bytes(b"x")
+    with pytest.raises(ModelError, match="not a valid LiteRT model"):
+        load_file_model(tmp_path / "model.tflite")
     with pytest.raises(ConfigError):
         load_file_model(tmp_path / "missing.onnx")
 
