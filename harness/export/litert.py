@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 import sys
 from collections import Counter
@@ -94,9 +95,10 @@ def _quantize_pt2e(
     args: tuple[torch.Tensor, ...],
     quant: QuantRequest,
     calib: list[tuple[torch.Tensor, ...]],
-) -> tuple[torch.nn.Module, Any]:
+) -> tuple[torch.nn.Module, Any, dict[str, int]]:
     """pt2e post-training quantization with litert-torch's quantizer; returns the
-    converted graph and the quant_config that tells the converter how it was made."""
+    converted graph, the quant_config that tells the converter how it was made, and what
+    the quantizer printed (by line, with counts)."""
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,
@@ -113,7 +115,14 @@ def _quantize_pt2e(
         quantizer = PT2EQuantizer().set_global(
             get_symmetric_quantization_config(is_per_channel=quant.per_channel, is_dynamic=dynamic)
         )
-        prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
+        # The annotator prints a line for each pattern it leaves unfused ("Relu partition
+        # has more than one output node": ResNet's add + ReLU whose output feeds two
+        # ops); kept for the notes instead of interleaving with the CLI's progress.
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
+        messages = Counter(line.strip() for line in printed.getvalue().splitlines())
+        messages.pop("", None)
         # Calibrate in dataset order with a fixed seed, without touching the caller's RNG.
         # Dynamic activations need no calibration; one pass still runs the observers.
         with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -128,7 +137,7 @@ def _quantize_pt2e(
     # Exported modules refuse .eval(); the flag tells litert-torch this is inference.
     for sub in converted.modules():
         sub.training = False
-    return converted, QuantConfig(pt2e_quantizer=quantizer)
+    return converted, QuantConfig(pt2e_quantizer=quantizer), dict(messages)
 
 
 def _convert(
@@ -191,6 +200,7 @@ class LiteRtExporter(Exporter):
         granularity = "per-channel" if quant is None or quant.per_channel else "per-tensor"
         notes: dict[str, Any] = {}
         quant_config = None
+        messages: dict[str, int] = {}
         if quant is None:
             notes["quant_format"] = "fp32"
         elif quant.mode == "static":
@@ -198,7 +208,7 @@ class LiteRtExporter(Exporter):
                 tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s)
                 for s in calibration_samples(bundle, quant)
             ]
-            module, quant_config = _quantize_pt2e(module, x, quant, calib)
+            module, quant_config, messages = _quantize_pt2e(module, x, quant, calib)
             notes.update(
                 {
                     "quant_format": f"LiteRT pt2e int8 symmetric {granularity}",
@@ -209,7 +219,7 @@ class LiteRtExporter(Exporter):
                 }
             )
         else:  # dynamic
-            module, quant_config = _quantize_pt2e(module, x, quant, [])
+            module, quant_config, messages = _quantize_pt2e(module, x, quant, [])
             notes.update(
                 {
                     "quant_format": f"LiteRT pt2e dynamic int8 symmetric {granularity}",
@@ -218,6 +228,8 @@ class LiteRtExporter(Exporter):
                     "kernels; float inputs/outputs",
                 }
             )
+        if messages:
+            notes["quantizer_messages"] = messages
         with staging_dir(out_path) as tmp:
             staged = tmp / f"model{self.suffix}"
             _convert(module, x, staged, quant_config)

@@ -1494,8 +1494,6 @@ class OpenVinoSession(object):
         return table
 
 
-# LiteRT input/output dtypes (numpy type names from get_input_details) a job can feed.
-_LITERT_DTYPES = ("float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
 _LITERT_NO_PROFILE = "ai-edge-litert's Python interpreter gives no per-op timings"
 
 
@@ -1542,12 +1540,13 @@ class LiteRtSession(object):
         return len(self._inputs)
 
     def input_dtypes(self):
+        """numpy dtype names; a quantized integer input is float32 (see the class)."""
         out = []
         for detail in self._inputs:
             dtype = detail["dtype"].__name__
             if _litert_scale(detail) is not None and dtype in ("int8", "uint8", "int16"):
                 dtype = "float32"  # quantized here from the float the job feeds
-            out.append(dtype if dtype in _LITERT_DTYPES else None)
+            out.append(dtype)  # resolve_inputs refuses one the runner cannot feed
         return out
 
     def quantized_io(self):

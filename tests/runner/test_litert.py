@@ -143,6 +143,40 @@ def test_the_session_quantizes_float_inputs_of_an_int8_model(exported) -> None:
     assert np.allclose(out, (raw.astype(np.float32) - out_zero) * out_scale)
 
 
+class Residual(nn.Module):
+    """torchvision's BasicBlock: one ReLU module applied twice, the second time after
+    the residual add, a pattern litert-torch's quantizer leaves unfused, saying so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.conv2(self.relu(self.conv1(x))) + x)
+
+
+def test_what_the_quantizer_prints_goes_to_the_notes(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    data = TaskData(
+        calib_inputs=rng.standard_normal((8, 3, 8, 8), dtype=np.float32),
+        eval_inputs=rng.standard_normal((2, 3, 8, 8), dtype=np.float32),
+    )
+    bundle = ModelBundle(
+        name="residual",
+        module=Residual().eval(),
+        example_input=torch.from_numpy(data.calib_inputs[:1].copy()),
+        data=data,
+        identity={"n": 2},
+    )
+    quant = QuantRequest(mode="static", calibration_samples=8)
+    result = get_exporter("litert").export(bundle, tmp_path / "r.tflite", quant, TARGET)
+    assert result.notes["quantizer_messages"] == {"Relu partition has more than one output node": 1}
+    assert "partition" not in capsys.readouterr().out
+
+
 def test_dynamic_int8_keeps_float_io_and_unsupported_modes_are_refused(bundle, tmp_path) -> None:
     exporter = get_exporter("litert")
     dynamic = exporter.export(bundle, tmp_path / "dyn.tflite", QuantRequest(mode="dynamic"), TARGET)
