@@ -40,8 +40,6 @@ from harness.reports.ops import OPS_HEADING, comparison_rows, op_comparison, ops
 from harness.reports.plots import Plot, history_plots, make_plots
 from harness.reports.table import COLUMNS, GROUP_COLUMNS, LEGEND, Row, build_rows, lineage_lines
 from harness.reports.text import fmt_value, slug
-from harness.results.history import history as history_of
-from harness.results.history import series_of
 from harness.results.store import CellRecord, ResultsStore, RunRecord
 from harness.suite.config import Budget
 
@@ -164,6 +162,11 @@ def history_section(store: ResultsStore, run: RunRecord) -> OptionalSection:
     earlier = [r for r in store.runs() if r.suite_name == run.suite_name and r.id <= run.id]
     if len(earlier) < 2:
         return OptionalSection(note=f"Run {run.id} is the first run of {run.suite_name}.")
+    # Imported here: its statistics pull in scipy.stats (0.8 s), which a page of a
+    # suite's first run does not need.
+    from harness.results.history import history as history_of
+    from harness.results.history import series_of
+
     try:
         series = history_of(store, "*", suite=run.suite_name)
         out = []

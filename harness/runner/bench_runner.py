@@ -1191,6 +1191,7 @@ class OrtSession(object):
 
     name = "onnxruntime"
     package = "onnxruntime"  # the distribution whose version the result reports
+    module = "onnxruntime"  # the top-level module it imports
 
     @staticmethod
     def import_runtime():
@@ -1273,6 +1274,7 @@ class ExecuTorchSession(object):
 
     name = "executorch"
     package = "executorch"
+    module = "executorch"
 
     @staticmethod
     def import_runtime():
@@ -1394,6 +1396,7 @@ class OpenVinoSession(object):
 
     name = "openvino"
     package = "openvino"
+    module = "openvino"
 
     @staticmethod
     def import_runtime():
@@ -1517,6 +1520,7 @@ class LiteRtSession(object):
 
     name = "litert"
     package = "ai-edge-litert"
+    module = "ai_edge_litert"
 
     @staticmethod
     def import_runtime():
@@ -2454,6 +2458,26 @@ def probe_import(name, timeout_s=PROBE_IMPORT_TIMEOUT_S):
     }
 
 
+def _probe_if_present(name):
+    """``probe_import(name)``, unless its module is not there at all: finding that out
+    needs no child Python (each costs seconds on a small board, or under qemu)."""
+    import importlib.util
+
+    module = SESSIONS[name].module if name in SESSIONS else name
+    try:
+        present = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        present = True  # let the import itself say what is wrong
+    if present:
+        return probe_import(name)
+    return {
+        "ok": False,
+        "seconds": None,
+        "error": "ModuleNotFoundError: No module named %r" % module,
+        "traceback": "",
+    }
+
+
 def probe(workdir, root="/"):
     """What a board offers the runner, for ``harness devices check``."""
     packages = {}
@@ -2474,7 +2498,7 @@ def probe(workdir, root="/"):
         {
             "executable": sys.executable,
             "packages": packages,
-            "imports": {name: probe_import(name) for name in PROBED_IMPORTS},
+            "imports": {name: _probe_if_present(name) for name in PROBED_IMPORTS},
             "workdir": workdir,
             "disk_free_mb": disk_free_mb,
             "temp_c": max_temp_c(root),

@@ -71,6 +71,7 @@ int8 = ["int8-static"]
 """
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_a_suite_in_an_empty_directory_finds_presets_and_boards(tmp_path: Path) -> None:
     suite = lone_suite(tmp_path, LONE_SUITE)
     loaded = load_suite(suite)
@@ -140,6 +141,7 @@ def test_an_unknown_preset_names_every_place_searched_and_what_is_there(tmp_path
     assert "did you mean 'int8-static'?" in err and "prune-channels-50" in err
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_an_unknown_device_names_the_places_searched(tmp_path: Path) -> None:
     suite = lone_suite(
         tmp_path,
@@ -161,6 +163,7 @@ def test_an_unknown_device_names_the_places_searched(tmp_path: Path) -> None:
     assert "did you mean 'pi4-emulated'?" in err
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_devices_check_looks_beside_the_suite(tmp_path: Path) -> None:
     (tmp_path / "devices").mkdir()
     (tmp_path / "devices" / "bench-box.toml").write_text(
@@ -195,6 +198,7 @@ def test_lists_show_the_package_defaults_from_anywhere(tmp_path: Path) -> None:
     assert "int8-static" in recipes.stdout and "pi4-emulated" in devices.stdout
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_the_quickstart_suite_by_name_validates_from_anywhere(tmp_path: Path) -> None:
     proc = harness("validate", "quickstart", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

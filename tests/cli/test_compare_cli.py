@@ -317,6 +317,7 @@ fp32 = []
 """
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_a_ready_onnx_file_is_re_measured_from_the_copy_its_run_kept(tmp_path, capsys):
     """A ``file =`` model is measured from a copy in the artifact store, so --interleave
     judges it; editing the user's file after the base run changes the new run's

@@ -298,6 +298,7 @@ if __name__ == "__main__":
         parser.print_help()
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_fit_as_html_puts_command_line_budgets_in_the_pages_fit_section(tmp_path: Path):
     """Budgets given only on the command line reach the HTML report's fit section, with
     the same verdicts the JSON gives (the pi4 budget inherited by pi4-emulated)."""

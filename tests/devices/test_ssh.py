@@ -327,6 +327,7 @@ def test_a_workdir_with_spaces_and_shell_metacharacters_runs_nothing_else(
 # --- devices check, ssh_config ----------------------------------------------------
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_devices_check_probes_the_board(tmp_path: Path, sshd: TestSshd) -> None:
     board(tmp_path, sshd)
     devices = str(tmp_path / "devices")

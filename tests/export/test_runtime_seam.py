@@ -46,6 +46,7 @@ def test_the_runner_has_a_session_for_every_built_in_runtime() -> None:
     for name, session in bench_runner.SESSIONS.items():
         assert session.name == name
         assert session.package == runtime_spec(name).packages[0]
+        assert runtime_spec(name).import_name.split(".")[0] == session.module
         for method in ("import_runtime", "profile", "bind", "infer", "check_batch"):
             assert callable(getattr(session, method)), (name, method)
     assert bench_runner.PROBED_IMPORTS == (*RUNTIMES, "numpy")

@@ -92,6 +92,7 @@ def _latency_plots(plots: list[Plot]) -> dict[str, Plot]:
     return {p.name: p for p in plots if p.name.startswith("latency-vs-")}
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_one_latency_plot_per_model_with_a_front_per_device(golden_cells: list[CellRecord]):
     plots = _latency_plots(make_plots(golden_cells, {}))
     assert set(plots) == {f"latency-vs-accuracy-{m}" for m in MODEL_VARIANTS}
@@ -127,6 +128,7 @@ def test_one_latency_plot_per_model_with_a_front_per_device(golden_cells: list[C
     assert "4 failed cell(s)" in plots["latency-vs-accuracy-digits-cnn"].caption
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_golden_labels_overlap_nothing_and_are_drawn_where_their_boxes_are(
     golden_cells: list[CellRecord],
 ):
@@ -152,6 +154,7 @@ def _cell(variant: str, runtime: str, device: str, p50: float, accuracy: float) 
     )
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_a_crowded_cluster_still_gets_labels_that_overlap_nothing():
     """Sixteen variants on three runtimes packed into a few percent of latency and half a
     point of accuracy, plus far outliers that stretch the axes: the greedy placement

@@ -440,6 +440,7 @@ def test_make_plots_shows_it_only_for_a_model_measured_on_two_runtimes() -> None
     ]
 
 
+@pytest.mark.slow  # over 3 s end to end: kept out of tox -e fast
 def test_golden_runtimes_plots_overlap_nothing(tmp_path: Path) -> None:
     from tests.golden.build_golden_db import MODEL_VARIANTS, golden_copy
 
