@@ -121,3 +121,25 @@ def gzip_size(path: Path) -> int:
     since dense formats store the zeros as they are.
     """
     return len(gzip.compress(Path(path).read_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+
+
+def export_for_pt2e(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> torch.nn.Module:
+    """The module as the graph pt2e quantizers annotate (``torch.export``'s module)."""
+    try:
+        return torch.export.export(module, args).module()
+    except Exception as e:
+        raise export_error("torch.export.export failed", e) from e
+
+
+def calibrate_pt2e(
+    prepared: torch.nn.Module,
+    calib: list[tuple[torch.Tensor, ...]],
+    args: tuple[torch.Tensor, ...],
+) -> None:
+    """Run a prepared pt2e graph's observers over the calibration samples, in dataset
+    order with a fixed seed and without touching the caller's RNG. Dynamic activations
+    need no calibration; one pass on ``args`` still runs the observers."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        for sample in calib or [args]:
+            prepared(*sample)

@@ -30,9 +30,11 @@ import torch.nn.functional as F
 from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
 from harness.export.common import (
+    calibrate_pt2e,
     calibration_samples,
     example_args,
     export_error,
+    export_for_pt2e,
     gzip_size,
     staging_dir,
 )
@@ -96,10 +98,7 @@ def _quantize_pt2e(
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
     dynamic = quant.mode == "dynamic"
-    try:
-        graph = torch.export.export(module, args).module()
-    except Exception as e:
-        raise export_error("torch.export.export failed", e) from e
+    graph = export_for_pt2e(module, args)
     try:
         # prepare_pt2e folds BatchNorm into the convs before annotating anyway; doing it
         # here lets a graph left without BatchNorm skip the conv-bn pattern tracing.
@@ -110,12 +109,7 @@ def _quantize_pt2e(
             get_symmetric_quantization_config(is_per_channel=quant.per_channel, is_dynamic=dynamic)
         )
         prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
-        # Calibrate in dataset order with a fixed seed, without touching the caller's RNG.
-        # Dynamic activations need no calibration; one pass still runs the observers.
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            for sample in calib or [args]:
-                prepared(*sample)
+        calibrate_pt2e(prepared, calib, args)
         return convert_pt2e(prepared)
     except Exception as e:
         raise export_error("pt2e quantization (XNNPACKQuantizer) failed", e) from e

@@ -29,9 +29,11 @@ import torch
 from harness.errors import ExportError, UnsupportedError
 from harness.export.base import Exporter, ExportResult
 from harness.export.common import (
+    calibrate_pt2e,
     calibration_samples,
     example_args,
     export_error,
+    export_for_pt2e,
     gzip_size,
     staging_dir,
 )
@@ -107,10 +109,7 @@ def _quantize_pt2e(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     dynamic = quant.mode == "dynamic"
-    try:
-        graph = torch.export.export(module, args).module()
-    except Exception as e:
-        raise export_error("torch.export.export failed", e) from e
+    graph = export_for_pt2e(module, args)
     try:
         quantizer = PT2EQuantizer().set_global(
             get_symmetric_quantization_config(is_per_channel=quant.per_channel, is_dynamic=dynamic)
@@ -123,12 +122,7 @@ def _quantize_pt2e(
             prepared = prepare_pt2e(graph, quantizer)  # type: ignore[arg-type]
         messages = Counter(line.strip() for line in printed.getvalue().splitlines())
         messages.pop("", None)
-        # Calibrate in dataset order with a fixed seed, without touching the caller's RNG.
-        # Dynamic activations need no calibration; one pass still runs the observers.
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(0)
-            for sample in calib or [args]:
-                prepared(*sample)
+        calibrate_pt2e(prepared, calib, args)
         # Weights stay as float + Q/DQ (fold_quantize=False): the converter matches
         # those patterns to TFLite's quantized kernels.
         converted = convert_pt2e(prepared, fold_quantize=False)
