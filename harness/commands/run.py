@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness.commands.arguments import add_results_option, locate_suite
 from harness.commands.exits import EXIT_CELLS_FAILED, EXIT_OK, interrupt_exit
 from harness.commands.output import terminal_console
+from harness.errors import HarnessError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print only the final table (no progress, cell lines or summary; the exit "
         "code says whether cells failed)",
     )
+    run.add_argument(
+        "--executor",
+        choices=("inprocess", "ray"),
+        default="inprocess",
+        help="what runs each cell's trials: this process (default), or, for a board, the "
+        "Ray node it hangs off (a device lab: see `harness lab join`)",
+    )
+    run.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the Ray cluster's address, HOST:PORT (default: the "
+        "cluster this host belongs to, RAY_ADDRESS, or `ray start`'s)",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -55,12 +69,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = terminal_console()
     quiet = args.quiet
     suite = load_suite(locate_suite(args.suite))
+    if args.address is not None and args.executor != "ray":
+        raise HarnessError("--address names a Ray cluster: it goes with --executor ray")
+    executor = None
+    if args.executor == "ray":
+        from harness.suite.ray_executor import RayExecutor
+
+        executor = RayExecutor(args.address)
     walker = SuiteWalker(
         suite,
         args.results,
         fresh=args.fresh,
         new_run=args.new_run,
         retry_failed=args.retry_failed,
+        executor=executor,
     )
     progress = Progress(
         TextColumn("[bold]{task.description}"),

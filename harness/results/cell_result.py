@@ -248,6 +248,13 @@ class CellResult(Mapping[str, Any]):
         return _thawed(self.data.get("emulation") or {})
 
     @property
+    def executor(self) -> dict[str, Any] | None:
+        """What ran the cell's trials and when: ``{"kind": "inprocess" | "ray", "host",
+        "node" (Ray's node id), "started_at", "ended_at"}`` (UTC ISO times), None for a
+        cell stored before it was recorded."""
+        return _thawed(self.data.get("executor"))
+
+    @property
     def deploy(self) -> dict[str, Any] | None:
         """What reached an SSH board (host, files sent, bytes, seconds), else None."""
         return _thawed(self.data.get("deploy"))

@@ -1,11 +1,16 @@
 """What the walker and the interleave share to measure an artifact on a device: the
-devices they open, each once, and the runner job for an artifact."""
+devices they open, each once, the runner job for an artifact, and the executor that runs
+a job's trials (in this process, or on a device lab's node: harness/suite/ray_executor.py)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
 
 from harness.artifacts import Artifact
 from harness.devices import abort_all, open_device
@@ -15,6 +20,7 @@ from harness.export.precision import precision_of
 from harness.export.registry import runtime_spec
 from harness.models.inputs import InputSpec
 from harness.runner.job import MeasureSettings, make_job
+from harness.runner.trials import TrialsRun, run_trials
 
 
 class OpenDevices:
@@ -42,6 +48,28 @@ class OpenDevices:
             device.close()
 
 
+class Executor(Protocol):
+    """Runs the trials of one job on a device; the walker is given one. Build, scoring
+    and the store stay with the walker, on the submitting host."""
+
+    kind: str
+
+    def run_trials(
+        self,
+        profile: DeviceProfile,
+        job: dict[str, Any],
+        artifact: Path,
+        eval_inputs: Path | None,
+        timeout_s: float,
+        trials: int,
+    ) -> Executed: ...
+
+    def abort(self) -> None:
+        """Stop every runner going now (Ctrl-C, SIGTERM)."""
+
+    def close(self) -> None: ...
+
+
 def artifact_job(
     runtime: str,
     artifact: Artifact,
@@ -65,3 +93,52 @@ def artifact_job(
         precision=precision_of(artifact.meta.get("export_notes"), quant_mode).to_job(),
         runtime_options=runtime_spec(runtime).runtime_options(quant_mode),
     )
+
+
+@dataclass(frozen=True)
+class Executed:
+    """The trials of one job, and where and when they ran (the cell's ``executor``)."""
+
+    run: TrialsRun
+    executor: dict[str, Any]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class InProcessExecutor:
+    """Runs a job's trials from this process: the devices open here (a board over SSH
+    from this host). What every walk did before there were other executors."""
+
+    kind = "inprocess"
+
+    def __init__(self) -> None:
+        self.devices = OpenDevices()
+
+    def run_trials(
+        self,
+        profile: DeviceProfile,
+        job: dict[str, Any],
+        artifact: Path,
+        eval_inputs: Path | None,
+        timeout_s: float,
+        trials: int,
+    ) -> Executed:
+        started = _now()
+        run = run_trials(self.devices.get(profile), job, artifact, eval_inputs, timeout_s, trials)
+        return Executed(
+            run,
+            {
+                "kind": self.kind,
+                "host": socket.gethostname(),
+                "started_at": started,
+                "ended_at": _now(),
+            },
+        )
+
+    def abort(self) -> None:
+        self.devices.abort()
+
+    def close(self) -> None:
+        self.devices.close()

@@ -44,9 +44,9 @@ from harness.results.scoring import measured_inputs, score_outputs
 from harness.results.store import CellRecord, DoneCell, ResultsStore
 from harness.runlog import log_path, run_log
 from harness.runner.job import settings_dict
-from harness.runner.trials import combine_trials, run_trials
+from harness.runner.trials import combine_trials
 from harness.suite.config import ModelEntry, Suite, Variant
-from harness.suite.on_device import OpenDevices, artifact_job
+from harness.suite.on_device import Executor, InProcessExecutor, artifact_job
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,8 @@ class WalkEvent:
 # Failures that may pass on their own: a continued run measures these cells again.
 # (A time-out counts only on a board (DeviceProfile.is_remote_board), where a stalled link
 # or a busy board causes it; on this machine it is the model's own doing.)
-TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted"})
+# (worker_lost: the device lab's node running a board's cell died or left the cluster.)
+TRANSIENT_KINDS = frozenset({"device_unavailable", "runner_crashed", "interrupted", "worker_lost"})
 BOARD_TRANSIENT_KINDS = frozenset({"timeout"})
 
 
@@ -148,6 +149,7 @@ class SuiteWalker:
         new_run: bool = False,
         retry_failed: bool = False,
         on_event: Callable[[WalkEvent], None] | None = None,
+        executor: Executor | None = None,
     ):
         self.suite = suite
         self.results_dir = Path(results_dir)
@@ -164,13 +166,14 @@ class SuiteWalker:
             fresh=fresh,
             log=lambda msg: self.on_event(WalkEvent("log", message=msg)),
         )
-        self._devices = OpenDevices()
+        # Runs each cell's trials: in this process, or on a device lab's node (Ray).
+        self.executor = executor or InProcessExecutor()
         self._prepared: dict[str, tuple[Any, Any] | BaseException] = {}
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
 
     def close(self) -> None:
-        self._devices.close()
+        self.executor.close()
         self.store.close()
 
     def _open_run(self) -> int:
@@ -252,7 +255,7 @@ class SuiteWalker:
                 # on measuring, the run is not running any more, and what it recorded is
                 # whole, so it resumes like an interrupted one.
                 self._stop.set()
-                self._devices.abort()
+                self.executor.abort()
                 self.store.set_run_status(run_id, "interrupted")
                 raise
         self.store.set_run_status(run_id, "complete")
@@ -460,14 +463,16 @@ class SuiteWalker:
         job = artifact_job(
             cell.runtime, artifact, data.inputs, settings, cell.device, quant_mode(cell.variant)
         )
-        run = run_trials(
-            self._devices.get(cell.device),
+        executed = self.executor.run_trials(
+            cell.device,
             job,
             artifact.path,
             data.eval_inputs,
             self.suite.measure.timeout_seconds,
             settings.trials,
         )
+        run = executed.run
+        result["executor"] = executed.executor
         fields, samples = combine_trials(run.results, settings)
         result.update(fields)
         result.update(

@@ -1,0 +1,158 @@
+"""``harness run --executor ray``: a board's cells on the Ray node offering the board.
+
+A real local cluster (a head, and a worker node offering ``board:board``), and the board
+is the test sshd on 127.0.0.1 (tests/sshd.py), so the worker node reaches it by SSH as a
+lab host reaches the boards wired to it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from harness.results.store import ResultsStore
+from tests.cli_runner import cli
+from tests.ray_cluster import RayCluster, ray_missing
+from tests.ssh_boards import board, board_suite
+from tests.sshd import TestSshd, sshd_missing
+from tests.suite_files import FAST_MEASURE
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(ray_missing() is not None, reason=str(ray_missing())),
+    pytest.mark.skipif(sshd_missing() is not None, reason=str(sshd_missing())),
+]
+
+SUITE = """
+name = "lab"
+runtimes = ["onnxruntime"]
+devices = ["local", "board"]
+
+[[models]]
+name = "tiny"
+factory = "tinymodel:make"
+
+[variants]
+fp32 = []
+int8 = ["int8-static"]
+"""
+LOCAL_ONLY = SUITE.replace('devices = ["local", "board"]', 'devices = ["local"]')
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[TestSshd]:
+    with TestSshd(tmp_path / "sshd") as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[RayCluster]:
+    lab = RayCluster(tmp_path / "lab-cache")
+    try:
+        lab.start_head()
+        yield lab
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        lab.stop()
+
+
+def cells_of(results: Path) -> dict[tuple[str, str], object]:
+    store = ResultsStore(results / "harness.db")
+    try:
+        run = store.latest_run("lab")
+        assert run is not None
+        return {(c.variant, c.device): c for c in store.cells(run.id)}
+    finally:
+        store.close()
+
+
+def test_board_cells_run_on_the_worker_node_one_at_a_time(
+    tmp_path: Path, sshd: TestSshd, cluster: RayCluster
+) -> None:
+    board(tmp_path, sshd)
+    suite = board_suite(tmp_path, SUITE + FAST_MEASURE + "trials = 1\n")
+    # No node offers the board yet: its cells fail at once, saying how to offer it.
+    code, out = cli(
+        "run", str(suite), "--results", str(tmp_path / "none"), "--executor", "ray",
+        "--address", cluster.address,
+    )  # fmt: skip
+    missing = cells_of(tmp_path / "none")
+    assert code != 0
+    assert missing[("fp32", "board")].result.failure_kind == "device_unavailable"
+    assert "harness lab join --board board --address" in missing[("fp32", "board")].reason
+    assert missing[("fp32", "local")].status == "ok"
+
+    cluster.add_worker(["board"])
+    results = tmp_path / "ray"
+    code, out = cli(
+        "run", str(suite), "--results", str(results), "--executor", "ray",
+        "--address", cluster.address,
+    )  # fmt: skip
+    assert code == 0, out
+    on_ray = cells_of(results)
+
+    import ray
+
+    ray.init(address=cluster.address, log_to_driver=False)
+    worker_nodes = {
+        n["NodeID"] for n in ray.nodes() if n["Alive"] and "board:board" in n["Resources"]
+    }
+    ray.shutdown()
+    assert len(worker_nodes) == 1
+    intervals = []
+    for variant in ("fp32", "int8"):
+        cell = on_ray[(variant, "board")]
+        assert cell.status == "ok", cell.reason
+        executor = cell.result.executor
+        assert executor["kind"] == "ray" and executor["node"] in worker_nodes
+        intervals.append(
+            (
+                datetime.fromisoformat(executor["started_at"]),
+                datetime.fromisoformat(executor["ended_at"]),
+            )
+        )
+        assert on_ray[(variant, "local")].result.executor["kind"] == "inprocess"
+    (a_start, a_end), (b_start, b_end) = sorted(intervals)
+    assert a_start < a_end <= b_start < b_end
+    # What the worker node was sent, by content, in its own cache.
+    assert list((tmp_path / "lab-cache").iterdir())
+
+    # The same suite in-process: the same cells, statuses and result fields.
+    code, out = cli("run", str(suite), "--results", str(tmp_path / "inproc"))
+    assert code == 0, out
+    in_process = cells_of(tmp_path / "inproc")
+    assert set(in_process) == set(on_ray)
+    for key, cell in in_process.items():
+        assert cell.status == on_ray[key].status
+        assert set(cell.result) == set(on_ray[key].result), key
+        assert cell.result.executor["kind"] == "inprocess"
+
+
+def test_address_without_the_ray_executor_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    board_suite(tmp_path, LOCAL_ONLY + FAST_MEASURE)
+    code, _ = cli(
+        "run", str(tmp_path / "suite.toml"), "--results", str(tmp_path / "r"),
+        "--address", "127.0.0.1:1",
+    )  # fmt: skip
+    assert code != 0 and "goes with --executor ray" in capsys.readouterr().err
+
+
+def test_without_ray_the_executor_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.errors import HarnessError
+    from harness.suite.ray_executor import import_ray
+
+    # None in sys.modules is how Python itself marks a module as not importable.
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(HarnessError, match=r"pip install -c constraints.txt -e '\.\[lab\]'"):
+        import_ray()
