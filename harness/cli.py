@@ -24,12 +24,23 @@ import sys
 import threading
 import warnings
 
-from harness.commands import compare, devices, fit, history, models, recipes, report, run, validate
+from harness.commands import (
+    compare,
+    devices,
+    fit,
+    history,
+    lab,
+    models,
+    recipes,
+    report,
+    run,
+    validate,
+)
 from harness.commands.exits import EXIT_BAD_INPUT, Terminated, interrupt_exit
 from harness.errors import HarnessError
 
 # In the order ``harness --help`` lists them.
-COMMANDS = (run, report, fit, compare, history, validate, models, recipes, devices)
+COMMANDS = (run, lab, report, fit, compare, history, validate, models, recipes, devices)
 
 
 def build_parser() -> argparse.ArgumentParser:
