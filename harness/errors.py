@@ -54,10 +54,14 @@ class RunnerError(HarnessError):
         kind: str = "runner_error",
         stderr: str = "",
         deploy: dict[str, Any] | None = None,
+        executor: dict[str, Any] | None = None,
     ):
         self.kind = kind
         self.stderr = stderr
         # What reached the board before the failure (files sent, bytes, cached), so a
         # failed cell's deploy record is kept too.
         self.deploy = deploy
+        # Where and when the failed trials ran (the executor's record), set by the
+        # executor: a failed cell of a device lab says which node it was on.
+        self.executor = executor
         super().__init__(message)

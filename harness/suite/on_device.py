@@ -16,6 +16,7 @@ from harness.artifacts import Artifact
 from harness.devices import abort_all, open_device
 from harness.devices.base import Device
 from harness.devices.config import DeviceProfile
+from harness.errors import RunnerError
 from harness.export.precision import precision_of
 from harness.export.registry import runtime_spec
 from harness.models.inputs import InputSpec
@@ -103,7 +104,7 @@ class Executed:
     executor: dict[str, Any]
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -125,17 +126,23 @@ class InProcessExecutor:
         timeout_s: float,
         trials: int,
     ) -> Executed:
-        started = _now()
-        run = run_trials(self.devices.get(profile), job, artifact, eval_inputs, timeout_s, trials)
-        return Executed(
-            run,
-            {
-                "kind": self.kind,
-                "host": socket.gethostname(),
-                "started_at": started,
-                "ended_at": _now(),
-            },
-        )
+        started = utc_now()
+        try:
+            run = run_trials(
+                self.devices.get(profile), job, artifact, eval_inputs, timeout_s, trials
+            )
+        except RunnerError as exc:
+            exc.executor = self._record(started)
+            raise
+        return Executed(run, self._record(started))
+
+    def _record(self, started: str) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "host": socket.gethostname(),
+            "started_at": started,
+            "ended_at": utc_now(),
+        }
 
     def abort(self) -> None:
         self.devices.abort()

@@ -16,16 +16,21 @@ import hashlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.devices.config import DeviceProfile
 from harness.errors import HarnessError, RunnerError
-from harness.suite.on_device import Executed, InProcessExecutor
+from harness.suite.on_device import Executed, InProcessExecutor, utc_now
 
 LAB_INSTALL = "pip install -c constraints.txt -e '.[lab]'"
 # Where a node keeps what it was sent; the tests point it into their tmp dir.
 LAB_CACHE_ENV = "HARNESS_LAB_CACHE"
+# How often a waiting cell looks whether its board is still offered by a live node.
+BOARD_RECHECK_S = 2.0
+# How long an interrupted task gets to stop its board's runner before its worker is killed.
+ABORT_GRACE_S = 10.0
 
 
 def board_resource(name: str) -> str:
@@ -47,6 +52,21 @@ def join_command(boards: list[str], address: str) -> str:
     """What ``harness lab join`` runs; the failure for an unoffered board repeats it."""
     resources = ",".join(f'"{board_resource(b)}":1' for b in boards)
     return f"ray start --address={address} --resources='{{{resources}}}'"
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at HOST:PORT: ``ray.init`` would retry for
+    minutes. Other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise HarnessError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one with `ray start --head --port=PORT` on the head host"
+        ) from None
 
 
 def lab_cache() -> Path:
@@ -84,6 +104,33 @@ def _write_cached(directory: Path, files: dict[str, bytes]) -> None:
         os.replace(partial, target)
 
 
+def _interruptible(work: Callable[[], Executed], on_interrupt: Callable[[], None]) -> Executed:
+    """``work()`` in a thread while this one waits in short slices: Ray's ``cancel``
+    raises KeyboardInterrupt in the task's main thread only between bytecodes, never
+    inside the blocking wait on a board's runner. On it the runner is stopped (as Ctrl-C
+    stops an in-process run's) and the interrupt goes on up."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # re-raised in the task's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="lab-cell", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        on_interrupt()
+        thread.join(ABORT_GRACE_S)
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def run_on_node(
     profile: DeviceProfile,
     job: dict[str, Any],
@@ -114,8 +161,16 @@ def run_on_node(
     }
     executor = InProcessExecutor()
     try:
-        executed = executor.run_trials(
-            profile, {**job, "artifact": str(artifact)}, artifact, eval_inputs, timeout_s, trials
+        executed = _interruptible(
+            lambda: executor.run_trials(
+                profile,
+                {**job, "artifact": str(artifact)},
+                artifact,
+                eval_inputs,
+                timeout_s,
+                trials,
+            ),
+            on_interrupt=executor.abort,
         )
     except RunnerError as exc:
         return {
@@ -125,11 +180,18 @@ def run_on_node(
                 "stderr": exc.stderr,
                 "deploy": exc.deploy,
             },
-            "executor": node,
+            "executor": {**(exc.executor or {}), **node},
         }
     finally:
         executor.close()
     return {"run": executed.run, "executor": {**executed.executor, **node}}
+
+
+def _cancel(ray: Any, ref: Any, force: bool) -> None:
+    try:
+        ray.cancel(ref, force=force)
+    except Exception:  # finished meanwhile, or its node is gone: nothing left to stop
+        pass
 
 
 class RayExecutor:
@@ -140,6 +202,8 @@ class RayExecutor:
     def __init__(self, address: str | None = None) -> None:
         self._ray = import_ray()
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address is not None:
+            check_reachable(address)
         try:
             self._ray.init(address=address or "auto", log_to_driver=False, logging_level="warning")
         except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -213,41 +277,88 @@ class RayExecutor:
         )
         with self._lock:
             self._outstanding.add(ref)
+        submitted = utc_now()
         try:
-            out = self._ray.get(ref)
+            out = self._outcome(ref, profile.name, submitted)
+        except KeyboardInterrupt:
+            # Ctrl-C in this thread: the task stays outstanding, so the walk's abort()
+            # cancels it and the node stops the board's runner.
+            raise
+        except BaseException:
+            self._forget(ref)
+            raise
+        self._forget(ref)
+        if "error" in out:
+            err = out["error"]
+            raise RunnerError(
+                err["message"],
+                kind=err["kind"],
+                stderr=err["stderr"],
+                deploy=err["deploy"],
+                executor=out["executor"],
+            )
+        return Executed(out["run"], out["executor"])
+
+    def _forget(self, ref: Any) -> None:
+        with self._lock:
+            self._outstanding.discard(ref)
+
+    def _outcome(self, ref: Any, board: str, submitted: str) -> dict[str, Any]:
+        """What the task sent back; Ray's own failures as the RunnerError kind they mean."""
+        try:
+            return self._await(ref, board, submitted)
         except self._ray.exceptions.TaskCancelledError:
             raise RunnerError(
-                f"device {profile.name}: the run was interrupted", kind="interrupted"
+                f"device {board}: the run was interrupted",
+                kind="interrupted",
+                executor=self._lost(submitted),
             ) from None
         except self._ray.exceptions.RayError as exc:
             # The node (or its worker process) died mid-cell, or left the cluster: the
             # board may be fine, so the next run measures the cell again.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise RunnerError(
-                f"device {profile.name}: the Ray worker running this cell was lost "
+                f"device {board}: the Ray worker running this cell was lost "
                 f"({type(exc).__name__}: {first})",
                 kind="worker_lost",
+                executor=self._lost(submitted),
             ) from None
-        finally:
-            with self._lock:
-                self._outstanding.discard(ref)
-        if "error" in out:
-            err = out["error"]
-            raise RunnerError(
-                err["message"], kind=err["kind"], stderr=err["stderr"], deploy=err["deploy"]
-            )
-        return Executed(out["run"], out["executor"])
+
+    def _await(self, ref: Any, board: str, submitted: str) -> dict[str, Any]:
+        """The task's result. A task whose board's node is gone would wait forever for a
+        resource no node has (Ray keeps an infeasible task pending), so every few seconds
+        of waiting the board is looked for again; a task waiting behind another run's
+        task on a board that is still offered just goes on waiting (that is the lease)."""
+        while True:
+            ready, _ = self._ray.wait([ref], timeout=BOARD_RECHECK_S)
+            if ready:
+                return self._ray.get(ref)
+            if board not in self.offered():
+                _cancel(self._ray, ref, force=True)
+                raise RunnerError(
+                    f"device {board}: the node offering this board left the Ray cluster "
+                    f"at {self.address} before the cell ended",
+                    kind="worker_lost",
+                    executor=self._lost(submitted),
+                )
+
+    def _lost(self, submitted: str) -> dict[str, Any]:
+        """The executor record of a task that never reported back."""
+        return {"kind": self.kind, "address": self.address, "submitted_at": submitted}
 
     def abort(self) -> None:
-        """Cancel every task still running (force: the worker process is killed, and with
-        it the board's SSH session), then stop this host's own runners."""
+        """Stop every task still running, then this host's own runners. A task is first
+        interrupted (KeyboardInterrupt in it: it stops the board's runner as an
+        in-process run does); one still going after a grace period has its worker
+        process killed."""
         with self._lock:
             refs = list(self._outstanding)
         for ref in refs:
-            try:
-                self._ray.cancel(ref, force=True)
-            except Exception:  # an interrupt is the outcome; a finished task is fine
-                pass
+            _cancel(self._ray, ref, force=False)
+        if refs:
+            _, going = self._ray.wait(refs, num_returns=len(refs), timeout=ABORT_GRACE_S)
+            for ref in going:
+                _cancel(self._ray, ref, force=True)
         self.local.abort()
 
     def close(self) -> None:

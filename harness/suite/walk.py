@@ -431,6 +431,8 @@ class SuiteWalker:
             result["stderr"] = exc.stderr
             if exc.deploy is not None:
                 result["deploy"] = exc.deploy
+            if exc.executor is not None:
+                result["executor"] = exc.executor
             message = str(exc)
             if exc.kind == "runtime_missing":
                 message += f"; install it on {cell.device.name}: "
