@@ -46,23 +46,36 @@ class RayCluster:
         self._groups: list[int] = []
         self.workers: list[int] = []
 
-    def _start(self, args: list[str]) -> int:
-        env = {
+    def node_env(self) -> dict[str, str]:
+        """What a node of this cluster runs with."""
+        return {
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
             # The node's worker processes import this tree's harness.
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             "HARNESS_LAB_CACHE": str(self.lab_cache),
         }
+
+    # What every node of the test cluster is started with beside its role.
+    NODE_OPTIONS = (
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+    )
+
+    def track(self, pgid: int) -> None:
+        """A process group started elsewhere (``harness lab join``) that teardown stops."""
+        self._groups.append(pgid)
+
+    def _start(self, args: list[str]) -> int:
+        env = self.node_env()
         proc = subprocess.Popen(
             [
                 str(RAY),
                 "start",
                 *args,
-                "--num-cpus=1",
-                "--object-store-memory=100000000",
-                "--disable-usage-stats",
-                "--node-ip-address=127.0.0.1",
+                *self.NODE_OPTIONS,
             ],
             env=env,
             stdout=subprocess.PIPE,

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from harness.commands.arguments import search_dirs
 from harness.errors import HarnessError
@@ -29,6 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument(
         "--dry-run", action="store_true", help="print the ray start command, do not run it"
     )
+    join.add_argument(
+        "ray_args",
+        nargs=argparse.REMAINDER,
+        help="after --: options passed on to ray start (e.g. --num-cpus=1)",
+    )
     join.set_defaults(func=cmd_join)
     status = actions.add_parser("status", help="which boards the lab's cluster offers")
     status.add_argument("--address", default=None, help="the Ray head's HOST:PORT")
@@ -37,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_join(args: argparse.Namespace) -> int:
     from harness.devices.config import list_profiles
-    from harness.suite.ray_executor import join_command
+    from harness.suite.ray_executor import LAB_INSTALL, join_command
 
     known = {p.name: p for p in list_profiles(search_dirs("devices", args.dir))}
     boards = sorted(n for n, p in known.items() if p.is_remote_board)
@@ -47,12 +55,22 @@ def cmd_join(args: argparse.Namespace) -> int:
                 f"--board {name}: no board profile of that name; known boards: "
                 + (", ".join(boards) or "(none)")
             )
+    extra = [a for a in args.ray_args if a != "--"] if args.ray_args else []
     command = join_command(list(dict.fromkeys(args.board)), args.address)
+    if extra:
+        command += " " + shlex.join(extra)
     if args.dry_run:
         print(command)
         return 0
+    argv = shlex.split(command)
+    # The ray of this harness's environment (a venv's is not on PATH unless activated).
+    beside = Path(sys.executable).with_name("ray")
+    if beside.is_file():
+        argv[0] = str(beside)
+    elif shutil.which("ray") is None:
+        raise HarnessError("harness lab join needs Ray's ray command: " + LAB_INSTALL)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    return subprocess.run(shlex.split(command), env=env).returncode
+    return subprocess.run(argv, env=env).returncode
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -60,11 +78,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     executor = RayExecutor(args.address)
     try:
-        offered = sorted(executor.offered())
+        boards = executor.boards()
     finally:
         executor.close()
-    if not offered:
+    if not boards:
         print("the cluster offers no boards (harness lab join --board NAME --address ADDR)")
-    for name in offered:
-        print(name)
+        return 0
+    width = max(5, *(len(b.name) for b in boards))
+    print(f"{'board':<{width}}  {'state':<5}  host")
+    for b in boards:
+        print(f"{b.name:<{width}}  {'busy' if b.busy else 'free':<5}  {b.host}")
     return 0

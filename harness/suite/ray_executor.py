@@ -17,6 +17,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,15 @@ def run_on_node(
     return {"run": executed.run, "executor": {**executed.executor, **node}}
 
 
+@dataclass(frozen=True)
+class LabBoard:
+    """A board as the cluster offers it: who has it, and whether a cell holds it now."""
+
+    name: str
+    host: str
+    busy: bool
+
+
 def _cancel(ray: Any, ref: Any, force: bool) -> None:
     try:
         ray.cancel(ref, force=force)
@@ -242,6 +252,27 @@ class RayExecutor:
             for name, amount in self._ray.cluster_resources().items()
             if name.startswith("board:") and amount >= 1
         }
+
+    def boards(self) -> list[LabBoard]:
+        """Each board a live node offers, with that node's host name, by name."""
+        available = self._ray.available_resources()
+        found = []
+        for node in self._ray.nodes():
+            if not node.get("Alive"):
+                continue
+            for resource, amount in node.get("Resources", {}).items():
+                if resource.startswith("board:") and amount >= 1:
+                    found.append(
+                        LabBoard(
+                            name=resource.removeprefix("board:"),
+                            host=str(
+                                node.get("NodeManagerHostname")
+                                or node.get("NodeManagerAddress", "?")
+                            ),
+                            busy=available.get(resource, 0) < 1,
+                        )
+                    )
+        return sorted(found, key=lambda b: (b.name, b.host))
 
     def run_trials(
         self,

@@ -18,3 +18,10 @@ def test_join_a_board_typo_lists_the_known_boards(capsys: pytest.CaptureFixture[
     code, _ = cli("lab", "join", "--board", "pi55", "--address", "h:6379", "--dry-run")
     err = capsys.readouterr().err
     assert code != 0 and "--board pi55" in err and "pi5" in err and "local" not in err
+
+
+def test_join_passes_what_follows_the_double_dash_to_ray_start() -> None:
+    code, out = cli("lab", "join", "--board", "pi5", "--address", "h:6379", "--dry-run",
+                    "--", "--num-cpus=1", "--node-ip-address=10.0.0.7")  # fmt: skip
+    assert code == 0
+    assert out.strip().endswith("'{\"board:pi5\":1}' --num-cpus=1 --node-ip-address=10.0.0.7")

@@ -272,3 +272,42 @@ def test_ctrl_c_while_a_lab_board_measures_stops_its_runner_and_marks_the_run(
         [run] = store.runs()
         assert run.status == "interrupted"
     assert "Traceback" not in out + err
+
+
+def test_lab_join_offers_the_board_and_status_shows_it_free(
+    tmp_path: Path, sshd: TestSshd, cluster: RayCluster
+) -> None:
+    import socket
+    import subprocess
+
+    from tests.cli_runner import wait_until
+
+    board(tmp_path, sshd)
+    # As a lab host's user runs it: its own process, its own session (the node's daemons
+    # outlive the command, and the teardown stops them by that group).
+    argv = [
+        sys.executable, "-m", "harness.cli", "lab", "join", "--board", "board",
+        "--address", cluster.address, "--dir", str(tmp_path / "devices"),
+        "--", *cluster.NODE_OPTIONS,
+    ]  # fmt: skip
+    join = subprocess.Popen(
+        argv,
+        env=cluster.node_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    cluster.track(join.pid)
+    out, _ = join.communicate(timeout=120)
+    assert join.returncode == 0, out
+
+    def status() -> str | None:
+        code, text = cli("lab", "status", "--address", cluster.address)
+        return text if code == 0 and "board" in text.splitlines()[-1] else None
+
+    text = wait_until(status, 30)
+    assert text, "the joined board never showed in lab status"
+    header, row = text.strip().splitlines()
+    assert header.split() == ["board", "state", "host"]
+    assert row.split() == ["board", "free", socket.gethostname()]
