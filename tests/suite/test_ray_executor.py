@@ -311,3 +311,39 @@ def test_lab_join_offers_the_board_and_status_shows_it_free(
     header, row = text.strip().splitlines()
     assert header.split() == ["board", "state", "host"]
     assert row.split() == ["board", "free", socket.gethostname()]
+
+
+def test_two_suites_sent_to_one_lab_take_turns_on_its_board(
+    tmp_path: Path, sshd: TestSshd, cluster: RayCluster
+) -> None:
+    import itertools
+    import subprocess
+
+    from tests.devices.test_ssh_faults import harness_process
+
+    board(tmp_path, sshd)
+    body = SUITE.replace('devices = ["local", "board"]', 'devices = ["board"]')
+    measure = LONG_MEASURE.replace("min_seconds = 8", "min_seconds = 1")
+    suite = board_suite(tmp_path, body + measure + "trials = 1\n")
+    cluster.add_worker(["board"])
+    def submit(results: Path) -> subprocess.Popen[str]:
+        return harness_process(
+            "run", str(suite), "--results", str(results), "--executor", "ray",
+            "--address", cluster.address,
+        )  # fmt: skip
+
+    procs = [submit(tmp_path / f"r{i}") for i in (1, 2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err
+    intervals = []
+    for i in (1, 2):
+        for cell in cells_of(tmp_path / f"r{i}").values():
+            assert cell.status == "ok", cell.reason
+            executor = cell.result.executor
+            intervals.append((executor["started_at"], executor["ended_at"], i))
+    assert len(intervals) == 4
+    ordered = sorted(intervals)
+    for (_, end, _), (start, _, _) in itertools.pairwise(ordered):
+        assert end <= start, ordered  # never two cells on the board at once
+    assert {i for *_, i in ordered} == {1, 2}
