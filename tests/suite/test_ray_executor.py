@@ -326,6 +326,7 @@ def test_two_suites_sent_to_one_lab_take_turns_on_its_board(
     measure = LONG_MEASURE.replace("min_seconds = 8", "min_seconds = 1")
     suite = board_suite(tmp_path, body + measure + "trials = 1\n")
     cluster.add_worker(["board"])
+
     def submit(results: Path) -> subprocess.Popen[str]:
         return harness_process(
             "run", str(suite), "--results", str(results), "--executor", "ray",
