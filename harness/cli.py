@@ -34,13 +34,14 @@ from harness.commands import (
     recipes,
     report,
     run,
+    tune,
     validate,
 )
 from harness.commands.exits import EXIT_BAD_INPUT, Terminated, interrupt_exit
 from harness.errors import HarnessError
 
 # In the order ``harness --help`` lists them.
-COMMANDS = (run, lab, report, fit, compare, history, validate, models, recipes, devices)
+COMMANDS = (run, lab, tune, report, fit, compare, history, validate, models, recipes, devices)
 
 
 def build_parser() -> argparse.ArgumentParser:

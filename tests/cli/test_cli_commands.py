@@ -39,7 +39,7 @@ ALL_PATHS = _command_paths(build_parser())
 
 def test_the_parser_has_every_command() -> None:
     top = {p[0] for p in ALL_PATHS}
-    commands = "run report fit compare history validate models recipes devices lab"
+    commands = "run report fit compare history validate models recipes devices lab tune"
     assert top == set(commands.split())
     assert {p for p in ALL_PATHS if p[0] == "devices"} == {
         ("devices",),
