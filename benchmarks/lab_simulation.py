@@ -95,14 +95,19 @@ def describe(lab: Lab) -> list[str]:
     for board in lab.boards:
         kinds[board.target] = kinds.get(board.target, 0) + 1
     artifacts = {lab.artifact(c): c.build_s for c in lab.cells}
-    measure = sum(lab.duration(c) for c in lab.cells)
+    load: dict[str, float] = {}
+    for cell in lab.cells:
+        load[cell.board] = load.get(cell.board, 0.0) + lab.duration(cell)
+    heaviest = max(load, key=lambda name: load[name])
+    measure = sum(load.values())
     bounds = lower_bounds(lab)
     return [
         f"lab: {len(lab.boards)} boards ("
         + ", ".join(f"{k} {n}" for k, n in kinds.items())
         + f"), {len(lab.cells)} cells, {len(artifacts)} artifacts",
-        f"build {sum(artifacts.values()):.0f} s on {lab.build_workers} worker(s); "
-        f"measure {measure:.0f} s over all boards",
+        f"build: {sum(artifacts.values()):.0f} s on {lab.build_workers} worker(s)",
+        f"measure: {measure:.0f} s, {measure / len(lab.boards):.0f} s a board on "
+        f"average, {load[heaviest]:.0f} s on the heaviest ({heaviest})",
         f"lower bounds: build {bounds.build:.0f} s, board {bounds.board:.0f} s, "
         f"chain {bounds.chain:.0f} s -> {bounds.value:.0f} s",
     ]
